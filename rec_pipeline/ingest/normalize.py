@@ -1,0 +1,203 @@
+"""Stream one dump file into the common schema as Parquet, quarantining what cannot be used.
+
+Memory stays bounded by a few chunks whatever the file size: chunks are parsed, normalized, validated and
+appended to a Parquet writer one at a time. Every line ends up either in the output or in the rejected
+file with its line number and reason, and the report counts both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rec_pipeline.atomic import atomic_path
+from rec_pipeline.ingest.chunks import ReadStatus, iter_chunks
+from rec_pipeline.ingest.formats import NORMALIZERS, SourceFormat, sniff_format
+from rec_pipeline.ingest.lines import ParsedBlock, parse_block, rejection
+from rec_pipeline.ingest.sources import Kind
+from rec_pipeline.schema import ITEM_SCHEMA, RATING_MAX, RATING_MIN, REJECTED_SCHEMA, REVIEW_SCHEMA
+
+# Anything above this is not a plausible seconds timestamp (year 5138) but is one in milliseconds.
+_MS_THRESHOLD = 100_000_000_000
+_SNIFF_LINES = 200
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    chunk_bytes: int = 8 << 20
+    progress_every_s: float = 10.0
+
+
+@dataclass
+class IngestReport:
+    """What happened to every line of one dump; serialized into asset metadata and the summary."""
+
+    source_file: str
+    kind: str
+    release: str = "unknown"
+    lines: int = 0
+    rows_out: int = 0
+    empty_lines: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    nulled_fields: dict[str, int] = field(default_factory=dict)
+    ms_timestamps_converted: int = 0
+    complete: bool = True
+    problem: str | None = None
+    compressed_bytes: int = 0
+    decompressed_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rejected_total"] = self.rejected_total
+        return out
+
+
+def _arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:
+    return pl.DataFrame(schema=schema).to_arrow().schema
+
+
+def _reason_key(reason: str) -> str:
+    """Group rejection reasons for counting ("malformed JSON: Expecting ..." -> "malformed JSON")."""
+    return reason.split(":", 1)[0]
+
+
+def _validate_reviews(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Split normalized reviews into kept and rejected (with a reason); convert ms timestamps to seconds."""
+    is_ms = pl.col("timestamp") > _MS_THRESHOLD
+    frame = frame.with_columns(
+        pl.when(is_ms).then(pl.col("timestamp") // 1000).otherwise(pl.col("timestamp")).alias("timestamp"),
+        is_ms.fill_null(False).alias("_ms"),
+        pl.col("user_id").str.strip_chars(),
+        pl.col("item_id").str.strip_chars(),
+    )
+    reason = (
+        pl.when(pl.col("user_id").is_null() | (pl.col("user_id") == ""))
+        .then(pl.lit("missing user id"))
+        .when(pl.col("item_id").is_null() | (pl.col("item_id") == ""))
+        .then(pl.lit("missing item id"))
+        .when(pl.col("rating").is_null() | pl.col("rating").is_nan())
+        .then(pl.lit("missing rating"))
+        .when((pl.col("rating") < RATING_MIN) | (pl.col("rating") > RATING_MAX))
+        .then(pl.lit("rating out of range"))
+        .when(pl.col("timestamp").is_null())
+        .then(pl.lit("missing timestamp"))
+        .when(pl.col("timestamp") < 0)
+        .then(pl.lit("timestamp out of range"))
+    )
+    frame = frame.with_columns(reason.alias("_reason"))
+    converted = int(frame.filter(pl.col("_reason").is_null())["_ms"].sum())
+    bad = frame.filter(pl.col("_reason").is_not_null())
+    good = frame.filter(pl.col("_reason").is_null()).drop("_reason", "_ms")
+    return good, bad.select("source_line", "_reason", "rating", "user_id", "item_id"), converted
+
+
+def _validate_items(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    frame = frame.with_columns(pl.col("item_id").str.strip_chars())
+    reason = pl.when(pl.col("item_id").is_null() | (pl.col("item_id") == "")).then(pl.lit("missing item id"))
+    frame = frame.with_columns(reason.alias("_reason"))
+    bad = frame.filter(pl.col("_reason").is_not_null())
+    good = frame.filter(pl.col("_reason").is_null()).drop("_reason")
+    return good, bad.select("source_line", "_reason"), 0
+
+
+def ingest_dump(
+    path: Path | str,
+    kind: Kind,
+    out_path: Path | str,
+    rejected_path: Path | str,
+    options: IngestOptions = IngestOptions(),
+    logger: logging.Logger | None = None,
+) -> IngestReport:
+    """Normalize one reviews or metadata dump into ``out_path`` (Parquet) and ``rejected_path``.
+
+    Both files are written atomically; the release is detected from the content of the first lines.
+    """
+    path = Path(path)
+    log = logger or logging.getLogger(__name__)
+    started = time.perf_counter()
+    report = IngestReport(source_file=path.name, kind=kind)
+    target_schema = REVIEW_SCHEMA if kind == "reviews" else ITEM_SCHEMA
+    required = ("reviewerID", "user_id", "asin", "parent_asin", "overall", "rating") if kind == "reviews" else ("asin", "parent_asin")
+    validate = _validate_reviews if kind == "reviews" else _validate_items
+    status = ReadStatus()
+    reasons: Counter[str] = Counter()
+    nulled: Counter[str] = Counter()
+    fmt: SourceFormat | None = None
+    last_log = started
+
+    with atomic_path(out_path) as tmp_out, atomic_path(rejected_path) as tmp_rej:
+        writer = pq.ParquetWriter(tmp_out, _arrow_schema(target_schema), compression="zstd")
+        rej_writer = pq.ParquetWriter(tmp_rej, _arrow_schema(REJECTED_SCHEMA), compression="zstd")
+        try:
+            for chunk in iter_chunks(path, options.chunk_bytes, status):
+                if fmt is None:
+                    fmt = sniff_format(kind, chunk.data.split(b"\n", _SNIFF_LINES)[:_SNIFF_LINES])
+                    report.release = fmt.release
+                    log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
+                    # Only fields this release actually has can be required.
+                    required = tuple(r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema))
+                block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required)
+                good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
+                report.ms_timestamps_converted += converted
+                report.empty_lines += block.empty_lines
+                nulled.update(block.nulled_fields)
+                rejected_rows = list(block.rejected)
+                if bad_rows.height:
+                    raw_lines = chunk.data.split(b"\n")
+                    for line_no, reason in bad_rows.select("source_line", "_reason").iter_rows():
+                        rejected_rows.append(rejection(path.name, line_no, reason, raw_lines[line_no - chunk.first_line]))
+                if rejected_rows:
+                    reasons.update(_reason_key(r["reason"]) for r in rejected_rows)
+                    rej_writer.write_table(pl.DataFrame(rejected_rows, schema=REJECTED_SCHEMA).to_arrow())
+                if good.height:
+                    writer.write_table(good.select(list(target_schema)).cast(target_schema).to_arrow())
+                    report.rows_out += good.height
+                now = time.perf_counter()
+                if now - last_log >= options.progress_every_s:
+                    log.info(
+                        "%s: %s lines read, %s rows kept, %s rejected, %.0f MB decompressed",
+                        path.name, f"{status.lines:,}", f"{report.rows_out:,}", f"{sum(reasons.values()):,}",
+                        status.decompressed_bytes / 1e6,
+                    )
+                    last_log = now
+        finally:
+            writer.close()
+            rej_writer.close()
+
+    report.lines = status.lines
+    report.complete = status.complete
+    report.problem = status.problem
+    if status.lines == 0:
+        report.problem = "empty file: no lines at all"
+    report.compressed_bytes = status.compressed_bytes
+    report.decompressed_bytes = status.decompressed_bytes
+    report.rejected = dict(sorted(reasons.items()))
+    report.nulled_fields = dict(sorted(nulled.items()))
+    report.seconds = round(time.perf_counter() - started, 3)
+    if report.problem:
+        log.warning("%s: %s", path.name, report.problem)
+    log.info(
+        "%s: done: %s lines, %s rows kept, %s rejected (%s), %s empty lines, %.1f s",
+        path.name, f"{report.lines:,}", f"{report.rows_out:,}", f"{report.rejected_total:,}", report.rejected or "none",
+        report.empty_lines, report.seconds,
+    )
+    return report
+
+
+def _normalize_and_validate(block: ParsedBlock, fmt: SourceFormat, kind: Kind, validate: Any) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    exprs = NORMALIZERS[(fmt.release, kind)]()
+    normalized = block.frame.select(*exprs, pl.col("source_line"))
+    return validate(normalized)
