@@ -1,0 +1,150 @@
+"""Shared machinery of the Keras models that map one (user, item) pair to one rating (MF, NCF, NeuMF, hybrid)."""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+import polars as pl
+
+from rec_pipeline.models.base import Recommender, clip_ratings
+from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
+from rec_pipeline.models.training import DatasetPair, fit_network, pair_dataset, run_network
+from rec_pipeline.models import layers as _layers  # noqa: F401  (registers custom layers before any load)
+from rec_pipeline.models.vocabulary import IdVocabulary
+
+NETWORK_FILE = "network.keras"
+
+
+class PairwiseKerasRecommender(Recommender):
+    """Fits a Keras network with inputs ``user`` and ``item`` (int32 indices, 0 = unknown) and one rating out.
+
+    Subclasses supply ``_build_network``; the hybrid also overrides the item vocabulary and ``_network_inputs``
+    to attach content features per batch.
+    """
+
+    default_learning_rate: ClassVar[float] = 1e-3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._network: keras.Model | None = None
+        self._global_mean: float = float("nan")
+
+    @abc.abstractmethod
+    def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
+        """The network; ``n_users``/``n_items`` already count the reserved unknown row 0."""
+
+    # ----- hooks -----------------------------------------------------------------------------------------------
+    def _item_vocabulary(self, data: TrainingData) -> IdVocabulary:
+        return IdVocabulary.from_column(data.train["item_id"])
+
+    def _prepare(self, data: TrainingData) -> None:
+        """Called after the vocabularies exist and before training (the hybrid aligns content here)."""
+
+    def _network_inputs(self, features: dict[str, Any]) -> dict[str, Any]:
+        """Turn index features into network inputs; runs inside tf.data (graph) and at prediction (eager)."""
+        return features
+
+    def _after_weights_ready(self) -> None:
+        """Called after fit and load (MF caches its factors as numpy arrays here)."""
+
+    def _save_extra(self, directory: Path) -> None:
+        """Model-specific arrays beside the network."""
+
+    def _load_extra(self, directory: Path) -> None:
+        """Read what ``_save_extra`` wrote."""
+
+    # ----- fitting ---------------------------------------------------------------------------------------------
+    def fit(self, data: TrainingData, options: TrainOptions | None = None,
+            logger: logging.Logger | None = None) -> TrainingHistory:
+        options = options or TrainOptions()
+        self._options = options
+        users = self._users = IdVocabulary.from_column(data.train["user_id"])
+        items = self._items = self._item_vocabulary(data)
+        self._global_mean = float(data.train["rating"].mean())  # type: ignore[arg-type]
+        self._prepare(data)
+
+        def indices(frame: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            features = {"user": users.lookup(frame["user_id"]), "item": items.lookup(frame["item_id"])}
+            return features, frame["rating"].to_numpy().astype(np.float32)
+
+        train_x, train_y = indices(data.train)
+        validation = indices(data.validation) if data.has_validation and data.validation is not None else None
+
+        def make_datasets(batch_size: int) -> DatasetPair:
+            train = pair_dataset(train_x, train_y, batch_size, options.seed, True, self._network_inputs)
+            val = None
+            if validation is not None:
+                # Larger batches for evaluation: no gradients, so only memory limits them.
+                val = pair_dataset(validation[0], validation[1], batch_size * 4, options.seed, False,
+                                   self._network_inputs)
+            return train, val
+
+        network, history = fit_network(
+            self.kind,
+            lambda: self._build_network(options, users.size_with_unknown, items.size_with_unknown),
+            make_datasets,
+            len(train_y),
+            options,
+            self.default_learning_rate,
+            logger=logger,
+        )
+        self._network = network
+        self._after_weights_ready()
+        return history
+
+    # ----- scoring ---------------------------------------------------------------------------------------------
+    def _fitted_network(self) -> keras.Model:
+        if self._network is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return self._network
+
+    def _score_pairs(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        return run_network(self._fitted_network(), {"user": user_index, "item": item_index}, self._network_inputs)
+
+    def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
+        if len(user_ids) != len(item_ids):
+            raise ValueError("user_ids and item_ids must have the same length")
+        user_index = self._vocab("users").lookup(user_ids)
+        item_index = self._vocab("items").lookup(item_ids)
+        return clip_ratings(self._score_pairs(user_index, item_index))
+
+    def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
+        user_index = self._vocab("users").lookup(user_ids)
+        n_items = len(self._vocab("items"))
+        every_item = np.arange(1, n_items + 1, dtype=np.int32)
+        scores = self._score_pairs(np.repeat(user_index, n_items), np.tile(every_item, len(user_index)))
+        return clip_ratings(scores.reshape(len(user_index), n_items))
+
+    # ----- persistence -------------------------------------------------------------------------------------------
+    def _save_state(self, directory: Path) -> None:
+        self._fitted_network().save(directory / NETWORK_FILE)
+        (directory / "state.json").write_text(json.dumps({"global_mean": self._global_mean}))
+        self._save_extra(directory)
+
+    def _load_state(self, directory: Path) -> None:
+        self._global_mean = float(json.loads((directory / "state.json").read_text())["global_mean"])
+        self._load_extra(directory)
+        self._network = keras.saving.load_model(directory / NETWORK_FILE, compile=False)
+        self._after_weights_ready()
+
+
+def id_inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The two index inputs every pairwise network starts from (names match the feature dict keys)."""
+    return (keras.Input(shape=(), dtype="int32", name="user"), keras.Input(shape=(), dtype="int32", name="item"))
+
+
+def embedding(rows: int, dim: int, options: TrainOptions, name: str, dtype: str, zeros: bool = False
+              ) -> keras.layers.Embedding:
+    """An L2-regularized embedding table (``zeros`` for bias tables, which should start at the baseline)."""
+    return keras.layers.Embedding(
+        rows, dim, name=name, dtype=dtype,
+        embeddings_initializer="zeros" if zeros else keras.initializers.RandomNormal(stddev=0.05),
+        embeddings_regularizer=keras.regularizers.L2(options.l2) if options.l2 > 0 else None,
+    )

@@ -1,0 +1,43 @@
+"""NeuMF (He et al. 2017): a GMF branch (element-wise product) fused with an MLP branch, for explicit ratings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from rec_pipeline.models.data import TrainOptions
+from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embedding, id_inputs
+from rec_pipeline.models.ncf import dropped_ids, mlp_tower, rating_head
+from rec_pipeline.models.training import layer_dtype
+
+
+class NeuMFRecommender(PairwiseKerasRecommender):
+    """Separate embeddings per branch (as in the paper: the branches want different geometry); the GMF vector
+    and the last MLP layer are concatenated into the rating layer. Trained from scratch, no pre-training."""
+
+    kind = "neumf"
+
+    def __init__(self, hidden_units: tuple[int, ...] | list[int] = (64, 32, 16)) -> None:
+        super().__init__()
+        self.hidden_units = tuple(int(units) for units in hidden_units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"hidden_units": list(self.hidden_units)}
+
+    def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
+        dtype = layer_dtype(options)
+        dim = options.embedding_dim
+        user_in, item_in = id_inputs()
+        user, item = dropped_ids(user_in, item_in, options)
+        gmf = keras.layers.Multiply(dtype=dtype, name="gmf")([
+            embedding(n_users, dim, options, "gmf_user_embedding", dtype)(user),
+            embedding(n_items, dim, options, "gmf_item_embedding", dtype)(item),
+        ])
+        mlp_input = keras.layers.Concatenate(dtype=dtype)([
+            embedding(n_users, dim, options, "mlp_user_embedding", dtype)(user),
+            embedding(n_items, dim, options, "mlp_item_embedding", dtype)(item),
+        ])
+        fused = keras.layers.Concatenate(dtype=dtype, name="fused")(
+            [gmf, mlp_tower(mlp_input, self.hidden_units, options, dtype, "mlp")])
+        return keras.Model({"user": user_in, "item": item_in}, rating_head(fused, self._global_mean), name="neumf")

@@ -1,0 +1,38 @@
+"""Model kinds by name, and loading any saved model by the kind recorded in its ``model.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rec_pipeline.models.artifacts import read_manifest
+from rec_pipeline.models.autorec import AutoRecRecommender
+from rec_pipeline.models.base import Recommender
+from rec_pipeline.models.biases import BiasesRecommender
+from rec_pipeline.models.global_mean import GlobalMeanRecommender
+from rec_pipeline.models.hybrid import HybridRecommender
+from rec_pipeline.models.mf import MatrixFactorizationRecommender
+from rec_pipeline.models.ncf import NCFRecommender
+from rec_pipeline.models.neumf import NeuMFRecommender
+
+MODELS: dict[str, type[Recommender]] = {
+    model.kind: model
+    for model in (GlobalMeanRecommender, BiasesRecommender, MatrixFactorizationRecommender, NCFRecommender,
+                  NeuMFRecommender, HybridRecommender, AutoRecRecommender)
+}
+
+
+def create_model(kind: str, **config: object) -> Recommender:
+    """A fresh, unfitted model of ``kind`` with model-specific constructor arguments."""
+    try:
+        model_class = MODELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(MODELS)}") from None
+    return model_class(**config)
+
+
+def load_model(directory: Path | str) -> Recommender:
+    """Load whatever model ``directory`` holds (dispatching on ``model.json``'s kind)."""
+    kind = read_manifest(directory)["kind"]
+    if kind not in MODELS:
+        raise ValueError(f"{directory} holds unknown model kind {kind!r}")
+    return MODELS[kind].load(directory)

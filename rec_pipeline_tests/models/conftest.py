@@ -1,0 +1,79 @@
+"""Planted-signal rating data: known biases and 3-d factors, with item factors driven by content vectors.
+
+Every model test asks whether a model recovers this structure (RMSE clearly under the global mean), which a
+broken embedding, mask or loss would fail.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rec_pipeline.models.data import ItemContent, TrainingData
+
+
+@dataclass(frozen=True)
+class PlantedRatings:
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    cold_test: pl.DataFrame  # ratings of items that appear only in content, never in train
+    content: ItemContent
+
+    def training_data(self, with_content: bool = False) -> TrainingData:
+        return TrainingData(self.train, self.validation, self.content if with_content else None)
+
+
+def make_planted_ratings(seed: int = 0, n_users: int = 200, n_items: int = 100, density: float = 0.3,
+                         n_cold_items: int = 15, content_dim: int = 8) -> PlantedRatings:
+    """ratings = 3.5 + b_u + b_i + p_u . q_i + N(0, 0.3), clipped to 1..5; q_i and b_i are functions of the
+    item's content vector, so content alone predicts an item's bias and factors."""
+    rng = np.random.default_rng(seed)
+    content = rng.normal(size=(n_items, content_dim))
+    item_factors = content @ rng.normal(scale=0.35, size=(content_dim, 3))
+    item_bias = content @ rng.normal(scale=0.25, size=content_dim)
+    user_factors = rng.normal(scale=0.6, size=(n_users, 3))
+    user_bias = rng.normal(scale=0.4, size=n_users)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < density)
+    ratings = (3.5 + user_bias[users] + item_bias[items] + np.einsum("ij,ij->i", user_factors[users],
+               item_factors[items]) + rng.normal(scale=0.3, size=len(users)))
+    frame = pl.DataFrame({
+        "user_id": [f"u{u:03d}" for u in users],
+        "item_id": [f"i{i:03d}" for i in items],
+        "rating": np.clip(ratings, 1, 5).astype(np.float32),
+        "timestamp": np.arange(len(users), dtype=np.int64),
+    })
+    cold_items = {f"i{i:03d}" for i in rng.choice(n_items, n_cold_items, replace=False)}
+    is_cold = pl.col("item_id").is_in(list(cold_items))
+    warm = frame.filter(~is_cold)
+    split = rng.random(warm.height)
+    item_ids = [f"i{i:03d}" for i in range(n_items)]
+    text_mask = rng.random(n_items) > 0.1  # some items lack text: the mask path must cope
+    return PlantedRatings(
+        train=warm.filter(split < 0.8),
+        validation=warm.filter((split >= 0.8) & (split < 0.9)),
+        test=warm.filter(split >= 0.9),
+        cold_test=frame.filter(is_cold),
+        content=ItemContent(
+            item_ids=item_ids,
+            text_vectors=np.where(text_mask[:, None], content, 0.0).astype(np.float32),
+            text_mask=text_mask,
+            image_vectors=(content @ rng.normal(size=(content_dim, 16))).astype(np.float32),
+            image_mask=np.ones(n_items, dtype=bool),
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def planted() -> PlantedRatings:
+    return make_planted_ratings()
+
+
+def rmse(predicted: np.ndarray, frame: pl.DataFrame) -> float:
+    return float(np.sqrt(np.mean((predicted - frame["rating"].to_numpy()) ** 2)))

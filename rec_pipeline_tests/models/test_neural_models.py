@@ -1,0 +1,95 @@
+"""MF, NCF, NeuMF and AutoRec on the planted data: each must recover the signal and behave as one interface.
+
+Each model is fitted once per module (a few seconds each) and shared by the tests below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rec_pipeline.models import MODELS, Recommender, TrainOptions, create_model, load_model
+from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
+
+pytestmark = pytest.mark.slow
+
+# Small dims and few epochs keep each fit to a few seconds on a loaded 2-core machine.
+SETTINGS: dict[str, tuple[dict, TrainOptions]] = {
+    "mf": ({}, TrainOptions(epochs=12, batch_size=64, embedding_dim=8, learning_rate=1e-2)),
+    "ncf": ({"hidden_units": (32, 16)}, TrainOptions(epochs=15, batch_size=64, embedding_dim=8, learning_rate=5e-3)),
+    "neumf": ({"hidden_units": (32, 16)}, TrainOptions(epochs=12, batch_size=64, embedding_dim=8, learning_rate=5e-3)),
+    "autorec": ({"hidden_units": (64, 16)}, TrainOptions(epochs=30, batch_size=8, learning_rate=5e-3, dropout=0.1)),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SETTINGS))
+def fitted(request: pytest.FixtureRequest, planted: PlantedRatings) -> Recommender:
+    config, options = SETTINGS[request.param]
+    model = create_model(request.param, **config)
+    model.fit(planted.training_data(), options)
+    return model
+
+
+def _predict(model: Recommender, frame: pl.DataFrame) -> np.ndarray:
+    return model.predict(frame["user_id"].to_list(), frame["item_id"].to_list())
+
+
+def test_every_registered_model_is_exercised() -> None:
+    assert set(SETTINGS) | {"global_mean", "biases", "hybrid"} == set(MODELS)
+
+
+def test_model_learns_the_planted_signal(fitted: Recommender, planted: PlantedRatings) -> None:
+    baseline = rmse(np.full(planted.test.height, planted.train["rating"].mean()), planted.test)
+    assert rmse(_predict(fitted, planted.test), planted.test) < 0.85 * baseline
+
+
+def test_predictions_are_clipped_ratings_even_for_unseen_ids(fitted: Recommender) -> None:
+    predicted = fitted.predict(["nobody", fitted.user_ids[0], "nobody"], [fitted.item_ids[0], "nothing", "nothing"])
+    assert predicted.dtype == np.float32
+    assert np.all((predicted >= 1) & (predicted <= 5))
+
+
+def test_score_users_agrees_with_predict(fitted: Recommender) -> None:
+    users = [fitted.user_ids[3], "nobody"]
+    scores = fitted.score_users(users)
+    assert scores.shape == (2, len(fitted.item_ids))
+    for row, user in enumerate(users):
+        assert np.allclose(scores[row], fitted.predict([user] * len(fitted.item_ids), fitted.item_ids), atol=1e-4)
+
+
+def test_recommend_excludes_rated_items(fitted: Recommender, planted: PlantedRatings) -> None:
+    rated = {user: set(items) for user, items in planted.train.group_by("user_id").agg("item_id").iter_rows()}
+    top = fitted.recommend(fitted.user_ids[:20], n=5, exclude=rated)
+    assert top.height == 100 and top.select(pl.struct("user_id", "item_id").is_unique().all()).item()
+    assert not any(item in rated[user] for user, item in top.select("user_id", "item_id").iter_rows())
+
+
+def test_save_then_load_gives_identical_predictions(fitted: Recommender, planted: PlantedRatings,
+                                                     tmp_path: Path) -> None:
+    fitted.save(tmp_path / fitted.kind)
+    loaded = load_model(tmp_path / fitted.kind)
+    assert type(loaded) is type(fitted) and loaded.get_config() == fitted.get_config()
+    assert np.array_equal(_predict(loaded, planted.test), _predict(fitted, planted.test))
+    users = [fitted.user_ids[0], "nobody"]
+    assert np.array_equal(loaded.score_users(users), fitted.score_users(users))
+
+
+def test_mf_falls_back_to_mean_plus_item_bias_for_unknown_users(planted: PlantedRatings) -> None:
+    config, options = SETTINGS["mf"]
+    model = create_model("mf", **config)
+    model.fit(planted.training_data(), TrainOptions(**{**options.to_dict(), "epochs": 2}))
+    items = model.item_ids
+    unknown_user = model.predict(["nobody"] * len(items), items)
+    unknown_both = model.predict(["nobody"], ["nothing"])[0]
+    item_bias = model._factors["item_bias"][1:]  # type: ignore[attr-defined]
+    assert np.allclose(unknown_user, np.clip(unknown_both + item_bias, 1, 5), atol=1e-5)
+
+
+def test_user_based_autorec_also_learns(planted: PlantedRatings) -> None:
+    model = create_model("autorec", hidden_units=(64, 16), item_based=False)
+    model.fit(planted.training_data(), TrainOptions(epochs=12, batch_size=16, learning_rate=5e-3, dropout=0.1))
+    baseline = rmse(np.full(planted.test.height, planted.train["rating"].mean()), planted.test)
+    assert rmse(_predict(model, planted.test), planted.test) < 0.9 * baseline

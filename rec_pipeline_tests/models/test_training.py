@@ -1,0 +1,81 @@
+"""The shared training loop: early stopping, determinism, logging, checkpoints and CPU fallbacks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rec_pipeline.models import TrainOptions, create_model
+from rec_pipeline.models.training import resolve_strategy, tensorboard_available
+from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
+
+pytestmark = pytest.mark.slow
+
+QUICK = TrainOptions(epochs=2, batch_size=128, embedding_dim=4, learning_rate=1e-2)
+
+
+def _test_predictions(kind: str, planted: PlantedRatings, options: TrainOptions) -> np.ndarray:
+    model = create_model(kind, hidden_units=(8,)) if kind == "ncf" else create_model(kind)
+    model.fit(planted.training_data(), options)
+    return model.predict(planted.test["user_id"].to_list(), planted.test["item_id"].to_list())
+
+
+def test_early_stopping_restores_the_best_epoch(planted: PlantedRatings) -> None:
+    # No regularization and a large step: validation error bottoms out early, then rises as MF overfits.
+    options = TrainOptions(epochs=30, batch_size=32, embedding_dim=32, learning_rate=3e-2, l2=0.0,
+                           early_stopping_patience=3)
+    model = create_model("mf")
+    history = model.fit(planted.training_data(), options)
+    assert history.best_epoch < history.epochs_run < options.epochs
+    best, last = min(history.val_rmse), history.val_rmse[-1]
+    assert history.val_rmse[history.best_epoch - 1] == best and last > best + 0.01
+    kept = rmse(model.predict(planted.validation["user_id"].to_list(), planted.validation["item_id"].to_list()),
+                planted.validation)
+    # Clipping to 1..5 can only lower the error, so the kept model sits at or just under the best epoch.
+    assert best - 0.02 < kept <= best + 1e-4
+
+
+@pytest.mark.parametrize("kind", ["ncf", "autorec"])
+def test_same_seed_gives_identical_predictions(kind: str, planted: PlantedRatings) -> None:
+    first = _test_predictions(kind, planted, QUICK)
+    assert np.array_equal(first, _test_predictions(kind, planted, QUICK))
+    assert not np.array_equal(first, _test_predictions(kind, planted, TrainOptions(**{**QUICK.to_dict(), "seed": 7})))
+
+
+def test_progress_goes_to_the_logger_and_checkpoints_to_their_dir(planted: PlantedRatings, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("rec_pipeline.test_training")
+    options = TrainOptions(**{**QUICK.to_dict(), "checkpoint_dir": tmp_path / "ckpt"})
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        history = create_model("mf").fit(planted.training_data(), options, logger=logger)
+    assert sum("mf epoch" in message for message in caplog.messages) == history.epochs_run == 2
+    assert (tmp_path / "ckpt" / "mf.best.weights.h5").is_file()
+    assert history.examples_per_second > 0 and history.wall_seconds > 0 and len(history.loss) == 2
+
+
+def test_tensorboard_logs_are_written_or_skipped_with_a_warning(planted: PlantedRatings, tmp_path: Path) -> None:
+    options = TrainOptions(**{**QUICK.to_dict(), "epochs": 1, "tensorboard_dir": tmp_path / "tb"})
+    if tensorboard_available():
+        create_model("mf").fit(planted.training_data(), options)
+        assert any((tmp_path / "tb" / "mf").rglob("events.out.tfevents.*"))
+    else:
+        with pytest.warns(RuntimeWarning, match="tensorboard"):
+            history = create_model("mf").fit(planted.training_data(), options)
+        assert history.epochs_run == 1
+
+
+def test_mixed_precision_and_device_strategies_train_on_cpu(planted: PlantedRatings) -> None:
+    for distribution in ("mirrored", "one_device"):
+        assert resolve_strategy(distribution).num_replicas_in_sync >= 1
+    options = TrainOptions(**{**QUICK.to_dict(), "mixed_precision": True, "distribution": "one_device"})
+    predicted = _test_predictions("ncf", planted, options)
+    assert np.all(np.isfinite(predicted)) and np.all((predicted >= 1) & (predicted <= 5))
+
+
+def test_training_without_validation_still_fits(planted: PlantedRatings) -> None:
+    model = create_model("mf")
+    history = model.fit(type(planted.training_data())(planted.train), QUICK)
+    assert history.val_loss == [] and history.epochs_run == 2
