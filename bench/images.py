@@ -1,0 +1,134 @@
+"""Image-fetch benchmark: throughput against a latency-bound local server, and the cost of an incremental re-run.
+
+    python bench/images.py                        # 2,000 images, 50 ms per response, 32 requests in flight
+    python bench/images.py --images 500 --concurrency 16
+
+A child process serves ``--images`` generated JPEGs from 127.0.0.1 with ``--latency`` injected before every
+response (a stand-in for a CDN round trip), so the fetcher's event loop and decode threads do not share a GIL
+with the server. Prints, from one run:
+
+- cold run: images/s next to the bound ``concurrency / latency`` (a client can never beat it);
+- CPU only: the same images read from a local mirror (no network), the decode/resize/write ceiling;
+- warm re-run with nothing new: the fixed overhead (one status-record read per URL);
+- re-run with 1% new items: its wall time as a fraction of the cold run.
+  Target: about 1% of the cold run plus the fixed overhead.
+
+Each row also shows the fetcher's CPU time per image (``time.process_time``: event loop and decode threads,
+not the server child), which is steadier than wall time on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rec_pipeline.images.fetch import FetchOptions, FetchReport, fetch_images  # noqa: E402
+from rec_pipeline_tests.images.http_server import LocalHTTPServer, Reply, make_image_bytes  # noqa: E402
+
+IMAGE_SIZE = (200, 150)
+
+
+def _image(n: int) -> bytes:
+    color = ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256)
+    return make_image_bytes(IMAGE_SIZE, color=color, image_format="JPEG")
+
+
+def _serve(n_images: int, latency: float, control: Connection) -> None:
+    """Child process: serve /img/<n>.jpg for n < n_images; answer "count" with the number of requests seen."""
+    with LocalHTTPServer(latency=latency) as server:
+        for n in range(n_images):
+            server.route(f"/img/{n}.jpg", Reply(body=_image(n), content_type="image/jpeg"))
+        control.send(server.port)
+        while (command := control.recv()) != "stop":
+            if command == "count":
+                control.send(len(server.requests))
+
+
+def _timed(requests: list[tuple[str, str]], cache: Path, mirror: Path | None,
+           options: FetchOptions) -> tuple[FetchReport, float]:
+    """The report and the CPU seconds this process (event loop + decode threads, not the server) spent."""
+    cpu_started = time.process_time()
+    report = fetch_images(requests, cache, mirror, options)
+    cpu = time.process_time() - cpu_started
+    failed = len(requests) - report.n_ok
+    if failed:
+        raise SystemExit(f"{failed} fetches failed: {report.failures_by_reason}")
+    return report, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds added before every response")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (all to one host)")
+    parser.add_argument("--new-fraction", type=float, default=0.01)
+    args = parser.parse_args()
+
+    n_new = max(1, round(args.images * args.new_fraction))
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve, args=(args.images + n_new, args.latency, child), daemon=True)
+    server.start()
+    port = parent.recv()
+    options = FetchOptions(max_concurrency=args.concurrency, per_host_limit=args.concurrency,
+                           allowed_networks=("127.0.0.1/32",), image_size=(224, 224), max_retries=1)
+    base = f"http://127.0.0.1:{port}/img"
+    old = [(f"item{n}", f"{base}/{n}.jpg") for n in range(args.images)]
+    new = [(f"item{n}", f"{base}/{n}.jpg") for n in range(args.images, args.images + n_new)]
+
+    def requests_seen() -> int:
+        parent.send("count")
+        return int(parent.recv())
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-images-") as scratch:
+            cache = Path(scratch) / "cache"
+            cold, cold_cpu = _timed(old, cache, None, options)
+            after_cold = requests_seen()
+
+            mirror = Path(scratch) / "mirror"
+            for n in range(args.images):
+                target = mirror / "127.0.0.1" / "img" / f"{n}.jpg"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(_image(n))
+            cpu, cpu_cpu = _timed(old, Path(scratch) / "cache-mirror", mirror, options)
+
+            warm, warm_cpu = _timed(old, cache, None, options)
+            after_warm = requests_seen()
+            incremental, incremental_cpu = _timed(old + new, cache, None, options)
+            after_incremental = requests_seen()
+    finally:
+        parent.send("stop")
+        server.join(timeout=10)
+
+    bound = args.concurrency / args.latency
+    fixed = warm.elapsed_s
+    expected = cold.elapsed_s * n_new / args.images + fixed
+    print(f"{args.images:,} images of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEG -> 224x224 PNG; "
+          f"latency {args.latency * 1000:.0f} ms; {args.concurrency} in flight")
+    rows = [
+        ("cold run (network)", cold, cold_cpu, after_cold, f"{cold.throughput:7.1f} img/s  (bound {bound:.0f} img/s, "
+                                                 f"{cold.throughput / bound:.0%} of it)"),
+        ("CPU only (mirror)", cpu, cpu_cpu, 0, f"{cpu.throughput:7.1f} img/s  (decode + resize + write ceiling)"),
+        ("warm re-run, 0 new", warm, warm_cpu, after_warm - after_cold, "fixed overhead"),
+        (f"re-run, {n_new} new ({args.new_fraction:.0%})", incremental, incremental_cpu,
+         after_incremental - after_warm,
+         f"{incremental.elapsed_s / cold.elapsed_s:.2%} of cold (target ~{expected / cold.elapsed_s:.2%}: "
+         f"{n_new / args.images:.0%} of cold + fixed)"),
+    ]
+    print(f"  {'':<24} {'wall':>9}  {'CPU/img':>8}  {'requests':>8}")
+    for label, report, cpu_s, requests, note in rows:
+        per_image = 1000 * cpu_s / max(1, len(report.results))
+        print(f"  {label:<24} {report.elapsed_s:7.3f} s  {per_image:5.2f} ms  {requests:8d}  {note}")
+    print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+          "(wall times on a shared machine vary; CPU/img is the steadier figure)")
+
+
+if __name__ == "__main__":
+    main()
