@@ -1,0 +1,1 @@
+"""Dagster assets: thin wiring of the plain modules, plus metadata and checks. Grouped by domain."""

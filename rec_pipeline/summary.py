@@ -1,0 +1,58 @@
+"""The materialized state of a category as one JSON-able document (for scripts, checks and the CLI).
+
+Reads only what is on disk under the data root, so it works without a Dagster instance and never triggers
+computation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rec_pipeline.paths import DataLayout
+
+
+def _rows(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
+    art = lambda name: layout.artifact(category, name)  # noqa: E731 - a local shorthand
+    summary: dict[str, Any] = {"category": category, "data_dir": str(layout.root), "assets": {}}
+    assets = summary["assets"]
+    for name, kind in (("raw_reviews", "reviews"), ("raw_items", "items")):
+        sidecar = _json(art(f"{name}.report.json"))
+        rows = _rows(art(f"{name}.parquet"))
+        if rows is None and sidecar is None:
+            continue
+        report = (sidecar or {}).get("report", {})
+        assets[name] = {
+            "rows": rows,
+            "lines_in": report.get("lines"),
+            "rejected": sum(report.get("rejected", {}).values()) if report else 0,
+            "rejected_by_reason": report.get("rejected", {}),
+            "release": report.get("release"),
+            "input_complete": report.get("complete", True),
+            "input_problem": report.get("problem"),
+        }
+    if (rows := _rows(art("interactions.parquet"))) is not None:
+        frame = pl.read_parquet(art("interactions.parquet"), columns=["user_id", "item_id"])
+        assets["interactions"] = {"rows": rows, "users": frame["user_id"].n_unique(), "items": frame["item_id"].n_unique()}
+    if art("splits/train.parquet").exists():
+        assets["splits"] = {name: _rows(art(f"splits/{name}.parquet")) for name in ("train", "validation", "test")}
+        assets["splits"].update(_json(art("splits/split.json")) or {})
+    for name in ("item_text", "item_text_vectors", "item_images", "image_embeddings", "recommendations"):
+        if (rows := _rows(art(f"{name}.parquet"))) is not None:
+            assets[name] = {"rows": rows, **(_json(art(f"{name}.summary.json")) or {})}
+    if (metrics := _json(art("metrics/metrics.json"))) is not None:
+        summary["metrics"] = metrics
+    return summary
