@@ -1,0 +1,251 @@
+"""The two ranking protocols (``full`` and ``sampled``), vectorized over batches of users.
+
+Shared rules, whatever the protocol:
+
+- Items the user rated in train (and validation, when given) are never ranked: their scores become ``-inf``.
+- Relevant items are the user's test items rated >= the threshold (or all test items, see
+  ``EvaluationOptions``). A relevant item that cannot be ranked, because it is outside the model's catalogue or
+  the user already rated it in train/validation, is dropped and counted in ``n_relevant_dropped`` (as Cornac
+  does with unknown items): no model could rank it, so it would only scale every model's recall down alike.
+- Test users left with no relevant item are skipped and counted in ``n_users_skipped``; metrics average over
+  the evaluated users.
+- ``coverage@K`` always comes from each evaluated user's top K over the full unrated catalogue, in both
+  protocols, so it measures the same thing whichever protocol the accuracy metrics use.
+
+``sampled`` specifics: each (user, relevant item) case is ranked against ``n_negatives`` items drawn uniformly,
+without replacement, from items the user has not rated anywhere (train, validation or test). Negatives scoring
+the same as the positive rank ahead of it (pessimistic), so a constant model cannot score well. Per-case
+metrics are averaged per user first, then over users, so heavy users do not dominate, as in ``full``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from rec_pipeline.evaluation.negative_sampling import sample_unrated
+from rec_pipeline.evaluation.options import EvaluationOptions
+from rec_pipeline.evaluation.ranking_metrics import (
+    RANKING_METRICS,
+    catalog_coverage,
+    metric_key,
+    ranking_metrics_from_hits,
+    top_k_columns,
+)
+from rec_pipeline.evaluation.scoring_model import ScoringModel
+
+# Scores per score_users call when batch_users is not given: ~16 MB of float64, whatever the catalogue size.
+_SCORES_PER_BATCH = 2_000_000
+
+
+@dataclass(frozen=True)
+class RankingOutcome:
+    """Mean ranking metrics over evaluated users plus the counts needed to read them honestly."""
+
+    protocol: str
+    metrics: dict[str, float | None]
+    n_test_users: int
+    n_users_evaluated: int
+    n_users_skipped: int
+    n_relevant_dropped: int
+    n_cases: int
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything in index space: evaluated users in row order, pairs as sorted (row, column) arrays."""
+
+    users: list[str]
+    n_items: int
+    seen_rows: np.ndarray
+    seen_cols: np.ndarray
+    relevant_rows: np.ndarray
+    relevant_cols: np.ndarray
+    rated_rows: np.ndarray
+    rated_cols: np.ndarray
+    n_test_users: int
+    n_relevant_dropped: int
+
+
+def rank_model(
+    model: ScoringModel,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    validation: pl.DataFrame | None = None,
+    options: EvaluationOptions | None = None,
+    logger: logging.Logger | None = None,
+) -> RankingOutcome:
+    """Ranking metrics of ``model`` on ``test`` under ``options.protocol`` (see the module docstring)."""
+    options = options or EvaluationOptions()
+    prepared = _prepare(model, train, test, validation, options)
+    n_users = len(prepared.users)
+    k_max = max(options.ks)
+    batch = options.batch_users or max(1, min(4096, _SCORES_PER_BATCH // max(prepared.n_items, 1)))
+    rng = np.random.default_rng(options.seed)
+    recommended = {k: np.zeros(prepared.n_items, dtype=bool) for k in options.ks}
+    per_user = {metric_key(m, k): np.zeros(n_users) for m in RANKING_METRICS for k in options.ks}
+    n_cases = 0
+    for start in range(0, n_users, batch):
+        stop = min(start + batch, n_users)
+        scores = _scores(model, prepared.users[start:stop], prepared.n_items)
+        seen_slice = _row_slice(prepared.seen_rows, start, stop)
+        scores[prepared.seen_rows[seen_slice] - start, prepared.seen_cols[seen_slice]] = -np.inf
+        top = top_k_columns(scores, k_max)
+        finite_top = np.isfinite(np.take_along_axis(scores, top, axis=1))
+        for k in options.ks:
+            recommended[k][top[:, :k][finite_top[:, :k]]] = True
+        rel_slice = _row_slice(prepared.relevant_rows, start, stop)
+        rel_rows = prepared.relevant_rows[rel_slice] - start
+        rel_cols = prepared.relevant_cols[rel_slice]
+        if options.protocol == "full":
+            batch_metrics = _full_batch(scores, top, finite_top, rel_rows, rel_cols, options)
+        else:
+            rated_slice = _row_slice(prepared.rated_rows, start, stop)
+            rated = np.zeros_like(scores, dtype=bool)
+            rated[prepared.rated_rows[rated_slice] - start, prepared.rated_cols[rated_slice]] = True
+            batch_metrics = _sampled_batch(scores, rated, rel_rows, rel_cols, options, rng)
+            n_cases += rel_rows.size
+        for key, values in batch_metrics.items():
+            per_user[key][start:stop] = values
+        if logger is not None:
+            logger.info("ranking (%s): %d/%d users scored", options.protocol, stop, n_users)
+    if options.protocol == "full":
+        n_cases = int(prepared.relevant_rows.size)
+    metrics: dict[str, float | None] = {
+        key: (float(values.mean()) if n_users else None) for key, values in per_user.items()
+    }
+    for k in options.ks:
+        metrics[metric_key("coverage", k)] = catalog_coverage(recommended[k]) if n_users else None
+    return RankingOutcome(
+        protocol=options.protocol_name,
+        metrics=metrics,
+        n_test_users=prepared.n_test_users,
+        n_users_evaluated=n_users,
+        n_users_skipped=prepared.n_test_users - n_users,
+        n_relevant_dropped=prepared.n_relevant_dropped,
+        n_cases=n_cases,
+        per_user=per_user,
+    )
+
+
+def _full_batch(
+    scores: np.ndarray,
+    top: np.ndarray,
+    finite_top: np.ndarray,
+    rel_rows: np.ndarray,
+    rel_cols: np.ndarray,
+    options: EvaluationOptions,
+) -> dict[str, np.ndarray]:
+    relevant = np.zeros_like(scores, dtype=bool)
+    relevant[rel_rows, rel_cols] = True
+    hits = np.take_along_axis(relevant, top, axis=1) & finite_top
+    n_relevant = np.bincount(rel_rows, minlength=scores.shape[0])
+    return ranking_metrics_from_hits(hits, n_relevant, options.ks)
+
+
+def _sampled_batch(
+    scores: np.ndarray,
+    rated: np.ndarray,
+    rel_rows: np.ndarray,
+    rel_cols: np.ndarray,
+    options: EvaluationOptions,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    negatives, valid = sample_unrated(rng, rated, rel_rows, options.n_negatives)
+    positive = scores[rel_rows, rel_cols]
+    rank = ((scores[rel_rows[:, None], negatives] >= positive[:, None]) & valid).sum(axis=1)
+    # One relevant item per case: a hit matrix with a single True at the positive's rank (if within K).
+    k_max = max(options.ks)
+    hits = np.zeros((rel_rows.size, k_max), dtype=bool)
+    within = rank < k_max
+    hits[np.flatnonzero(within), rank[within]] = True
+    per_case = ranking_metrics_from_hits(hits, np.ones(rel_rows.size, dtype=np.int64), options.ks)
+    n_per_user = np.bincount(rel_rows, minlength=scores.shape[0])
+    return {
+        key: np.bincount(rel_rows, weights=values, minlength=scores.shape[0]) / n_per_user
+        for key, values in per_case.items()
+    }
+
+
+def _scores(model: ScoringModel, users: list[str], n_items: int) -> np.ndarray:
+    # A float64 copy: masking writes into it and must never touch a model's cached array.
+    scores = np.array(model.score_users(users), dtype=np.float64)
+    if scores.shape != (len(users), n_items):
+        raise ValueError(f"score_users returned shape {scores.shape}, expected {(len(users), n_items)}")
+    if np.isnan(scores).any():
+        raise ValueError("score_users returned NaN scores; a broken model must not be ranked")
+    return scores
+
+
+def _row_slice(sorted_rows: np.ndarray, start: int, stop: int) -> slice:
+    lo, hi = np.searchsorted(sorted_rows, [start, stop])
+    return slice(int(lo), int(hi))
+
+
+def _prepare(
+    model: ScoringModel,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    validation: pl.DataFrame | None,
+    options: EvaluationOptions,
+) -> _Prepared:
+    catalog = [str(item) for item in model.item_ids]
+    if len(set(catalog)) != len(catalog):
+        raise ValueError("model.item_ids contains duplicates")
+    items = pl.DataFrame({"item_id": catalog, "col": np.arange(len(catalog), dtype=np.int64)},
+                         schema={"item_id": pl.String, "col": pl.Int64})
+    test_pairs = _pairs(test, with_rating=True)
+    history = pl.concat([_pairs(frame) for frame in (train, validation) if frame is not None])
+    test_users = test_pairs.select("user_id").unique()
+    history = history.join(test_users, on="user_id", how="semi").unique()
+
+    relevant = test_pairs if options.all_test_items_relevant else test_pairs.filter(
+        pl.col("rating") >= options.relevance_threshold)
+    relevant = relevant.select("user_id", "item_id").unique()
+    rankable = relevant.join(items, on="item_id", how="inner").join(
+        history, on=["user_id", "item_id"], how="anti")
+    n_dropped = relevant.height - rankable.height
+
+    users = sorted(rankable.get_column("user_id").unique().to_list())
+    rows = pl.DataFrame({"user_id": users, "row": np.arange(len(users), dtype=np.int64)},
+                        schema={"user_id": pl.String, "row": pl.Int64})
+
+    def index_pairs(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        indexed = frame.join(rows, on="user_id").join(items, on="item_id").select("row", "col").unique()
+        indexed = indexed.sort("row", "col")
+        return indexed.get_column("row").to_numpy(), indexed.get_column("col").to_numpy()
+
+    seen_rows, seen_cols = index_pairs(history)
+    relevant_rows, relevant_cols = index_pairs(rankable)
+    if options.protocol == "sampled":
+        rated_rows, rated_cols = index_pairs(pl.concat([history, test_pairs.select("user_id", "item_id")]))
+    else:
+        rated_rows = rated_cols = np.zeros(0, dtype=np.int64)
+    return _Prepared(
+        users=users,
+        n_items=len(catalog),
+        seen_rows=seen_rows,
+        seen_cols=seen_cols,
+        relevant_rows=relevant_rows,
+        relevant_cols=relevant_cols,
+        rated_rows=rated_rows,
+        rated_cols=rated_cols,
+        n_test_users=test_users.height,
+        n_relevant_dropped=n_dropped,
+    )
+
+
+def _pairs(frame: pl.DataFrame, with_rating: bool = False) -> pl.DataFrame:
+    """(user_id, item_id[, rating]) as strings/floats, whatever integer or categorical ids a caller passes."""
+    wanted = ["user_id", "item_id", "rating"] if with_rating else ["user_id", "item_id"]
+    missing = [column for column in wanted if column not in frame.columns]
+    if missing:
+        raise ValueError(f"interaction frame lacks columns {missing}; has {frame.columns}")
+    casts = [pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)]
+    if with_rating:
+        casts.append(pl.col("rating").cast(pl.Float64))
+    return frame.select(casts)

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rec_pipeline.evaluation.options import EvaluationOptions
+from rec_pipeline.evaluation.ranking_protocols import rank_model
+from rec_pipeline_tests.evaluation.fakes import TableModel, ratings
+
+ITEMS = ["a", "b", "c", "d", "e"]
+
+
+def _scenario() -> tuple[TableModel, object, object]:
+    # u1 rated a, b in train; ranks d(8) > c(3) > e(1) once a, b are masked. Only c is relevant (rating >= 4).
+    model = TableModel(ITEMS, {"u1": [10, 9, 3, 8, 1]})
+    train = ratings([("u1", "a", 5), ("u1", "b", 4), ("u4", "a", 3)])
+    test = ratings([
+        ("u1", "c", 5), ("u1", "d", 2),
+        ("u2", "e", 1),  # nothing relevant: skipped
+        ("u3", "z", 5),  # relevant but outside the catalogue: dropped, then skipped
+        ("u4", "a", 5),  # relevant but already rated in train: dropped, then skipped
+    ])
+    return model, train, test
+
+
+def test_full_protocol_masks_seen_items_and_matches_hand_computed_metrics() -> None:
+    model, train, test = _scenario()
+    outcome = rank_model(model, train, test, options=EvaluationOptions(ks=(1, 2)))
+    assert outcome.metrics["hr@1"] == 0.0
+    assert outcome.metrics["hr@2"] == 1.0
+    assert outcome.metrics["recall@2"] == 1.0
+    assert outcome.metrics["ndcg@2"] == pytest.approx(1 / np.log2(3))
+    assert outcome.metrics["map@2"] == pytest.approx(0.5)
+    assert outcome.metrics["coverage@1"] == pytest.approx(1 / 5)  # only d: a and b were seen
+    assert outcome.protocol.startswith("full")
+
+
+def test_users_without_rankable_relevant_items_are_skipped_and_counted() -> None:
+    model, train, test = _scenario()
+    outcome = rank_model(model, train, test, options=EvaluationOptions(ks=(2,)))
+    assert outcome.n_test_users == 4
+    assert outcome.n_users_evaluated == 1
+    assert outcome.n_users_skipped == 3
+    assert outcome.n_relevant_dropped == 2
+    assert outcome.n_cases == 1
+
+
+def test_all_test_items_relevant_option_counts_low_ratings_too() -> None:
+    model, train, test = _scenario()
+    options = EvaluationOptions(ks=(2,), all_test_items_relevant=True)
+    outcome = rank_model(model, train, test, options=options)
+    assert outcome.n_users_evaluated == 2  # u2's 1-star item is now relevant
+    assert outcome.per_user["ndcg@2"][0] == pytest.approx(1.0)  # u1: d and c fill the top 2
+    assert "all test items" in outcome.protocol
+
+
+def test_seen_items_are_never_ranked_even_when_scored_highest() -> None:
+    items = [f"i{n}" for n in range(6)]
+    model = TableModel(items, {"u": [9, 9, 9, 9, 9, 1]})
+    train = ratings([("u", item, 3) for item in items[:5]])
+    outcome = rank_model(model, train, ratings([("u", "i5", 5)]), options=EvaluationOptions(ks=(1, 3)))
+    assert outcome.metrics["hr@1"] == 1.0
+    assert outcome.metrics["coverage@3"] == pytest.approx(1 / 6)
+
+
+def test_validation_items_are_masked_when_validation_is_given() -> None:
+    model = TableModel(["a", "b", "c"], {"u": [1, 9, 5]})
+    train, test = ratings([("u", "a", 4)]), ratings([("u", "c", 5)])
+    validation = ratings([("u", "b", 4)])
+    options = EvaluationOptions(ks=(1,))
+    assert rank_model(model, train, test, options=options).metrics["hr@1"] == 0.0
+    assert rank_model(model, train, test, validation, options).metrics["hr@1"] == 1.0
+
+
+def test_results_do_not_depend_on_the_user_batch_size() -> None:
+    rng = np.random.default_rng(5)
+    items = [f"i{n}" for n in range(40)]
+    users = [f"u{n}" for n in range(25)]
+    model = TableModel(items, {user: rng.normal(size=40) for user in users})
+    pairs = [(user, items[j], float(rng.integers(1, 6))) for user in users for j in rng.choice(40, 8, replace=False)]
+    train, test = ratings(pairs[::2]), ratings(pairs[1::2])
+    for protocol in ("full", "sampled"):
+        whole = rank_model(model, train, test, options=EvaluationOptions(protocol=protocol, ks=(5, 10), n_negatives=10))
+        model.score_calls.clear()
+        batched = rank_model(model, train, test,
+                             options=EvaluationOptions(protocol=protocol, ks=(5, 10), n_negatives=10, batch_users=4))
+        assert max(model.score_calls) <= 4
+        if protocol == "full":
+            assert batched.metrics == whole.metrics
+        else:  # negatives are drawn in batch order, so only the deterministic coverage must agree
+            assert batched.metrics["coverage@10"] == whole.metrics["coverage@10"]
+
+
+def test_sampled_protocol_is_deterministic_for_a_seed() -> None:
+    rng = np.random.default_rng(11)
+    items = [f"i{n}" for n in range(300)]
+    users = [f"u{n}" for n in range(10)]
+    model = TableModel(items, {user: rng.normal(size=300) for user in users})
+    test = ratings([(user, items[j], 5.0) for user in users for j in rng.choice(300, 3, replace=False)])
+    train = ratings([("u0", "i0", 3.0)])
+
+    def run(seed: int) -> np.ndarray:
+        options = EvaluationOptions(protocol="sampled", n_negatives=20, seed=seed, ks=(5,))
+        return rank_model(model, train, test, options=options).per_user["ndcg@5"]
+
+    assert np.array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))
+
+
+def test_sampled_negatives_exclude_every_rated_item() -> None:
+    # Rated items (train and the non-relevant test item) outscore the positive; unrated ones do not.
+    items = [f"i{n}" for n in range(30)]
+    scores = np.zeros(30)
+    scores[:5] = 100.0
+    scores[5] = 50.0
+    model = TableModel(items, {"u": scores})
+    train = ratings([("u", item, 3.0) for item in items[:4]])
+    test = ratings([("u", "i4", 2.0), ("u", "i5", 5.0)])
+    options = EvaluationOptions(protocol="sampled", n_negatives=100, ks=(1,))
+    outcome = rank_model(model, train, test, options=options)
+    assert outcome.metrics["hr@1"] == 1.0
+    assert outcome.n_cases == 1
+
+
+def test_sampled_ties_rank_ahead_of_the_positive() -> None:
+    items = [f"i{n}" for n in range(20)]
+    model = TableModel(items, {"u": np.full(20, 3.0)})
+    outcome = rank_model(model, ratings([("u", "i0", 4.0)]), ratings([("u", "i1", 5.0)]),
+                         options=EvaluationOptions(protocol="sampled", n_negatives=5, ks=(5, 6)))
+    assert outcome.metrics["hr@5"] == 0.0
+    assert outcome.metrics["hr@6"] == 1.0
+    assert outcome.metrics["ndcg@6"] == pytest.approx(1 / np.log2(7))
+
+
+def test_nan_scores_are_rejected() -> None:
+    model = TableModel(["a", "b"], {"u": [np.nan, 1.0]})
+    with pytest.raises(ValueError, match="NaN"):
+        rank_model(model, ratings([("u", "a", 3.0)]), ratings([("u", "b", 5.0)]))
