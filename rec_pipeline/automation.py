@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -30,7 +31,7 @@ INGEST_GROUPS = ("ingestion", "interactions", "features")
 TRAIN_GROUPS = ("training", "evaluation")
 
 
-def build_jobs(demo_config: dg.RunConfig | None) -> list[dg.UnresolvedAssetJobDefinition]:
+def build_jobs(demo_config: dg.RunConfig | None) -> list[Any]:
     jobs = [
         dg.define_asset_job(MAIN_JOB_NAME, selection=dg.AssetSelection.all(), partitions_def=CATEGORY_PARTITIONS,
                             description="Everything: dumps to recommendations, for one category partition.",

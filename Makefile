@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11+ with venv):
+#   make demo   create .venv, install, generate sample dumps and run the whole pipeline on them (offline)
+#   make test   create .venv, install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export REC_PIPELINE_DATA_DIR ?= $(CURDIR)/data
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test ui bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/rec-pipeline demo
+
+test: install
+	$(PY) -m pytest
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+bench: install
+	$(PY) bench/ingest.py
+	$(PY) bench/text.py
+	$(PY) bench/images.py
+	$(PY) bench/quality.py
+	$(PY) bench/incremental.py
+
+clean:
+	rm -rf $(VENV) data dagster_home .pytest_cache

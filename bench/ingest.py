@@ -1,0 +1,86 @@
+"""Ingestion benchmark: rec_pipeline's streaming ingest vs the decompression floor and a pandas baseline.
+
+    python bench/ingest.py                 # 2,000,000 reviews (~350 MB gzipped), generated once into bench/out
+    python bench/ingest.py --reviews 200000
+
+Prints, side by side from one run: `zcat file | wc -l` (the floor: nothing can read the file faster), pandas
+`read_json(lines=True)` (what notebooks do), and rec_pipeline's ingest on the file and on the file doubled
+(two gzip members back to back), each with wall time and peak RSS.
+Targets: ingest within 1.5x of the zcat floor; peak RSS under 2 GB and flat when the input doubles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import measure, print_table, python_snippet  # noqa: E402
+
+INGEST = """
+import sys, json
+from rec_pipeline.ingest.normalize import ingest_dump
+r = ingest_dump(sys.argv[1], "reviews", sys.argv[2], sys.argv[3])
+print(json.dumps({"rows": r.rows_out, "rejected": r.rejected_total, "lines": r.lines}))
+"""
+PANDAS = """
+import sys, pandas as pd
+df = pd.read_json(sys.argv[1], lines=True, compression="gzip")
+print(len(df))
+"""
+
+
+def ensure_dump(out: Path, reviews: int) -> Path:
+    from rec_pipeline.sample import SampleSpec, write_sample
+
+    root = out / f"dump_{reviews}"
+    spec = SampleSpec(category="Bench_Toys", release="2018", n_users=max(1000, reviews // 20), n_items=max(200, reviews // 100),
+                      n_reviews=reviews, dirt_fraction=0.0005, seed=11, compresslevel=6, image_size=8)
+    target = root / "raw" / "Bench_Toys_5.json.gz"
+    if not target.exists():
+        print(f"generating {reviews:,} reviews into {root} (once) ...", flush=True)
+        write_sample(root, spec, write_images=False)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reviews", type=int, default=2_000_000)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--skip-pandas", action="store_true", help="the pandas baseline needs several GB of RAM")
+    args = parser.parse_args()
+    dump = ensure_dump(args.out, args.reviews)
+    doubled = dump.with_name("Bench_Toys_x2.json.gz")
+    if not doubled.exists():
+        with open(doubled, "wb") as target:
+            for _ in range(2):
+                with open(dump, "rb") as source:
+                    shutil.copyfileobj(source, target)
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    size_mb = dump.stat().st_size / 1e6
+    print(f"input: {dump} ({size_mb:.0f} MB gzipped)")
+
+    runs = [measure("zcat | wc -l (floor)", ["bash", "-c", f"zcat '{dump}' | wc -l"])]
+    if not args.skip_pandas:
+        runs.append(measure("pandas read_json(lines=True)", python_snippet(PANDAS) + [str(dump)]))
+    runs.append(measure("rec_pipeline ingest", python_snippet(INGEST) + [str(dump), str(work / "o.parquet"), str(work / "r.parquet")]))
+    runs.append(measure("zcat | wc -l, input x2", ["bash", "-c", f"zcat '{doubled}' | wc -l"]))
+    runs.append(measure("rec_pipeline ingest, input x2", python_snippet(INGEST) + [str(doubled), str(work / "o2.parquet"), str(work / "r2.parquet")]))
+
+    floor = runs[0].seconds
+    rows = [
+        {"what": m.label, "wall_s": f"{m.seconds:.1f}", "x_floor": f"{m.seconds / floor:.2f}", "peak_rss_mb": f"{m.peak_rss_mb:.0f}",
+         "ok": "yes" if m.returncode == 0 else f"exit {m.returncode}", "output": m.output.splitlines()[-1][:60] if m.output else ""}
+        for m in runs
+    ]
+    print_table(rows)
+    ingest, ingest2 = runs[-3], runs[-1]
+    print(f"\ntarget: ingest <= 1.5x floor -> {ingest.seconds / floor:.2f}x; peak RSS < 2048 MB -> {ingest.peak_rss_mb:.0f} MB; "
+          f"RSS x2 input / x1 input -> {ingest2.peak_rss_mb / ingest.peak_rss_mb:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The one ``Definitions`` object of the code location (``[tool.dagster] module_name`` points here)."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from rec_pipeline import automation
+from rec_pipeline.assets import evaluation, features, images, ingestion, interactions, training
+from rec_pipeline.assets.partitions import register_landed_categories
+from rec_pipeline.paths import default_data_dir
+from rec_pipeline.resources import DataLake
+
+ASSET_MODULES = [ingestion, interactions, features, images, training, evaluation]
+MAIN_JOB_NAME = automation.MAIN_JOB_NAME
+RETRAIN_CRON_ENV = "REC_PIPELINE_RETRAIN_CRON"
+
+
+def build_definitions(data_dir: str | None = None, demo: bool = True) -> dg.Definitions:
+    """Build the code location. Tests pass their own ``data_dir``; ``demo`` adds the offline demo job."""
+    from rec_pipeline.demo import demo_run_config
+
+    lake = DataLake(data_dir=data_dir or str(default_data_dir()))
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(ASSET_MODULES),
+        jobs=automation.build_jobs(demo_run_config() if demo else None),
+        schedules=[automation.build_retrain_schedule(os.environ.get(RETRAIN_CRON_ENV, automation.DEFAULT_RETRAIN_CRON))],
+        sensors=[automation.landing_sensor, automation.run_failure_recorder],
+        resources={"lake": lake},
+    )
+
+
+register_landed_categories(default_data_dir() / "raw")
+defs = build_definitions()
