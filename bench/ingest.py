@@ -41,7 +41,7 @@ def ensure_dump(out: Path, reviews: int) -> Path:
     target = root / "raw" / "Bench_Toys_5.json.gz"
     if not target.exists():
         print(f"generating {reviews:,} reviews into {root} (once) ...", flush=True)
-        write_sample(root, spec, write_images=False)
+        write_sample(root, spec)
     return target
 
 

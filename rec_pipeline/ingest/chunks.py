@@ -82,7 +82,7 @@ def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus
     """
     path = Path(path)
     status = status if status is not None else ReadStatus()
-    out_q: queue.Queue[tuple[bytes, bool] | BaseException | None] = queue.Queue(maxsize=3)
+    out_q: queue.Queue[tuple[bytes, bool, int] | BaseException | None] = queue.Queue(maxsize=3)
     stop = threading.Event()
 
     def producer() -> None:
@@ -108,7 +108,8 @@ def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus
                         cut = pending.rfind(b"\n", 0, chunk_bytes) + 1 or pending.find(b"\n", chunk_bytes) + 1
                         if not cut:
                             break  # one line longer than a chunk: wait for its end
-                        out_q.put((bytes(pending[:cut]), False))
+                        piece = bytes(pending[:cut])
+                        out_q.put((piece, False, _count_lines(piece)))  # counted here, off the parsing thread
                         del pending[:cut]
             if status.complete and not inflater.finished_cleanly():
                 status.complete = False
@@ -117,7 +118,8 @@ def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus
                     "its end marker; kept every complete line read before the cut"
                 )
             if pending:
-                out_q.put((bytes(pending), not status.complete))
+                tail = bytes(pending)
+                out_q.put((tail, not status.complete, _count_lines(tail)))
             out_q.put(None)
         except BaseException as exc:  # surfaced in the consumer, with its traceback
             out_q.put(exc)
@@ -132,12 +134,11 @@ def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus
                 break
             if isinstance(item, BaseException):
                 raise item
-            data, is_cut_tail = item
+            data, is_cut_tail, n = item
             if is_cut_tail and not data.endswith(b"\n"):
                 # The last line of a truncated stream is cut mid-way: hand it on so it is rejected with
                 # its line number rather than vanishing.
                 status.extra["cut_last_line"] = next_line + _count_lines(data) - 1
-            n = _count_lines(data)
             status.decompressed_bytes += len(data)
             status.lines += n
             yield Chunk(data=data, first_line=next_line, n_lines=n)

@@ -13,11 +13,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from rec_pipeline.ingest.formats import SourceFormat
 
-_SMALL_BLOCK_LINES = 32
+_SMALL_BLOCK_LINES = 64
 RAW_SNIPPET_CHARS = 500
 
 
@@ -39,27 +40,84 @@ def _empty_frame(fmt: SourceFormat) -> pl.DataFrame:
     return pl.DataFrame(schema={**fmt.raw_schema, "source_line": pl.Int64()})
 
 
-def parse_block(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
-    """Parse whole lines ``data`` whose first line has number ``first_line``."""
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+def parse_block(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...], n_lines: int | None = None) -> ParsedBlock:
+    """Parse whole lines ``data`` whose first line has number ``first_line`` (``n_lines`` if already counted)."""
+    if n_lines is None:
+        n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     if n_lines == 0:
         return ParsedBlock(_empty_frame(fmt))
-    if not fmt.python_literals:
-        try:
-            frame = pl.read_ndjson(io.BytesIO(data), schema=fmt.raw_schema)
-        except Exception:  # polars raises several error types for bad input; the slow path says which line
-            frame = None
-        if frame is not None and frame.height == n_lines:
-            return ParsedBlock(_with_lines(frame, first_line))
-    if n_lines <= _SMALL_BLOCK_LINES or fmt.python_literals:
+    if fmt.python_literals:
+        return _parse_lines_slowly(data, first_line, fmt, source_file, required)
+    whole = _try_fast(data, n_lines, fmt, first_line)
+    if whole is not None:
+        return whole
+    # Something in this chunk is bad. Re-read it in blocks (one vectorized newline scan finds the cuts), and
+    # bisect only the blocks that fail: a few bad lines cost a few small re-reads, not a per-line Python pass.
+    cuts = _line_cuts(data, _BLOCK_LINES)
+    parts = [_parse_bisecting(data[a:b], line, fmt, source_file, required) for a, b, line in _blocks(cuts, first_line, len(data))]
+    return _merge_all(parts, fmt)
+
+
+_BLOCK_LINES = 2048
+
+
+def _line_cuts(data: bytes, every: int) -> np.ndarray:
+    """Byte offsets just after every ``every``-th newline."""
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    return newlines[every - 1 :: every] + 1
+
+
+def _blocks(cuts: np.ndarray, first_line: int, size: int) -> list[tuple[int, int, int]]:
+    """(start, end, first line number) of each block; every block but the last holds exactly _BLOCK_LINES lines."""
+    bounds = [0, *[int(c) for c in cuts if c < size], size]
+    out = []
+    line = first_line
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if b > a:
+            out.append((a, b, line))
+            line += _BLOCK_LINES
+    return out
+
+
+def _try_fast(data: bytes, n_lines: int, fmt: SourceFormat, first_line: int) -> ParsedBlock | None:
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), schema=fmt.raw_schema)
+    except Exception:  # polars raises several error types for bad input; the slow path says which line
+        return None
+    # polars skips blank lines; a row count that differs means line numbers would shift: take the slow path.
+    return ParsedBlock(_with_lines(frame, first_line)) if frame.height == n_lines else None
+
+
+def _parse_bisecting(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    fast = _try_fast(data, n_lines, fmt, first_line)
+    if fast is not None:
+        return fast
+    if n_lines <= _SMALL_BLOCK_LINES:
         return _parse_lines_slowly(data, first_line, fmt, source_file, required)
     middle = data.find(b"\n", len(data) // 2) + 1
     if middle <= 0 or middle >= len(data):
         return _parse_lines_slowly(data, first_line, fmt, source_file, required)
     left, right = data[:middle], data[middle:]
-    left_block = parse_block(left, first_line, fmt, source_file, required)
-    right_block = parse_block(right, first_line + left.count(b"\n"), fmt, source_file, required)
-    return _merge(left_block, right_block)
+    return _merge(
+        _parse_bisecting(left, first_line, fmt, source_file, required),
+        _parse_bisecting(right, first_line + left.count(b"\n"), fmt, source_file, required),
+    )
+
+
+def _merge_all(parts: list[ParsedBlock], fmt: SourceFormat) -> ParsedBlock:
+    if not parts:
+        return ParsedBlock(_empty_frame(fmt))
+    nulled: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.nulled_fields.items():
+            nulled[key] = nulled.get(key, 0) + value
+    return ParsedBlock(
+        frame=pl.concat([p.frame for p in parts], how="vertical"),
+        rejected=[r for p in parts for r in p.rejected],
+        empty_lines=sum(p.empty_lines for p in parts),
+        nulled_fields=nulled,
+    )
 
 
 def _merge(a: ParsedBlock, b: ParsedBlock) -> ParsedBlock:

@@ -8,6 +8,8 @@ file with its line number and reason, and the report counts both.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -63,6 +65,41 @@ class IngestReport:
         out = asdict(self)
         out["rejected_total"] = self.rejected_total
         return out
+
+
+class _BackgroundWriter:
+    """A Parquet writer fed through a small queue from the parsing thread.
+
+    Encoding and compressing a chunk costs about as much as parsing it; pyarrow releases the GIL while it
+    works, so writing chunk n overlaps parsing chunk n+1. The queue bound keeps memory at a couple of chunks.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, **options: Any) -> None:
+        self._writer = pq.ParquetWriter(path, schema, **options)
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"parquet-{path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_table(table)
+                except BaseException as exc:  # re-raised in the caller's thread by close()
+                    self._error = exc
+
+    def write_table(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
 
 
 def _arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:
@@ -139,7 +176,8 @@ def ingest_dump(
     last_log = started
 
     with atomic_path(out_path) as tmp_out, atomic_path(rejected_path) as tmp_rej:
-        writer = pq.ParquetWriter(tmp_out, _arrow_schema(target_schema), compression="zstd")
+        # zstd level 1: near the ratio of the default level at a fraction of the CPU, which ingest is bound by.
+        writer = _BackgroundWriter(tmp_out, _arrow_schema(target_schema), compression="zstd", compression_level=1)
         rej_writer = pq.ParquetWriter(tmp_rej, _arrow_schema(REJECTED_SCHEMA), compression="zstd")
         try:
             for chunk in iter_chunks(path, options.chunk_bytes, status):
@@ -149,7 +187,7 @@ def ingest_dump(
                     log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
                     # Only fields this release actually has can be required.
                     required = tuple(r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema))
-                block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required)
+                block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines)
                 good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
                 report.ms_timestamps_converted += converted
                 report.empty_lines += block.empty_lines
