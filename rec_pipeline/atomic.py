@@ -31,11 +31,23 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         if tmp.is_file():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
+            # mkstemp creates 0600; give the file the mode a plain open() would (0666 less the umask).
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do that once, at import, before any writer threads exist.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_parquet(frame: pl.DataFrame, target: Path | str) -> Path:

@@ -283,6 +283,7 @@ NORMALIZERS: dict[tuple[str, Kind], Callable[[], list[pl.Expr]]] = {
         )
         .list.drop_nulls()
         .list.concat(pl.col("categories").fill_null(_EMPTY_STRS))
+        .list.unique(maintain_order=True)  # real files often repeat main_category as the first category
         .alias("categories"),
         pl.col("description").fill_null(_EMPTY_STRS),
         pl.col("features").fill_null(_EMPTY_STRS),

@@ -169,6 +169,17 @@ def _parse_lines_slowly(data: bytes, first_line: int, fmt: SourceFormat, source_
     return ParsedBlock(frame, rejected, empty, nulled)
 
 
+# Reasons for a wrong-typed required field, named by meaning rather than by each release's field name.
+_REQUIRED_REASON = {
+    "overall": "non-numeric rating",
+    "rating": "non-numeric rating",
+    "reviewerID": "invalid user id",
+    "user_id": "invalid user id",
+    "asin": "invalid item id",
+    "parent_asin": "invalid item id",
+}
+
+
 class _Bad(Exception):
     pass
 
@@ -248,7 +259,7 @@ def coerce_record(obj: dict[str, Any], schema: dict[str, pl.DataType], required:
             row[name] = _coerce(obj.get(name), dtype)
         except _Bad as exc:
             if name in required:
-                return row, f"{name}: {exc}"
+                return row, f"{_REQUIRED_REASON.get(name, 'invalid ' + name)}: {name} {exc}"
             nulled[name] = nulled.get(name, 0) + 1
             row[name] = None
     return row, None

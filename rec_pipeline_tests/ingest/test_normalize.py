@@ -75,7 +75,7 @@ def test_bad_lines_are_counted_and_quarantined_with_line_numbers(tmp_path: Path)
     assert set(by_line) == {11, 21, 31, 41, 61, 71}
     assert by_line[11].startswith("malformed JSON")
     assert by_line[21] == "missing user id" and by_line[71] == "missing item id"
-    assert by_line[31].startswith("overall") and by_line[41] == "rating out of range"
+    assert by_line[31].startswith("non-numeric rating") and by_line[41] == "rating out of range"
     assert "broken" in rejected.filter(pl.col("source_line") == 11)["raw"][0]
     assert report.rows_out + report.rejected_total + report.empty_lines == report.lines
     assert frame.filter(pl.col("source_line") == 81)["timestamp"][0] == 1377129600
