@@ -33,17 +33,17 @@ TRAIN_GROUPS = ("training", "evaluation")
 
 def build_jobs(demo_config: dg.RunConfig | None) -> list[Any]:
     jobs = [
-        dg.define_asset_job(MAIN_JOB_NAME, selection=dg.AssetSelection.all(), partitions_def=CATEGORY_PARTITIONS,
+        dg.define_asset_job(MAIN_JOB_NAME, selection=dg.AssetSelection.all(),
                             description="Everything: dumps to recommendations, for one category partition.",
                             tags={"rec_pipeline/kind": "full"}),
-        dg.define_asset_job(INGEST_JOB_NAME, selection=dg.AssetSelection.groups(*INGEST_GROUPS), partitions_def=CATEGORY_PARTITIONS,
+        dg.define_asset_job(INGEST_JOB_NAME, selection=dg.AssetSelection.groups(*INGEST_GROUPS),
                             description="Ingest dumps and rebuild interactions, splits and item content features."),
-        dg.define_asset_job(RETRAIN_JOB_NAME, selection=dg.AssetSelection.groups(*TRAIN_GROUPS), partitions_def=CATEGORY_PARTITIONS,
+        dg.define_asset_job(RETRAIN_JOB_NAME, selection=dg.AssetSelection.groups(*TRAIN_GROUPS),
                             description="Retrain every model, evaluate, and refresh recommendations."),
     ]
     if demo_config is not None:
         jobs.append(
-            dg.define_asset_job(DEMO_JOB_NAME, selection=dg.AssetSelection.all(), partitions_def=CATEGORY_PARTITIONS, config=demo_config,
+            dg.define_asset_job(DEMO_JOB_NAME, selection=dg.AssetSelection.all(), config=demo_config,
                                 description="The whole pipeline with offline demo settings (small models, no weight downloads).")
         )
     return jobs
