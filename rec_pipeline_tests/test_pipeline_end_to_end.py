@@ -88,3 +88,22 @@ def test_recommendations_exclude_rated_items_and_the_cli_shows_them(materialized
     summary = json.loads(capsys.readouterr().out)
     assert summary["assets"]["interactions"]["rows"] == rated.height
     assert summary["assets"]["raw_reviews"]["rejected"] > 0 and "metrics" in summary
+
+
+@pytest.mark.slow
+def test_cross_validation_reports_mean_and_std(materialized: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    from rec_pipeline.assets.evaluation import MetricsConfig, evaluate_category
+
+    root, _ = materialized
+    outcome = evaluate_category(DataLayout(root), CATEGORY, MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1), _Log())
+    cv = json.loads(DataLayout(root).artifact(CATEGORY, "metrics/cross_validation.json").read_text())
+    assert cv["biases"]["k"] == 3 and len(cv["biases"]["folds"]) == 3
+    assert cv["biases"]["std"]["rmse"] >= 0 and 0 < cv["biases"]["mean"]["rmse"] < 2
+    assert "Cross-validation (3 folds" in outcome["table"]
+    assert "Cross-validation" in DataLayout(root).artifact(CATEGORY, "metrics/comparison.md").read_text()
+
+
+class _Log:
+    def info(self, *_: object) -> None: ...
+
+    def warning(self, *_: object) -> None: ...

@@ -26,6 +26,9 @@ class MetricsConfig(dg.Config):
     relevance_threshold: float = 4.0
     seed: int = 0
     selection_metric: str = "val_rmse"  # how `recommendations` picks its model
+    cv_folds: int = 0  # > 1: also k-fold cross-validate `cv_models` on all interactions (mean and std per metric)
+    cv_models: list[str] = ["biases", "mf"]
+    cv_epochs: int = 10
 
 
 class RecommendationsConfig(dg.Config):
@@ -73,9 +76,31 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     write_json({"protocol": options.protocol_name, "ks": list(config.ks), "best_model": best, "selection_metric": config.selection_metric,
                 "models": results}, metrics_dir / "metrics.json")
     write_parquet(results_frame(results), metrics_dir / "metrics.parquet")
+    if config.cv_folds > 1:
+        cv = cross_validate_models(layout, category, config, options, log)
+        write_json(cv, metrics_dir / "cross_validation.json")
+        table += "\n\nCross-validation (" + str(config.cv_folds) + " folds, mean ± std):\n\n" + comparison_table_md(cv, metrics=("rmse", "mae", f"ndcg@{k}"))
     write_bytes((table + "\n").encode(), metrics_dir / "comparison.md")
     y_true, y_pred = scatter[best]
     return {"best": best, "table": table, "results": results, "scatter": (y_true, y_pred), "protocol": options.protocol_name}
+
+
+def cross_validate_models(layout: DataLayout, category: str, config: MetricsConfig, options: Any, log: Any) -> dict[str, Any]:
+    """k-fold CV (folds stratified by user) of the chosen models, each fold trained from scratch."""
+    from rec_pipeline.evaluation import cross_validate
+    from rec_pipeline.models import TrainingData, TrainOptions, create_model
+
+    interactions = pl.read_parquet(layout.artifact(category, "interactions.parquet"))
+    train_options = TrainOptions(epochs=config.cv_epochs, seed=config.seed)
+    out = {}
+    for name in config.cv_models:
+        log.info(f"{category}: {config.cv_folds}-fold cross-validation of {name}")
+        out[name] = cross_validate(
+            lambda name=name: create_model(name),
+            lambda model, train_fold, val_fold: model.fit(TrainingData(train_fold, val_fold), train_options),
+            interactions, k=config.cv_folds, seed=config.seed, options=options,
+        )
+    return out
 
 
 @dg.asset(
