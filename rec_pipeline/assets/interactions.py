@@ -10,7 +10,7 @@ from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.atomic import write_json, write_parquet
 from rec_pipeline.interactions.dedup import latest_per_pair
 from rec_pipeline.interactions.kcore import is_kcore, kcore
-from rec_pipeline.interactions.splits import SplitOptions, Splits, check_splits, split_interactions
+from rec_pipeline.interactions.splits import SplitOptions, check_splits, split_interactions
 from rec_pipeline.interactions.stats import interaction_stats
 from rec_pipeline.plots import bar_md
 from rec_pipeline.resources import DataLake
@@ -87,13 +87,6 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
             combined_check("kcore_invariant", core_ok, "interactions"),
         ],
     )
-
-
-def read_splits(lake: DataLake, category: str) -> Splits:
-    """Load the materialized splits of a category (used by downstream assets and the CLI)."""
-    layout = lake.layout
-    frames = {name: pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet")) for name in ("train", "validation", "test")}
-    return Splits(frames["train"], frames["validation"], frames["test"], moved_to_train=0)
 
 
 @dg.asset(
