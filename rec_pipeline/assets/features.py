@@ -162,11 +162,15 @@ def item_text_vectors(context: dg.AssetExecutionContext, config: TextVectorsConf
         cached = pl.DataFrame()
         if out_path.exists():
             cached = pl.read_parquet(out_path).filter(pl.col("model_version") == version).unique("content_hash").select("content_hash", "vector", "has_vector")
+        # One vector per distinct text: items sharing a text (variants, relisted products) would otherwise be
+        # vectorized twice and, worse, each joined to every duplicate row below.
         todo = texts.filter(~pl.col("content_hash").is_in(cached["content_hash"].implode())) if cached.height else texts
+        todo = todo.unique("content_hash", keep="first", maintain_order=True)
         if sidecar["version"] == "none":
             todo = todo.head(0)
             cached = pl.DataFrame(schema={"content_hash": pl.String, "vector": pl.Array(pl.Float32, 1), "has_vector": pl.Boolean})
-        context.log.info(f"{category}: {texts.height - todo.height} item vectors reused, {todo.height} to compute")
+        reused = texts.height - int(texts["content_hash"].is_in(todo["content_hash"].implode()).sum())
+        context.log.info(f"{category}: {reused} item vectors reused, {todo.height} distinct texts to vectorize")
         if todo.height:
             model = load_model(layout.artifact(category, "word2vec.model"))
             idf = None
@@ -187,8 +191,8 @@ def item_text_vectors(context: dg.AssetExecutionContext, config: TextVectorsConf
         coverage_ok[category] = (coverage >= config.min_coverage, f"coverage {coverage:.1%} (min {config.min_coverage:.0%})")
         per_category[category] = {
             "items": frame.height,
-            "computed_now": todo.height,
-            "reused": texts.height - todo.height,
+            "computed_now": todo.height,  # distinct texts vectorized in this run
+            "reused": reused,  # items whose vector came from an earlier run
             "coverage": round(coverage, 4),
             "dimensions": int(matrix.shape[1]) if matrix.ndim == 2 else 0,
             "weighting": config.weighting,

@@ -123,7 +123,11 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         if out_path.exists():
             cached = pl.read_parquet(out_path).unique("embedding_key").select("embedding_key", "vector", "has_vector")
         todo = images.filter(~pl.col("embedding_key").is_in(cached["embedding_key"].implode())) if cached.height else images
-        context.log.info(f"{category}: {images.height - todo.height} embeddings reused, {todo.height} images to embed")
+        # Items sharing an image URL (variants) share one embedding: embedding it once also keeps the join below
+        # from multiplying their rows.
+        todo = todo.unique("embedding_key", keep="first", maintain_order=True)
+        reused = images.height - int(images["embedding_key"].is_in(todo["embedding_key"].implode()).sum())
+        context.log.info(f"{category}: {reused} embeddings reused, {todo.height} distinct images to embed")
         if todo.height:
             if embedder is None:
                 try:
@@ -145,7 +149,7 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         expected = config.projection_dim or dim
         no_nan[category] = (nan_rows == 0, f"{nan_rows} rows with NaN")
         dims_ok[category] = (frame.height == 0 or dim == expected, f"{dim} dimensions (expected {expected})")
-        summary = {"embedded_now": todo.height, "reused": images.height - todo.height, "dimensions": dim, "fingerprint": fingerprint}
+        summary = {"embedded_now": todo.height, "reused": reused, "dimensions": dim, "fingerprint": fingerprint}
         write_json(summary, layout.artifact(category, "image_embeddings.summary.json"))
         per_category[category] = {"items_with_embedding": frame.height, **summary, "backbone": config.model_path or config.backbone, "weights": config.weights,
                                   "unreadable_images": int((~frame["has_vector"]).sum()) if frame.height else 0}
