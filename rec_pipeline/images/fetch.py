@@ -215,6 +215,11 @@ class _Failure(Exception):
         self.attempts = 0
 
 
+_HOST_NOT_FOUND = frozenset(
+    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+
+
 def _permanent(reason: str, detail: str) -> _Failure:
     return _Failure(reason, detail, permanent=True)
 
@@ -245,6 +250,7 @@ class _Run:
     host_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     clients: dict[str, list[_Shard]] = field(default_factory=dict)
     addresses: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    failed_lookups: dict[tuple[str, int], "_Failure"] = field(default_factory=dict)
     ssl_context: ssl.SSLContext | None = None
     network_requests: int = 0
 
@@ -352,11 +358,23 @@ class _Run:
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         key = (host, port)
+        if key in self.failed_lookups:
+            # One failed lookup per host and run: a dump with thousands of URLs on a dead host costs one query.
+            raise self.failed_lookups[key]
         if key not in self.addresses:
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self.options.connect_timeout):
                     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as error:
+                # "No such host" is an answer, not an outage: recorded as permanent so re-runs do not retry it.
+                # "Try again" (EAI_AGAIN) and other resolver errors stay transient.
+                if error.errno in _HOST_NOT_FOUND:
+                    failure = _permanent("dns_not_found", f"{host}: {error!r}")
+                else:
+                    failure = _transient("dns_error", f"{host}: {error!r}")
+                self.failed_lookups[key] = failure
+                raise failure from error
             except (OSError, TimeoutError) as error:
                 raise _transient("dns_error", f"{host}: {error!r}") from error
             self.addresses[key] = list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -257,3 +257,17 @@ def test_progress_is_logged_through_the_given_logger(server: LocalHTTPServer, tm
     assert any("4 to fetch" in message for message in messages)
     assert any("fetched 2/4" in message for message in messages)
     assert any("fetched 4/4" in message for message in messages)
+
+
+def test_a_host_that_does_not_exist_is_a_permanent_failure_looked_up_once(tmp_path: Path) -> None:
+    """`.invalid` never resolves (RFC 6761): "no such host" is an answer, so re-runs must not retry it."""
+    from rec_pipeline.images.fetch import FetchOptions, fetch_images
+
+    requests = [(f"item{i}", f"https://no-such-host.invalid/{i}.png") for i in range(5)]
+    options = FetchOptions(max_retries=2, backoff_base=0.01, connect_timeout=5.0)
+    first = fetch_images(requests, tmp_path / "cache", None, options)
+    assert set(first.results["status"]) == {"failed_permanent"}
+    assert set(first.results["reason"]) == {"dns_not_found"}
+    assert first.results["attempts"].max() == 1
+    second = fetch_images(requests, tmp_path / "cache", None, options)
+    assert set(second.results["source"]) == {"cache"} and second.network_requests == 0
