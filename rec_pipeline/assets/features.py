@@ -21,7 +21,8 @@ from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.atomic import write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.resources import DataLake
-from rec_pipeline.text.clean import TextCleaningOptions, clean_item_text
+from rec_pipeline.text.clean import CLEANING_VERSION, TextCleaningOptions, clean_item_text, cleaning_report, options_fingerprint
+from rec_pipeline.text.stopwords import load_stopwords
 from rec_pipeline.text.vectors import document_frequencies, item_vectors, nearest_neighbours, vectors_frame
 from rec_pipeline.text.word2vec import Word2VecOptions, describe_model, load_model, save_model, train_word2vec
 
@@ -61,14 +62,32 @@ class TextVectorsConfig(dg.Config):
 def item_text(context: dg.AssetExecutionContext, config: ItemTextConfig, lake: DataLake) -> dg.MaterializeResult:
     layout = lake.layout
     options = TextCleaningOptions(stem=config.stem, min_token_length=config.min_token_length, drop_numbers=config.drop_numbers, remove_stopwords=config.remove_stopwords)
+    stopwords = load_stopwords()
+    settings = options_fingerprint(options, stopwords) + CLEANING_VERSION
     per_category: dict[str, dict[str, Any]] = {}
     for category in context.partition_keys:
         items = pl.read_parquet(layout.artifact(category, "raw_items.parquet"))
-        cleaned, report = clean_item_text(items, options, logger=context.log)
-        write_parquet(cleaned, layout.artifact(category, "item_text.parquet"))
+        items = items.with_columns(_raw_text_hash(settings).alias("raw_hash"))
+        out_path = layout.artifact(category, "item_text.parquet")
+        previous = pl.read_parquet(out_path) if out_path.exists() else None
+        if previous is not None and "raw_hash" in previous.columns:
+            reusable = previous.drop("item_id").unique("raw_hash")
+            reused = items.select("item_id", "raw_hash").join(reusable, on="raw_hash", how="inner")
+            todo = items.filter(~pl.col("raw_hash").is_in(reusable["raw_hash"].implode()))
+        else:
+            reused, todo = None, items
+        context.log.info(f"{category}: {items.height - todo.height} item texts unchanged, {todo.height} to clean")
+        fresh, _ = clean_item_text(todo.drop("raw_hash"), options, stopwords, logger=context.log)
+        fresh = fresh.join(todo.select("item_id", "raw_hash"), on="item_id", how="left")
+        cleaned = pl.concat([reused.select(fresh.columns), fresh], how="vertical") if reused is not None and reused.height else fresh
+        cleaned = items.select("item_id").join(cleaned, on="item_id", how="left", maintain_order="left")
+        write_parquet(cleaned, out_path)
+        report = cleaning_report(cleaned, options, stopwords)
         meta = report.as_metadata()
         per_category[category] = {
             "items": report.n_items,
+            "cleaned_now": todo.height,
+            "reused": items.height - todo.height,
             "empty_texts": report.n_empty,
             "empty_fraction": round(report.empty_fraction, 4),
             "mean_tokens": round(report.mean_tokens, 2),
@@ -79,6 +98,18 @@ def item_text(context: dg.AssetExecutionContext, config: ItemTextConfig, lake: D
             "preview": dg.MetadataValue.md(md_table(cleaned.head(5).with_columns(pl.col("tokens").list.head(12).list.join(" ")).select("item_id", "n_tokens", "tokens").to_dicts())),
         }
     return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
+
+
+def _raw_text_hash(settings: str) -> pl.Expr:
+    """Identity of everything cleaning reads, plus the settings: equal hash, equal tokens, so no re-cleaning.
+
+    polars' hash may change across polars versions; that only costs one full re-clean, never a wrong reuse
+    (a changed hash misses the cache, it cannot match another text).
+    """
+    fields = [pl.col(c).cast(pl.String).fill_null("") for c in ("title", "brand")] + [
+        pl.col(c).list.join("\u241e").fill_null("") for c in ("categories", "description", "features")
+    ]
+    return pl.concat_str([pl.lit(settings), *fields], separator="\u241f").hash(seed=0).cast(pl.String)
 
 
 def _w2v_options(config: Word2VecConfig) -> Word2VecOptions:

@@ -240,7 +240,7 @@ def clean_item_text(
         content_hash=content_hashes(cleaned["tokens"], options_fingerprint(options, stopwords)),
     ).select("item_id", "tokens", "n_tokens", "is_empty", "content_hash", "text_source")
 
-    report = _report(cleaned, options, stopwords)
+    report = cleaning_report(cleaned, options, stopwords)
     if logger is not None:
         logger.info(
             "cleaned %d items: %d empty, %.1f tokens on average, %d distinct tokens, stopwords from %s",
@@ -249,7 +249,8 @@ def clean_item_text(
     return cleaned, report
 
 
-def _report(cleaned: pl.DataFrame, options: TextCleaningOptions, stopwords: Stopwords) -> CleaningReport:
+def cleaning_report(cleaned: pl.DataFrame, options: TextCleaningOptions, stopwords: Stopwords) -> CleaningReport:
+    """Summary of a cleaned table (also of one assembled from cached and freshly cleaned rows)."""
     counts = cleaned["n_tokens"]
     sources = cleaned["text_source"].value_counts(sort=True)
     return CleaningReport(

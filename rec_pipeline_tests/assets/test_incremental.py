@@ -124,12 +124,15 @@ def test_unchanged_rerun_skips_ingestion_and_computes_no_feature(runs: Runs) -> 
     first_images = _meta(runs.first, "item_images")
     assert _meta(runs.unchanged, "raw_items")["skipped_unchanged"] is True
     assert _meta(runs.unchanged, "word2vec_model")["retrained"] is False
+    assert _meta(runs.unchanged, "item_text")["cleaned_now"] == 0
     assert _meta(runs.unchanged, "word2vec_model")["new_text_share"] == 0.0
     text = _meta(runs.unchanged, "item_text_vectors")
     assert (text["computed_now"], text["reused"]) == (0, text["items"])
     images = _meta(runs.unchanged, "item_images")
     assert images["network_requests"] == 0 and images["from_mirror"] == 0
-    assert images["from_cache"] == first_images["ok"] == images["ok"]
+    # Every first-run outcome is final (images, and broken `.invalid` links recorded as permanent failures),
+    # so the whole re-run is served by the cache.
+    assert images["from_cache"] == first_images["with_url"] and first_images["ok"] == images["ok"]
     embeddings = _meta(runs.unchanged, "image_embeddings")
     assert (embeddings["embedded_now"], embeddings["reused"]) == (0, first_images["ok"])
 
@@ -147,6 +150,7 @@ def test_rerun_after_append_vectorizes_only_the_new_items_and_keeps_word2vec(run
     text = _meta(runs.appended, "item_text_vectors")
     assert text["items"] == SPEC.n_items + 1 + len(new_ids)
     assert (text["computed_now"], text["reused"]) == (len(new_hashes), text["items"] - items_with_new_text)
+    assert _meta(runs.appended, "item_text")["cleaned_now"] == len(runs.added.new_item_ids)
     word2vec = _meta(runs.appended, "word2vec_model")
     assert word2vec["retrained"] is False and 0 < word2vec["new_text_share"] <= NEW_ITEM_SHARE + 0.01
 
@@ -154,9 +158,10 @@ def test_rerun_after_append_vectorizes_only_the_new_items_and_keeps_word2vec(run
 @pytest.mark.slow
 def test_rerun_after_append_fetches_and_embeds_only_the_new_images(runs: Runs) -> None:
     first_ok = _meta(runs.first, "item_images")["ok"]
+    first_with_url = _meta(runs.first, "item_images")["with_url"]
     images = _meta(runs.appended, "item_images")
     assert images["network_requests"] == 0
-    assert (images["from_mirror"], images["from_cache"]) == (runs.added.new_image_files, first_ok)
+    assert (images["from_mirror"], images["from_cache"]) == (runs.added.new_image_files, first_with_url)
     assert images["ok"] == first_ok + runs.added.new_image_files
     embeddings = _meta(runs.appended, "image_embeddings")
     assert (embeddings["embedded_now"], embeddings["reused"]) == (runs.added.new_image_files, first_ok)
