@@ -203,7 +203,7 @@ def work_done(asset: str, metadata: dict[str, Any]) -> str:
     if asset in INGESTION_ASSETS:
         return "skipped (unchanged)" if m.get("skipped_unchanged") else f"{m.get('lines_in', 0):,} lines read"
     if asset == "item_text":
-        return f"{m.get('items', 0):,} cleaned"
+        return f"{m.get('cleaned_now', m.get('items', 0)):,} of {m.get('items', 0):,} cleaned"
     if asset == "word2vec_model":
         return "retrained" if m.get("retrained") else f"kept ({m.get('new_text_share', 0):.1%} new)"
     if asset == "item_text_vectors":
