@@ -7,8 +7,11 @@ every writer in the project goes through these helpers. ``os.replace`` is atomic
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +25,10 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success rename it over ``target``, else delete it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name keeps the target's suffix: Keras and gensim pick formats by extension.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    remove_orphaned_temporaries(target)
+    # The temporary name keeps the target's suffix (Keras and gensim pick formats by extension) and names its
+    # writer (host tag and pid) so that a later writer can tell an orphan from a live sibling's file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{_HOST_TAG}-{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -48,6 +53,42 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+# Hostnames may contain dots and dashes; a short hash keeps temporary names parseable.
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphaned_temporaries(target: Path | str) -> list[Path]:
+    """Delete temporaries of ``target`` left by writers on this host that no longer exist; return them.
+
+    A writer killed with SIGKILL (or by the OOM killer) cannot run its cleanup, so its half-written temporary
+    stays behind; nothing reads it (targets are only ever replaced by rename), but a killed ingestion of a big
+    dump can leave gigabytes. Files of live processes and of other hosts (shared filesystems) are left alone.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.stem)}\.([0-9a-f]{{8}})-(\d+)\.[^.]+\.tmp{re.escape(target.suffix)}$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or match.group(1) != _HOST_TAG or _pid_alive(int(match.group(2))):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # a concurrent writer may have removed it first
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def write_parquet(frame: pl.DataFrame, target: Path | str) -> Path:

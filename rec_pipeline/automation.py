@@ -96,6 +96,12 @@ def run_failure_recorder(context: dg.RunFailureSensorContext, lake: DataLake) ->
         "job": run.job_name,
         "partition": run.tags.get("dagster/partition"),
         "error": context.failure_event.message,
+        # The run-level message only names the failed steps; the cause (e.g. "no dump for category ...") is in
+        # the step failures, and an alert that states it saves opening the UI.
+        "failed_steps": [
+            {"step": e.step_key, "error": e.step_failure_data.error.message.strip() if e.step_failure_data.error else None}
+            for e in context.get_step_failure_events()
+        ],
         "recorded_at": time.time(),
     }
     path = lake.layout.root / "ops" / "run_failures.jsonl"
