@@ -13,7 +13,7 @@ import dagster as dg
 
 from rec_pipeline.assets.training import KERAS_MODELS, MODEL_NAMES
 
-DEMO_EPOCHS = 12
+DEMO_EPOCHS = 20
 
 
 def demo_ops_config() -> dict[str, Any]:

@@ -26,7 +26,7 @@ TRAINING = "training"
 MODEL_NAMES = ("global_mean", "biases", "mf", "ncf", "neumf", "hybrid", "autorec")
 KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "autorec"})
 CONTENT_MODELS = frozenset({"hybrid"})
-TRAINING_CODE_VERSION = "1"
+TRAINING_CODE_VERSION = "2"
 
 
 class TrainingConfig(dg.Config):

@@ -2,9 +2,9 @@
 
 Cold start: the item vocabulary covers every item with content, not only items rated in training. Items never
 rated are fed to the network as the reserved unknown index 0, which zeroes their collaborative dot product and
-item bias (``KnownMask``) and gives the neural branch the shared "unknown item" embedding. During training a
-fraction ``item_dropout`` of rated items is presented the same way, so the content path learns to predict a
-rating on its own; this is what makes content-only scores for new items better than the global mean.
+item bias (``KnownMask``), leaving the content terms alone. During training a fraction ``item_dropout`` of rated
+items is presented the same way, so the content path learns to predict a rating on its own; this is what makes
+content-only scores for new items better than the global mean.
 """
 
 from __future__ import annotations
@@ -17,49 +17,84 @@ import numpy as np
 import tensorflow as tf
 
 from rec_pipeline.models.data import TrainingData, TrainOptions
-from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embedding, id_inputs
-from rec_pipeline.models.layers import ApplyMask, GlobalBias, IdDropout, KnownMask
+from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
+from rec_pipeline.models.layers import ApplyMask, GlobalBias, IdDropout, KnownMask, SelectByKnown
 from rec_pipeline.models.training import layer_dtype
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 CONTENT_FILE = "content.npz"
+# Per-example L2 on looked-up rows (layers.BatchRowL2), tuned with bench/quality.py like MF's.
+DEFAULT_EMBEDDING_L2 = 0.05
+DEFAULT_BIAS_L2 = 0.001
+# Weight decay of the two content towers. One shared tower could not serve both: at 1e-3 it gave cold-item RMSE
+# 0.72 but warm 0.679 (it memorizes warm items); at 0.05 warm 0.663 but cold 0.86, no better than MF's biases.
+DEFAULT_CONTENT_L2 = 0.05
+DEFAULT_COLD_CONTENT_L2 = 1e-3
+
+
+def standardized(vectors: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-variance columns over the items that have a vector; absent rows stay zero.
+
+    Text vectors (word2vec averages) and image embeddings (random-CNN projections) come on arbitrary, very
+    different scales; without this one modality dominates the first Dense layer and Adam's early steps.
+    """
+    out = np.zeros_like(vectors, dtype=np.float32)
+    if present.any():
+        rows = vectors[present].astype(np.float64)
+        mean, scale = rows.mean(axis=0), rows.std(axis=0)
+        # Relative test: a column is constant only if it varies by float rounding around its mean; absolute
+        # scale means nothing (the demo's random-CNN image embeddings are ~1e-10 yet separate styles cleanly).
+        varies = scale > np.maximum(1e-6 * np.abs(mean), np.finfo(np.float32).tiny)
+        out[present] = ((rows - mean) / np.where(varies, scale, 1.0)).astype(np.float32)
+    return out
 
 
 class HybridRecommender(PairwiseKerasRecommender):
-    """Branches: normalized dot (collaborative), Dense(neural_units) over concatenated embeddings (neural),
-    Dense(text_units) over text and Dense(image_units) over image (each multiplied by its presence mask),
-    merged through Dense(content_units); everything merged through Dense(merge_units) into the rating, plus a
-    global mean and user/item biases."""
+    """Content-augmented biased MF: r = mu + b_u + (b_i + c_b(x_i)) + p_u . (q_i + C(x_i)).
+
+    ``x_i`` is the item's text vector and image embedding (each standardized per column over the items that have
+    one, then Dense(text_units) / Dense(image_units) and multiplied by its presence mask), merged through
+    Dense(content_units); linear heads give the content bias ``c_b`` and the content factors ``C``. The free
+    item terms ``q_i``/``b_i`` only model what content does not explain: they carry a per-example L2 penalty,
+    so an item with few ratings stays close to its content estimate, and they are zero for never-rated items.
+    This is the additive structure of SVDFeature / collective MF; it beats an MLP over concatenated branches
+    here because the content-to-factor map is shared by every user and learnt from all ratings at once.
+    """
 
     kind = "hybrid"
+    default_learning_rate = 5e-3
 
     def __init__(
         self,
-        neural_units: int = 16,
         text_units: int = 64,
-        image_units: int = 256,
-        content_units: int = 128,
-        merge_units: int = 64,
+        image_units: int = 64,
+        content_units: int = 64,
         item_dropout: float = 0.15,
+        embedding_l2: float | None = DEFAULT_EMBEDDING_L2,
+        bias_l2: float | None = DEFAULT_BIAS_L2,
+        content_l2: float = DEFAULT_CONTENT_L2,
+        cold_content_l2: float = DEFAULT_COLD_CONTENT_L2,
     ) -> None:
         super().__init__()
-        self.neural_units = int(neural_units)
         self.text_units = int(text_units)
         self.image_units = int(image_units)
         self.content_units = int(content_units)
-        self.merge_units = int(merge_units)
         if not 0.0 <= item_dropout < 1.0:
             raise ValueError("item_dropout must lie in [0, 1)")
         self.item_dropout = float(item_dropout)
+        self.embedding_l2 = None if embedding_l2 is None else float(embedding_l2)
+        self.bias_l2 = None if bias_l2 is None else float(bias_l2)
+        self.content_l2 = float(content_l2)
+        self.cold_content_l2 = float(cold_content_l2)
         # Row-aligned with the item vocabulary, row 0 = unknown item (no content, not collaborative).
         self._tables: dict[str, np.ndarray] | None = None
         self._tf_tables: dict[str, tf.Tensor] | None = None
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "neural_units": self.neural_units, "text_units": self.text_units, "image_units": self.image_units,
-            "content_units": self.content_units, "merge_units": self.merge_units,
-            "item_dropout": self.item_dropout,
+            "text_units": self.text_units, "image_units": self.image_units, "content_units": self.content_units,
+            "item_dropout": self.item_dropout, "embedding_l2": self.embedding_l2, "bias_l2": self.bias_l2,
+            "content_l2": self.content_l2, "cold_content_l2": self.cold_content_l2,
         }
 
     # ----- data ------------------------------------------------------------------------------------------------
@@ -81,9 +116,9 @@ class HybridRecommender(PairwiseKerasRecommender):
 
         self._set_tables({
             "rated": rated,
-            "text": with_unknown_row(aligned.text_vectors),
+            "text": with_unknown_row(standardized(aligned.text_vectors, aligned.text_mask)),
             "text_mask": with_unknown_row(aligned.text_mask).astype(np.float32)[:, None],
-            "image": with_unknown_row(aligned.image_vectors),
+            "image": with_unknown_row(standardized(aligned.image_vectors, aligned.image_mask)),
             "image_mask": with_unknown_row(aligned.image_mask).astype(np.float32)[:, None],
         })
 
@@ -106,17 +141,7 @@ class HybridRecommender(PairwiseKerasRecommender):
     def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
         assert self._tables is not None
         dtype = layer_dtype(options)
-        regularizer = keras.regularizers.L2(options.l2) if options.l2 > 0 else None
-
-        def dense(units: int, name: str) -> keras.layers.Dense:
-            return keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, dtype=dtype,
-                                      name=name)
-
-        def dropout(x: Any, name: str, offset: int) -> Any:
-            if options.dropout <= 0:
-                return x
-            return keras.layers.Dropout(options.dropout, seed=options.seed + offset, dtype=dtype, name=name)(x)
-
+        dim = options.embedding_dim
         user_in, item_in = id_inputs()
         text = keras.Input(shape=(self._tables["text"].shape[1],), name="text")
         text_mask = keras.Input(shape=(1,), name="text_mask")
@@ -126,30 +151,53 @@ class HybridRecommender(PairwiseKerasRecommender):
         user = IdDropout(options.id_dropout, seed=options.seed, name="user_id_dropout")(user_in)
         item = IdDropout(self.item_dropout, seed=options.seed + 1, name="item_id_dropout")(item_in)
         item_known = KnownMask(name="item_known")(item)
-        p = embedding(n_users, options.embedding_dim, options, "user_embedding", dtype)(user)
-        q = embedding(n_items, options.embedding_dim, options, "item_embedding", dtype)(item)
+        p = embed(user, n_users, dim, options, "user_embedding", dtype, self.embedding_l2)
+        b_u = embed(user, n_users, 1, options, "user_bias", dtype, self.bias_l2, zeros=True)
+        # Random (not zero) init: with q = 0 the p_u gradients vanish and the factors take many epochs to start.
+        q = ApplyMask()([embed(item, n_items, dim, options, "item_embedding", dtype, self.embedding_l2), item_known])
+        b_i = ApplyMask()([embed(item, n_items, 1, options, "item_bias", dtype, self.bias_l2, zeros=True),
+                           item_known])
 
-        collaborative = ApplyMask(name="collaborative")(
-            [keras.layers.Dot(axes=1, normalize=True, dtype=dtype)([p, q]), item_known])
-        neural = dropout(dense(self.neural_units, "neural")(keras.layers.Concatenate(dtype=dtype)([p, q])),
-                         "neural_dropout", 1)
-        text_branch = ApplyMask(name="text_branch")([dense(self.text_units, "text_dense")(text), text_mask])
-        image_branch = ApplyMask(name="image_branch")([dense(self.image_units, "image_dense")(image), image_mask])
-        content = dense(self.content_units, "content")(
-            keras.layers.Concatenate(dtype=dtype)([text_branch, image_branch, text_mask, image_mask]))
-        content = dropout(content, "content_dropout", 2)
-        merged = dense(self.merge_units, "merge")(
-            keras.layers.Concatenate(dtype=dtype)([collaborative, neural, content]))
-        merged = dropout(merged, "merge_dropout", 3)
-        interaction = keras.layers.Dense(1, dtype="float32", name="interaction")(merged)
+        warm_factors, warm_bias = self._content_tower(options, "", self.content_l2, text, text_mask, image, image_mask)
+        cold_factors, cold_bias = self._content_tower(options, "cold_", self.cold_content_l2, text, text_mask, image,
+                                                      image_mask)
+        content_factors = SelectByKnown(name="selected_content_factors")([warm_factors, cold_factors, item_known])
+        content_bias = SelectByKnown(name="selected_content_bias")([warm_bias, cold_bias, item_known])
 
-        user_bias = embedding(n_users, 1, options, "user_bias", dtype, zeros=True)(user)
-        item_bias = ApplyMask()([embedding(n_items, 1, options, "item_bias", dtype, zeros=True)(item), item_known])
-        summed = keras.layers.Add(dtype="float32")([interaction, user_bias, item_bias])
+        item_factors = keras.layers.Add(dtype=dtype, name="item_factors")([q, content_factors])
+        interaction = keras.layers.Dot(axes=1, dtype=dtype, name="interaction")([p, item_factors])
+        summed = keras.layers.Add(dtype="float32")([interaction, b_u, b_i, content_bias])
         rating = GlobalBias(self._global_mean, name="global_bias", dtype="float32")(summed)
         inputs = {"user": user_in, "item": item_in, "text": text, "text_mask": text_mask, "image": image,
                   "image_mask": image_mask}
         return keras.Model(inputs, rating, name="hybrid")
+
+    def _content_tower(self, options: TrainOptions, prefix: str, l2: float, text: Any, text_mask: Any, image: Any,
+                       image_mask: Any) -> tuple[Any, Any]:
+        """Content factors C(x) and bias c_b(x) from one tower of masked text/image branches.
+
+        The hybrid builds two: one used for rated items (strong weight decay, so it cannot memorize each warm
+        item's vector as an unpenalized per-item factor) and one for unrated items, learnt only from the
+        item-dropout examples (light decay: it must carry the whole item effect on its own).
+        """
+        dtype = layer_dtype(options)
+        strength = max(options.l2, l2)
+        regularizer = keras.regularizers.L2(strength) if strength > 0 else None
+
+        def dense(units: int, name: str, activation: str | None = "relu") -> keras.layers.Dense:
+            return keras.layers.Dense(units, activation=activation, kernel_regularizer=regularizer, dtype=dtype,
+                                      name=prefix + name)
+
+        text_branch = ApplyMask(name=f"{prefix}text_branch")([dense(self.text_units, "text_dense")(text), text_mask])
+        image_branch = ApplyMask(name=f"{prefix}image_branch")(
+            [dense(self.image_units, "image_dense")(image), image_mask])
+        content = dense(self.content_units, "content")(
+            keras.layers.Concatenate(dtype=dtype)([text_branch, image_branch, text_mask, image_mask]))
+        if options.dropout > 0:
+            content = keras.layers.Dropout(options.dropout, seed=options.seed + (3 if prefix else 2), dtype=dtype,
+                                           name=f"{prefix}content_dropout")(content)
+        factors = dense(options.embedding_dim, "content_factors", activation=None)(content)
+        return factors, dense(1, "content_bias", activation=None)(content)
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_extra(self, directory: Path) -> None:

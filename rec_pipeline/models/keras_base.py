@@ -16,7 +16,7 @@ import polars as pl
 from rec_pipeline.models.base import Recommender, clip_ratings
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
 from rec_pipeline.models.training import DatasetPair, fit_network, pair_dataset, run_network
-from rec_pipeline.models import layers as _layers  # noqa: F401  (registers custom layers before any load)
+from rec_pipeline.models.layers import BatchRowL2  # importing layers registers them before any load
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 NETWORK_FILE = "network.keras"
@@ -140,11 +140,28 @@ def id_inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
     return (keras.Input(shape=(), dtype="int32", name="user"), keras.Input(shape=(), dtype="int32", name="item"))
 
 
-def embedding(rows: int, dim: int, options: TrainOptions, name: str, dtype: str, zeros: bool = False
-              ) -> keras.layers.Embedding:
-    """An L2-regularized embedding table (``zeros`` for bias tables, which should start at the baseline)."""
+def embedding(rows: int, dim: int, options: TrainOptions, name: str, dtype: str, zeros: bool = False,
+              table_l2: bool = True) -> keras.layers.Embedding:
+    """An embedding table (``zeros`` for bias tables, which should start at the baseline).
+
+    ``table_l2`` adds ``options.l2`` as a whole-table Keras regularizer; models that regularize the looked-up
+    rows instead (``embed`` with a ``row_l2``) switch it off so the two penalties do not stack.
+    """
     return keras.layers.Embedding(
         rows, dim, name=name, dtype=dtype,
         embeddings_initializer="zeros" if zeros else keras.initializers.RandomNormal(stddev=0.05),
-        embeddings_regularizer=keras.regularizers.L2(options.l2) if options.l2 > 0 else None,
+        embeddings_regularizer=keras.regularizers.L2(options.l2) if table_l2 and options.l2 > 0 else None,
     )
+
+
+def embed(ids: Any, rows: int, dim: int, options: TrainOptions, name: str, dtype: str, row_l2: float | None,
+          zeros: bool = False) -> Any:
+    """Look ``ids`` up in a new table named ``name``, penalizing the rows used in each batch by ``row_l2``.
+
+    ``row_l2=None`` keeps the legacy whole-table ``options.l2`` penalty (weight decay on every row, every step);
+    a number switches to the per-example penalty of ``BatchRowL2`` (0 disables regularization of this table).
+    """
+    looked_up = embedding(rows, dim, options, name, dtype, zeros=zeros, table_l2=row_l2 is None)(ids)
+    if row_l2 is None or row_l2 <= 0:
+        return looked_up
+    return BatchRowL2(row_l2, name=f"{name}_l2")(looked_up)

@@ -61,6 +61,50 @@ class ApplyMask(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchRowL2(keras.layers.Layer):
+    """Identity that adds ``rate * mean_over_batch(sum(x ** 2))`` to the training loss.
+
+    Placed after an embedding lookup, this is the classic per-example MF regularizer (Koren 2009): each rating
+    shrinks only the user and item rows it touches, so a row's total penalty grows with its number of ratings,
+    exactly like its data term. A Keras ``embeddings_regularizer`` instead decays the *whole* table every step,
+    which over-shrinks rarely rated rows and under-regularizes frequent ones; on generated data with a known
+    noise floor that cost MF ~0.05 RMSE. The mean (not sum) keeps the strength independent of the batch size.
+    """
+
+    def __init__(self, rate: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+
+    def call(self, rows: Any, training: bool | None = None) -> Any:
+        if training and self.rate > 0.0:
+            squared = ops.sum(ops.square(ops.cast(rows, "float32")), axis=-1)
+            self.add_loss(self.rate * ops.mean(squared))
+        return rows
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SelectByKnown(keras.layers.Layer):
+    """``known * when_known + (1 - known) * when_unknown`` per row (``known`` from ``KnownMask``).
+
+    Gradients reach only the branch that was selected, so each branch learns from its own examples.
+    """
+
+    def call(self, inputs: Any) -> Any:
+        when_known, when_unknown, known = inputs
+        known = ops.cast(ops.reshape(known, (-1, 1)), when_known.dtype)
+        return known * when_known + (1.0 - known) * when_unknown
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class GlobalBias(keras.layers.Layer):
     """Adds one trainable scalar, initialised at the training mean so optimisation starts from the baseline."""
 

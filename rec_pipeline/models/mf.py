@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from rec_pipeline.models.base import clip_ratings
 from rec_pipeline.models.data import TrainOptions
-from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embedding, id_inputs
+from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
 from rec_pipeline.models.layers import ApplyMask, GlobalBias, KnownMask
 from rec_pipeline.models.training import layer_dtype
 
+# Per-example L2 on the looked-up rows (rating^2 units, the scale of Koren's lambda); tuned on generated data
+# with a known noise floor (bench/quality.py). Biases need far less shrinkage than the factors.
+DEFAULT_EMBEDDING_L2 = 0.05
+DEFAULT_BIAS_L2 = 0.001
+
 
 class MatrixFactorizationRecommender(PairwiseKerasRecommender):
-    """Trained with Adam on MSE + L2; unknown users/items contribute nothing, so the fallback is exactly
-    mu + the known biases (the classic baseline estimate) rather than a learned "unknown" vector.
+    """Trained with Adam on MSE + per-example L2 on the rows each rating uses (``embedding_l2`` on p/q,
+    ``bias_l2`` on the biases; ``None`` falls back to Keras' whole-table ``TrainOptions.l2``). Unknown
+    users/items contribute nothing, so the fallback is exactly mu + the known biases (the classic baseline
+    estimate) rather than a learned "unknown" vector.
 
     Scoring bypasses Keras: with the factors as numpy arrays, ``score_users`` is one matrix product.
     """
@@ -24,19 +32,26 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
     kind = "mf"
     default_learning_rate = 5e-3
 
-    def __init__(self) -> None:
+    def __init__(self, embedding_l2: float | None = DEFAULT_EMBEDDING_L2, bias_l2: float | None = DEFAULT_BIAS_L2
+                 ) -> None:
         super().__init__()
+        self.embedding_l2 = None if embedding_l2 is None else float(embedding_l2)
+        self.bias_l2 = None if bias_l2 is None else float(bias_l2)
         self._factors: dict[str, np.ndarray] | None = None
         self._mean_weight: float = float("nan")
 
+    def get_config(self) -> dict[str, Any]:
+        return {"embedding_l2": self.embedding_l2, "bias_l2": self.bias_l2}
+
     def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
         dtype = layer_dtype(options)
+        dim = options.embedding_dim
         user, item = id_inputs()
         user_known, item_known = KnownMask(name="user_known")(user), KnownMask(name="item_known")(item)
-        p = ApplyMask()([embedding(n_users, options.embedding_dim, options, "user_embedding", dtype)(user), user_known])
-        q = ApplyMask()([embedding(n_items, options.embedding_dim, options, "item_embedding", dtype)(item), item_known])
-        b_u = ApplyMask()([embedding(n_users, 1, options, "user_bias", dtype, zeros=True)(user), user_known])
-        b_i = ApplyMask()([embedding(n_items, 1, options, "item_bias", dtype, zeros=True)(item), item_known])
+        p = ApplyMask()([embed(user, n_users, dim, options, "user_embedding", dtype, self.embedding_l2), user_known])
+        q = ApplyMask()([embed(item, n_items, dim, options, "item_embedding", dtype, self.embedding_l2), item_known])
+        b_u = ApplyMask()([embed(user, n_users, 1, options, "user_bias", dtype, self.bias_l2, zeros=True), user_known])
+        b_i = ApplyMask()([embed(item, n_items, 1, options, "item_bias", dtype, self.bias_l2, zeros=True), item_known])
         interaction = keras.layers.Dot(axes=1, dtype=dtype)([p, q])
         summed = keras.layers.Add(dtype="float32")([interaction, b_u, b_i])  # float32 output under mixed precision
         rating = GlobalBias(self._global_mean, name="global_bias", dtype="float32")(summed)

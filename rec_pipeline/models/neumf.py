@@ -7,8 +7,8 @@ from typing import Any
 import keras
 
 from rec_pipeline.models.data import TrainOptions
-from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embedding, id_inputs
-from rec_pipeline.models.ncf import dropped_ids, mlp_tower, rating_head
+from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
+from rec_pipeline.models.ncf import DEFAULT_EMBEDDING_L2, dropped_ids, mlp_tower, rating_head
 from rec_pipeline.models.training import layer_dtype
 
 
@@ -18,12 +18,15 @@ class NeuMFRecommender(PairwiseKerasRecommender):
 
     kind = "neumf"
 
-    def __init__(self, hidden_units: tuple[int, ...] | list[int] = (64, 32, 16)) -> None:
+    def __init__(self, hidden_units: tuple[int, ...] | list[int] = (64, 32, 16),
+                 embedding_l2: float | None = DEFAULT_EMBEDDING_L2) -> None:
         super().__init__()
         self.hidden_units = tuple(int(units) for units in hidden_units)
+        # Per-example L2 on the looked-up user/item rows (see layers.BatchRowL2); None: whole-table options.l2.
+        self.embedding_l2 = None if embedding_l2 is None else float(embedding_l2)
 
     def get_config(self) -> dict[str, Any]:
-        return {"hidden_units": list(self.hidden_units)}
+        return {"hidden_units": list(self.hidden_units), "embedding_l2": self.embedding_l2}
 
     def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
         dtype = layer_dtype(options)
@@ -31,12 +34,12 @@ class NeuMFRecommender(PairwiseKerasRecommender):
         user_in, item_in = id_inputs()
         user, item = dropped_ids(user_in, item_in, options)
         gmf = keras.layers.Multiply(dtype=dtype, name="gmf")([
-            embedding(n_users, dim, options, "gmf_user_embedding", dtype)(user),
-            embedding(n_items, dim, options, "gmf_item_embedding", dtype)(item),
+            embed(user, n_users, dim, options, "gmf_user_embedding", dtype, self.embedding_l2),
+            embed(item, n_items, dim, options, "gmf_item_embedding", dtype, self.embedding_l2),
         ])
         mlp_input = keras.layers.Concatenate(dtype=dtype)([
-            embedding(n_users, dim, options, "mlp_user_embedding", dtype)(user),
-            embedding(n_items, dim, options, "mlp_item_embedding", dtype)(item),
+            embed(user, n_users, dim, options, "mlp_user_embedding", dtype, self.embedding_l2),
+            embed(item, n_items, dim, options, "mlp_item_embedding", dtype, self.embedding_l2),
         ])
         fused = keras.layers.Concatenate(dtype=dtype, name="fused")(
             [gmf, mlp_tower(mlp_input, self.hidden_units, options, dtype, "mlp")])

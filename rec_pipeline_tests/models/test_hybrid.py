@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from rec_pipeline.models import TrainOptions, load_model
-from rec_pipeline.models.hybrid import HybridRecommender
+from rec_pipeline.models.hybrid import HybridRecommender, standardized
 from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ OPTIONS = TrainOptions(epochs=15, batch_size=64, embedding_dim=8, learning_rate=
 
 @pytest.fixture(scope="module")
 def hybrid(planted: PlantedRatings) -> HybridRecommender:
-    model = HybridRecommender(text_units=16, image_units=32, content_units=32, merge_units=32)
+    model = HybridRecommender(text_units=16, image_units=32, content_units=32)
     model.fit(planted.training_data(with_content=True), OPTIONS)
     return model
 
@@ -62,3 +62,20 @@ def test_save_then_load_answers_from_saved_content(hybrid: HybridRecommender, pl
 def test_hybrid_requires_item_content(planted: PlantedRatings) -> None:
     with pytest.raises(ValueError, match="content"):
         HybridRecommender().fit(planted.training_data(with_content=False), OPTIONS)
+
+
+def test_standardized_rescales_tiny_vectors_and_keeps_absent_rows_zero() -> None:
+    # Random-CNN image embeddings arrive at ~1e-10 scale; unscaled, the image branch would be dead.
+    rng = np.random.default_rng(0)
+    vectors = (rng.normal(size=(50, 4)) * 1e-10 + 3e-10).astype(np.float32)
+    present = np.ones(50, dtype=bool)
+    present[:5] = False
+    out = standardized(vectors, present)
+    assert np.all(out[:5] == 0.0)
+    assert np.allclose(out[present].mean(axis=0), 0.0, atol=1e-5)
+    assert np.allclose(out[present].std(axis=0), 1.0, atol=1e-3)
+
+
+def test_standardized_leaves_constant_columns_finite() -> None:
+    vectors = np.ones((6, 3), dtype=np.float32)
+    assert np.array_equal(standardized(vectors, np.ones(6, dtype=bool)), np.zeros((6, 3), dtype=np.float32))

@@ -27,7 +27,7 @@ def test_early_stopping_restores_the_best_epoch(planted: PlantedRatings) -> None
     # No regularization and a large step: validation error bottoms out early, then rises as MF overfits.
     options = TrainOptions(epochs=30, batch_size=32, embedding_dim=32, learning_rate=3e-2, l2=0.0,
                            early_stopping_patience=3)
-    model = create_model("mf")
+    model = create_model("mf", embedding_l2=0.0, bias_l2=0.0)
     history = model.fit(planted.training_data(), options)
     assert history.best_epoch < history.epochs_run < options.epochs
     best, last = min(history.val_rmse), history.val_rmse[-1]
