@@ -361,6 +361,10 @@ class _Run:
         if key in self.failed_lookups:
             # One failed lookup per host and run: a dump with thousands of URLs on a dead host costs one query.
             raise self.failed_lookups[key]
+        if host.rstrip(".").lower().endswith(".invalid") or host.rstrip(".").lower() == "invalid":
+            # RFC 6761: `.invalid` never resolves, so answer without asking a resolver (no packet leaves the host).
+            self.failed_lookups[key] = _permanent("dns_not_found", f"{host}: reserved name (RFC 6761), never resolves")
+            raise self.failed_lookups[key]
         if key not in self.addresses:
             loop = asyncio.get_running_loop()
             try:

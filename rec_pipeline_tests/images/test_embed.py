@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -191,15 +192,22 @@ def test_local_weights_file_is_loaded_exactly(random_embedder, tmp_path, images)
     )
 
 
-def test_imagenet_weights_offline_fail_fast_naming_the_settings_to_use():
+def test_imagenet_weights_offline_fail_fast_naming_the_settings_to_use(tmp_path, monkeypatch):
+    # Keep the test on this machine: an empty Keras cache, and every download routed to a closed local port, so
+    # the download fails the way it does offline without a packet leaving 127.0.0.1.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{closed_port}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
     options = EmbeddingOptions(backbone="MobileNetV3Small", weights="imagenet", image_size=224)
     started = time.perf_counter()
-    try:
+    with pytest.raises(EmbeddingWeightsError) as raised:
         build_embedder(options)
-    except EmbeddingWeightsError as exc:
-        message = str(exc)
-    else:
-        pytest.skip("ImageNet weights are reachable or already in the Keras cache here; the offline path is untested")
+    message = str(raised.value)
     assert time.perf_counter() - started < 45
     assert "weights='imagenet'" in message
     assert 'weights="random"' in message and "weights=<path" in message and "model_path=" in message
