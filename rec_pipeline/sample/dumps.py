@@ -4,14 +4,20 @@ The reviews file is the big one (a benchmark writes 2 million lines), so every p
 numpy array up front and lines are assembled per chunk from pre-escaped lookup tables: the only per-review
 Python work is one f-string per line. Lines stream into gzip chunk by chunk; the gzip header carries no name and
 no time, so the same spec always gives the same bytes. Metadata is one line per item and built with plain Python.
+
+2014/2018 specs may ask for *variant copies*, the trap those dumps are known for: some items are listed under
+extra variant asins and their reviews are written once per asin (same reviewer, time, rating and text), and a
+few reviews are copied once onto an unrelated item. The manifest records both, so a test can check that variant
+collapsing recovers exactly the planted families and merges none of the coincidences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +174,11 @@ HTML_DOCUMENT = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title
 STRAY_PRICE_HTML = ('.a-section.a-spacing-mini{margin-bottom:6px!important;}'
                     '.a-box-inner{background-color:#fff;}')
 ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
+MAX_VARIANT_ASINS = 3  # extra asins per planted family
+# Every variant asin carries the first MIN_VARIANT_COPIES text reviews of its item (so it shares enough events to
+# be recognized as a variant) and each other review with VARIANT_COPY_SHARE: pooled reviews overlap only partly.
+MIN_VARIANT_COPIES = 2
+VARIANT_COPY_SHARE = 0.85
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,11 @@ class SampleManifest:
     meta_lines: int
     meta_dirt: dict[str, int] = field(default_factory=dict)  # duplicated asin lines, HTML titles, empty fields
     images: dict[str, int] = field(default_factory=dict)  # written / broken (URL but no file) / none
+    # Valid lines that repeat a review on another asin (variant and coincidental copies); review_records,
+    # unique_pairs and duplicates count reviews, not lines, so they are what collapsing the copies gives back.
+    copy_lines: int = 0
+    variant_families: dict[str, tuple[str, ...]] = field(default_factory=dict)  # item -> its asins, sorted
+    coincidences: tuple[tuple[str, str], ...] = ()  # unrelated asin pairs sharing exactly one review
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -420,6 +436,110 @@ def draw_extras(world: World, draw: ReviewDraw, bank: ReviewTextBank, rng: np.ra
     )
 
 
+# --- variant copies -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VariantCopies:
+    """The extra asins of planted variant families and every copy line to write on top of the draw's reviews.
+
+    Asins are numbered as in the reviews file's asin table: items first (``0..n_items-1``), then ``asins``.
+    """
+
+    asins: list[str]  # the variant asins
+    base: np.ndarray  # the item each variant asin lists
+    review: np.ndarray  # int64: draw index of each copy line
+    asin: np.ndarray  # int64: asin table index of each copy line
+    coincidences: list[tuple[str, str]]  # (smaller, larger) asin of each coincidental copy
+
+    def __len__(self) -> int:
+        return len(self.review)
+
+    def families(self, item_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Item id -> all of its asins (its own included), sorted: the families variant collapsing must find."""
+        members: dict[str, list[str]] = {}
+        for asin, base in zip(self.asins, self.base.tolist()):
+            members.setdefault(item_ids[base], [item_ids[base]]).append(asin)
+        return {item: tuple(sorted(asins)) for item, asins in members.items()}
+
+    def variants_of(self) -> dict[int, list[str]]:
+        """Item index -> its variant asins, for the metadata writer."""
+        out: dict[int, list[str]] = {}
+        for asin, base in zip(self.asins, self.base.tolist()):
+            out.setdefault(base, []).append(asin)
+        return out
+
+
+NO_COPIES = VariantCopies([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [])
+
+
+def plan_variant_copies(world: World, draw: ReviewDraw, has_text: np.ndarray, item_ids: Sequence[str],
+                        rng: np.random.Generator) -> VariantCopies:
+    """Choose the planted families and coincidences of a 2014/2018 spec and the copy lines they need.
+
+    Families go to items with at least ``MIN_VARIANT_COPIES`` text reviews, so each variant asin can carry
+    enough copies to be recognizable. Coincidences copy one text review whose (user, item) has no duplicate
+    from a non-family item onto another non-family item the user never reviewed, each item pair at most once:
+    one shared review, which must not merge the two.
+    """
+    spec = world.spec
+    if spec.release == "2023" or (spec.variant_families == 0 and spec.coincidental_copies == 0):
+        return NO_COPIES
+    n_items = spec.n_items
+    texts = np.bincount(draw.item[has_text], minlength=n_items)
+    eligible = np.flatnonzero(texts >= MIN_VARIANT_COPIES)
+    n_families = min(len(eligible), round(spec.variant_families * n_items))
+    family_items = np.sort(rng.choice(eligible, size=n_families, replace=False)).astype(np.int64)
+    per_family = rng.integers(1, MAX_VARIANT_ASINS + 1, size=n_families)
+    asins = random_ids(rng, int(per_family.sum()), "B0", 8, exclude=frozenset(item_ids))
+    n_variants = np.zeros(n_items, dtype=np.int64)
+    n_variants[family_items] = per_family
+    first_variant = np.zeros(n_items, dtype=np.int64)
+    first_variant[family_items] = n_items + np.cumsum(per_family) - per_family
+
+    # Each review of a family item, once per variant asin of its item.
+    on_family = np.flatnonzero(n_variants[draw.item] > 0)
+    reps = n_variants[draw.item[on_family]]
+    review = np.repeat(on_family, reps)
+    slot = np.arange(len(review)) - np.repeat(np.cumsum(reps) - reps, reps)
+    asin = first_variant[draw.item[review]] + slot
+    # The first text reviews of each family item (by draw order) go onto every one of its variants.
+    by_item = on_family[np.argsort(draw.item[on_family], kind="stable")]
+    text = has_text[by_item].astype(np.int64)
+    group = np.cumsum(np.r_[True, np.diff(draw.item[by_item]) != 0]) - 1
+    texts_before = np.cumsum(text) - text
+    rank = texts_before - texts_before[np.r_[0, np.flatnonzero(np.diff(group)) + 1]][group]
+    forced = np.zeros(len(draw), dtype=bool)
+    forced[by_item[(text == 1) & (rank < MIN_VARIANT_COPIES)]] = True
+    keep = forced[review] | (rng.random(len(review)) < VARIANT_COPY_SHARE)
+    review, asin = review[keep], asin[keep]
+
+    coincidences: list[tuple[str, str]] = []
+    extra_review: list[int] = []
+    extra_asin: list[int] = []
+    if spec.coincidental_copies:
+        free_items = np.flatnonzero(n_variants == 0)
+        sources = np.flatnonzero(has_text & draw.is_latest & ~draw.is_duplicate & (n_variants[draw.item] == 0))
+        pairs: set[tuple[int, int]] = set()
+        for r in rng.permutation(sources)[: 20 * spec.coincidental_copies].tolist():
+            if len(pairs) == spec.coincidental_copies or len(free_items) < 2:
+                break
+            source, target = int(draw.item[r]), int(rng.choice(free_items))
+            pair = (min(source, target), max(source, target))
+            if source == target or pair in pairs or bool(np.any((draw.user == draw.user[r]) & (draw.item == target))):
+                continue
+            pairs.add(pair)
+            extra_review.append(r)
+            extra_asin.append(target)
+            coincidences.append((item_ids[pair[0]], item_ids[pair[1]]))
+    return VariantCopies(
+        asins=asins,
+        base=np.repeat(family_items, per_family),
+        review=np.concatenate([review, np.array(extra_review, dtype=np.int64)]),
+        asin=np.concatenate([asin, np.array(extra_asin, dtype=np.int64)]),
+        coincidences=coincidences,
+    )
+
+
 # --- review lines -------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -488,10 +608,15 @@ def _photo_urls(category: str, user: str, item: str, count: int) -> list[str]:
 
 
 def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw, extras: ReviewExtras,
-                 bank: ReviewTextBank, tables: LineTables) -> list[str]:
-    """Render the reviews at positions ``idx`` as JSON lines in the release's field order."""
+                 bank: ReviewTextBank, tables: LineTables, asin: np.ndarray | None = None) -> list[str]:
+    """Render the reviews at positions ``idx`` as JSON lines in the release's field order.
+
+    ``asin`` (indices into ``tables.item_id``) writes a line under another asin than its review's item: a copy,
+    identical otherwise, photo URLs included.
+    """
     user = tables.user_id[draw.user[idx]].tolist()
     item = tables.item_id[draw.item[idx]].tolist()
+    listed = item if asin is None else tables.item_id[asin].tolist()
     rating = tables.rating[draw.rating[idx]].tolist()
     head = bank.heads[extras.head[idx]].tolist()
     tail = bank.tails[extras.tail[idx]].tolist()
@@ -524,7 +649,7 @@ def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw,
         return [
             f'{{"reviewerID": "{u}", "asin": "{i}", {n}"helpful": {hp}, "reviewText": "{h}{t}", "overall": {r}, '
             f'"summary": "{s}", "unixReviewTime": {sec}, "reviewTime": "{rt}"}}'
-            for u, i, n, hp, h, t, r, s, sec, rt in zip(user, item, names, helpful, head, tail, rating, summary, seconds,
+            for u, i, n, hp, h, t, r, s, sec, rt in zip(user, listed, names, helpful, head, tail, rating, summary, seconds,
                                                        review_time)
         ]
     votes = _vote_fragments(extras.votes[idx])
@@ -539,7 +664,7 @@ def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw,
         f'{{{im}"overall": {r}, {vo}"verified": {ve}, "reviewTime": "{rt}", "reviewerID": "{u}", "asin": "{i}", '
         f'{st}{n}"reviewText": "{h}{t}", "summary": "{s}", "unixReviewTime": {sec}}}'
         for im, r, vo, ve, rt, u, i, st, n, h, t, s, sec in zip(images, rating, votes, verified, review_time, user,
-                                                               item, style, names, head, tail, summary, seconds)
+                                                               listed, style, names, head, tail, summary, seconds)
     ]
 
 
@@ -562,19 +687,27 @@ def corrupt_line(line: str, kind: str, release: str, rng: np.random.Generator) -
     return json.dumps(record)
 
 
-def _file_order(draw: ReviewDraw, rng: np.random.Generator) -> np.ndarray:
-    """Lines grouped by item (asin order, as in the real 5-core files), in random order within an item."""
-    return np.lexsort((rng.random(len(draw)), draw.item))
+def _file_order(asin_rank: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lines grouped by asin (asin order, as in the real 5-core files), in random order within an asin."""
+    return np.lexsort((rng.random(len(asin_rank)), asin_rank))
 
 
 def write_reviews(path: Path, world: World, draw: ReviewDraw, user_ids: list[str], items: list[ItemContent],
-                  rng: np.random.Generator, log: Callable[[str], None]) -> tuple[int, dict[str, int]]:
-    """Stream the reviews file; return (lines written, dirt lines by kind)."""
+                  rng: np.random.Generator, log: Callable[[str], None]) -> tuple[int, dict[str, int], VariantCopies]:
+    """Stream the reviews file, variant copies included; return (lines written, dirt lines by kind, copies)."""
     spec = world.spec
     bank = build_text_bank(rng)
     extras = draw_extras(world, draw, bank, rng)
     tables = build_line_tables(draw, user_ids, items, rng)
-    order = _file_order(draw, rng)
+    item_ids = [item.item_id for item in items]
+    copies = plan_variant_copies(world, draw, extras.head != len(bank.heads) - 1, item_ids,
+                                 np.random.default_rng([spec.seed, 0x7A41]))
+    review = np.concatenate([np.arange(len(draw), dtype=np.int64), copies.review])
+    asin = np.concatenate([draw.item.astype(np.int64), copies.asin])
+    asin_ids = np.array(item_ids + copies.asins, dtype=object)
+    tables = dataclasses.replace(tables, item_id=asin_ids)
+    # Item ids are sorted, so without copies an item's index is its rank and the order is the one it always was.
+    order = _file_order(np.argsort(np.argsort(asin_ids))[asin] if len(copies) else asin, rng)
     n = len(order)
     n_dirt = int(round(spec.dirt_fraction * n))
     dirt_kind = [DIRT_KINDS[k % len(DIRT_KINDS)] for k in range(n_dirt)]
@@ -586,7 +719,8 @@ def write_reviews(path: Path, world: World, draw: ReviewDraw, user_ids: list[str
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=spec.compresslevel, mtime=0) as out:
         for start in range(0, n, CHUNK_REVIEWS):
             stop = min(start + CHUNK_REVIEWS, n)
-            lines = _chunk_lines(spec.release, spec.category, order[start:stop], draw, extras, bank, tables)
+            rows = order[start:stop]
+            lines = _chunk_lines(spec.release, spec.category, review[rows], draw, extras, bank, tables, asin[rows])
             lo, hi = np.searchsorted(dirt_before, [start, stop])
             valid = lines[:]  # dirt is derived from the valid line it precedes, even when two land at one spot
             # Insert from the back so earlier insertion points keep their offsets.
@@ -598,7 +732,7 @@ def write_reviews(path: Path, world: World, draw: ReviewDraw, user_ids: list[str
             out.write(("\n".join(lines) + "\n").encode("utf-8"))
             lines_written += len(lines)
             log(f"reviews: {stop:,}/{n:,} records written")
-    return lines_written, dirt_counts
+    return lines_written, dirt_counts, copies
 
 
 # --- metadata -----------------------------------------------------------------------------------------------------
@@ -620,8 +754,24 @@ def _price_2018(price: float | None, rng: np.random.Generator) -> str:
     return f"${price:,.2f}"
 
 
-def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: np.random.Generator) -> Iterator[str]:
-    """One metadata line per item (plus the duplicated lines 2018 dumps have), in the release's syntax."""
+def _listings(items: list[ItemContent], variants: Mapping[int, Sequence[str]],
+              rng: np.random.Generator) -> Iterator[tuple[int, ItemContent]]:
+    """(item index, listing): each item, then its variant listings, which copy it under another asin with a
+    size in the title, as sibling listings read (an empty or HTML-document title is copied as it is)."""
+    for index, item in enumerate(items):
+        yield index, item
+        asins = variants.get(index, ())
+        if not asins:
+            continue
+        for asin, size in zip(asins, rng.choice(SIZES, size=len(asins), replace=False).tolist()):
+            title = f"{item.title}, {size}" if item.title and not item.title.startswith("<") else item.title
+            yield index, dataclasses.replace(item, item_id=asin, title=title)
+
+
+def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: np.random.Generator,
+                 variants: Mapping[int, Sequence[str]] | None = None) -> Iterator[str]:
+    """One metadata line per item and variant asin (``variants``: item index -> its variant asins), in the
+    release's syntax."""
     release = world.spec.release
     topic_members: dict[int, list[str]] = {}
     for index, item in enumerate(items):
@@ -630,7 +780,7 @@ def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: 
     counts = np.bincount(draw.item[latest], minlength=len(items))
     sums = np.bincount(draw.item[latest], weights=draw.rating[latest].astype(np.float64), minlength=len(items))
     ranks = np.argsort(np.argsort(-counts, kind="stable"), kind="stable") * 37 + rng.integers(1, 37, size=len(items))
-    for index, item in enumerate(items):
+    for index, item in _listings(items, variants or {}, rng):
         peers = [x for x in topic_members[int(world.item_topic[index])] if x != item.item_id]
         display = item.category_path[0]
         if release == "2014":
@@ -674,11 +824,13 @@ def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: 
             })
 
 
-def write_meta(path: Path, world: World, items: list[ItemContent], draw: ReviewDraw, rng: np.random.Generator) -> tuple[int, int]:
-    """Write the metadata file; return (lines, duplicated asin lines). Only 2018 repeats asins, as it did."""
+def write_meta(path: Path, world: World, items: list[ItemContent], draw: ReviewDraw, rng: np.random.Generator,
+               variants: Mapping[int, Sequence[str]] | None = None) -> tuple[int, int]:
+    """Write the metadata file, variant listings included; return (lines, duplicated asin lines). Only 2018
+    repeats asin lines, as it did."""
     lines, duplicates = [], 0
     duplicate_share = 0.01 if world.spec.release == "2018" else 0.0
-    for line in meta_records(world, items, draw, rng):
+    for line in meta_records(world, items, draw, rng, variants):
         lines.append(line)
         if rng.random() < duplicate_share:
             lines.append(line)
@@ -707,10 +859,13 @@ def write_sample(data_root: Path, spec: SampleSpec = SampleSpec(), logger: loggi
     reviews_name, meta_name = dump_file_names(spec.category, spec.release, spec.five_core_name)
     raw_dir = data_root / "raw"
     reviews_path, meta_path = raw_dir / reviews_name, raw_dir / meta_name
-    review_lines, dirt = write_reviews(reviews_path, world, draw, user_ids, items,
-                                       np.random.default_rng([spec.seed, 0xAE11]), log)
-    meta_lines, meta_duplicates = write_meta(meta_path, world, items, draw, np.random.default_rng([spec.seed, 0x3E7A]))
+    review_lines, dirt, copies = write_reviews(reviews_path, world, draw, user_ids, items,
+                                               np.random.default_rng([spec.seed, 0xAE11]), log)
+    meta_lines, meta_duplicates = write_meta(meta_path, world, items, draw, np.random.default_rng([spec.seed, 0x3E7A]),
+                                             copies.variants_of())
     meta_dirt["duplicate_asin_lines"] = meta_duplicates
+    families = copies.families(item_ids)
+    n_asins = spec.n_items + len(copies.asins)
 
     to_draw = world.item_image_state == IMAGE_OK
     image_paths = write_item_images(data_root, spec.category, item_ids, world.item_style, to_draw, spec.image_size,
@@ -719,17 +874,22 @@ def write_sample(data_root: Path, spec: SampleSpec = SampleSpec(), logger: loggi
               "none": int((world.item_image_state == IMAGE_NONE).sum())}
     counts = {
         "review_lines": review_lines, "review_records": len(draw), "unique_pairs": int(draw.is_latest.sum()),
-        "duplicates": int(draw.is_duplicate.sum()), "dirt": dirt, "items": spec.n_items, "users": spec.n_users,
+        "duplicates": int(draw.is_duplicate.sum()), "dirt": dirt, "items": n_asins, "users": spec.n_users,
         "meta_lines": meta_lines, "meta_dirt": meta_dirt, "images": images,
-        "reviews_file": reviews_name, "meta_file": meta_name,
+        "reviews_file": reviews_name, "meta_file": meta_name, "copy_lines": len(copies),
+        "variant_asins": len(copies.asins), "coincidental_copies": len(copies.coincidences),
     }
-    truth_path, truth_items, truth_users = write_truth(data_root / "sample_truth", world, draw, item_ids, user_ids, counts)
+    variants = {"families": {item: list(asins) for item, asins in families.items()},
+                "coincidences": [list(pair) for pair in copies.coincidences]}
+    truth_path, truth_items, truth_users = write_truth(data_root / "sample_truth", world, draw, item_ids, user_ids, counts,
+                                                       variants)
     log(f"sample written: {reviews_path.name} ({review_lines:,} lines), {meta_path.name}, truth in {truth_path.parent}")
     return SampleManifest(
         release=spec.release, category=spec.category, reviews_path=reviews_path, meta_path=meta_path,
         truth_path=truth_path, truth_items_path=truth_items, truth_users_path=truth_users,
         image_paths=tuple(image_paths), review_lines=review_lines, review_records=len(draw),
         unique_pairs=int(draw.is_latest.sum()), duplicates=int(draw.is_duplicate.sum()), dirt=dirt,
-        items=spec.n_items, meta_lines=meta_lines, meta_dirt=meta_dirt, images=images,
+        items=n_asins, meta_lines=meta_lines, meta_dirt=meta_dirt, images=images, copy_lines=len(copies),
+        variant_families=families, coincidences=tuple(copies.coincidences),
     )
 

@@ -96,8 +96,9 @@ def user_truth_frame(world: World, user_ids: list[str]) -> pl.DataFrame:
     )
 
 
-def truth_summary(world: World, draw: ReviewDraw, counts: dict[str, Any]) -> dict[str, Any]:
-    """The truth JSON: spec, model, noise floor and the exact counts tests check the ingestion against."""
+def truth_summary(world: World, draw: ReviewDraw, counts: dict[str, Any], variants: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The truth JSON: spec, model, noise floor, the exact counts tests check the ingestion against and the
+    planted variant families (item -> its asins) and coincidental copies (asin pairs sharing one review)."""
     spec = world.spec
     latest = draw.is_latest
     return {
@@ -118,14 +119,15 @@ def truth_summary(world: World, draw: ReviewDraw, counts: dict[str, Any]) -> dic
         "rating_mean": float(draw.rating[latest].mean()),
         "rating_histogram": {str(k): int(v) for k, v in zip(range(1, 6), np.bincount(draw.rating[latest], minlength=6)[1:])},
         "counts": counts,
+        "variants": variants or {"families": {}, "coincidences": []},
     }
 
 
 def write_truth(truth_dir: Path, world: World, draw: ReviewDraw, item_ids: list[str], user_ids: list[str],
-                counts: dict[str, Any]) -> tuple[Path, Path, Path]:
+                counts: dict[str, Any], variants: dict[str, Any] | None = None) -> tuple[Path, Path, Path]:
     """Write ``<Cat>.json``, ``<Cat>_items.parquet`` and ``<Cat>_users.parquet`` atomically."""
     category = world.spec.category
     items = write_parquet(item_truth_frame(world, item_ids), truth_dir / f"{category}_items.parquet")
     users = write_parquet(user_truth_frame(world, user_ids), truth_dir / f"{category}_users.parquet")
-    summary = write_json(truth_summary(world, draw, counts), truth_dir / f"{category}.json")
+    summary = write_json(truth_summary(world, draw, counts, variants), truth_dir / f"{category}.json")
     return summary, items, users

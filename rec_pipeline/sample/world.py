@@ -63,6 +63,11 @@ class SampleSpec:
     seed: int = 7
     compresslevel: int = 6
     five_core_name: bool = True
+    # 2014/2018 only (2023 keys items by parent_asin): the share of items listed under 1-3 extra variant asins,
+    # every review written once per asin, as those dumps did; and how many reviews are also copied, once, onto
+    # one unrelated item (a reviewer pasting one text twice), the overlap that must not merge two products.
+    variant_families: float = 0.0
+    coincidental_copies: int = 0
 
     def __post_init__(self) -> None:
         if self.release not in ("2014", "2018", "2023"):
@@ -73,6 +78,8 @@ class SampleSpec:
             raise ValueError("duplicate_fraction and dirt_fraction must lie in [0, 0.5)")
         if self.sigma < 0:
             raise ValueError("sigma must be >= 0")
+        if not 0.0 <= self.variant_families <= 1.0 or self.coincidental_copies < 0:
+            raise ValueError("variant_families must lie in [0, 1] and coincidental_copies must be >= 0")
 
 
 @dataclass(frozen=True)
