@@ -46,6 +46,8 @@ from rec_pipeline.sample.images import write_item_images  # noqa: E402
 from rec_pipeline.sample.world import IMAGE_OK  # noqa: E402
 
 INGESTION_ASSETS = ("raw_reviews", "raw_items")
+# What the feature assets read: the k-core decides which items' images are fetched, the catalog keys them.
+UPSTREAM_ASSETS = ("interactions", "items")
 FEATURE_ASSETS = ("item_text", "word2vec_model", "item_text_vectors", "item_images", "image_embeddings")
 TARGET_RATIO = 0.10
 SECONDS_PER_DAY = 86_400
@@ -165,7 +167,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def materialize_features(data_root: Path, category: str, assets: Sequence[str] = ("raw_items", *FEATURE_ASSETS),
+def materialize_features(data_root: Path, category: str, assets: Sequence[str] = (*INGESTION_ASSETS, *UPSTREAM_ASSETS, *FEATURE_ASSETS),
                          ops_config: dict[str, Any] | None = None) -> dict[str, AssetRun]:
     """Materialize ``assets`` for ``category`` on an ephemeral instance; return each asset's duration and metadata.
 
@@ -174,11 +176,11 @@ def materialize_features(data_root: Path, category: str, assets: Sequence[str] =
     """
     import dagster as dg
 
-    from rec_pipeline.assets import features, images, ingestion
+    from rec_pipeline.assets import catalog, features, images, ingestion, interactions
     from rec_pipeline.demo import demo_ops_config
     from rec_pipeline.resources import DataLake
 
-    by_name = {a.key.to_user_string(): a for module in (ingestion, features, images)
+    by_name = {a.key.to_user_string(): a for module in (ingestion, interactions, catalog, features, images)
                for a in dg.load_assets_from_modules([module]) if isinstance(a, dg.AssetsDefinition)}
     ops = {name: value for name, value in _deep_merge(demo_ops_config(), ops_config or {}).items() if name in assets}
     instance = dg.DagsterInstance.ephemeral()
@@ -227,7 +229,7 @@ def _run_child(root: Path, category: str, out: Path, ops_config: dict[str, Any])
 
 
 def _child(root: Path, category: str, out: Path, ops_config: dict[str, Any]) -> None:
-    runs = materialize_features(root, category, assets=(*INGESTION_ASSETS, *FEATURE_ASSETS), ops_config=ops_config)
+    runs = materialize_features(root, category, assets=(*INGESTION_ASSETS, *UPSTREAM_ASSETS, *FEATURE_ASSETS), ops_config=ops_config)
     out.write_text(json.dumps({name: dataclasses.asdict(run) for name, run in runs.items()}))
 
 

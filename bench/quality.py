@@ -37,7 +37,7 @@ CATEGORY = "Quality_Toys"
 def run_pipeline(root: Path, epochs: int) -> float:
     import dagster as dg
 
-    from rec_pipeline.automation import DEMO_JOB_NAME
+    from rec_pipeline.automation import MAIN_JOB_NAME
     from rec_pipeline.definitions import build_definitions
     from rec_pipeline.demo import demo_ops_config
 
@@ -45,8 +45,8 @@ def run_pipeline(root: Path, epochs: int) -> float:
     for key, value in ops.items():
         if key.startswith("model_"):
             value["config"]["epochs"] = epochs
-    defs = build_definitions(str(root), demo=True)
-    job = defs.resolve_job_def(DEMO_JOB_NAME)
+    defs = build_definitions(str(root))
+    job = defs.resolve_job_def(MAIN_JOB_NAME)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", [CATEGORY])
     started = time.perf_counter()

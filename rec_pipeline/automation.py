@@ -22,7 +22,6 @@ from rec_pipeline.ingest.sources import discover, fingerprint
 from rec_pipeline.resources import DataLake
 
 MAIN_JOB_NAME = "recommender_pipeline"
-DEMO_JOB_NAME = "demo_pipeline"
 INGEST_JOB_NAME = "ingest_and_features"
 RETRAIN_JOB_NAME = "retrain_and_evaluate"
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
@@ -31,8 +30,8 @@ INGEST_GROUPS = ("ingestion", "interactions", "features")
 TRAIN_GROUPS = ("training", "evaluation")
 
 
-def build_jobs(demo_config: dg.RunConfig | None) -> list[Any]:
-    jobs = [
+def build_jobs() -> list[Any]:
+    return [
         dg.define_asset_job(MAIN_JOB_NAME, selection=dg.AssetSelection.all(),
                             description="Everything: dumps to recommendations, for one category partition.",
                             tags={"rec_pipeline/kind": "full"}),
@@ -41,12 +40,6 @@ def build_jobs(demo_config: dg.RunConfig | None) -> list[Any]:
         dg.define_asset_job(RETRAIN_JOB_NAME, selection=dg.AssetSelection.groups(*TRAIN_GROUPS),
                             description="Retrain every model, evaluate, and refresh recommendations."),
     ]
-    if demo_config is not None:
-        jobs.append(
-            dg.define_asset_job(DEMO_JOB_NAME, selection=dg.AssetSelection.all(), config=demo_config,
-                                description="The whole pipeline with offline demo settings (small models, no weight downloads).")
-        )
-    return jobs
 
 
 def _fingerprints(raw_dir: Path) -> dict[str, str]:
@@ -57,6 +50,14 @@ def _fingerprints(raw_dir: Path) -> dict[str, str]:
         files = [d.path for d in (dumps.reviews, dumps.meta) if d is not None]
         result[category] = fingerprint(files)
     return result
+
+
+# Dagster creates a `default_automation_condition_sensor` STOPPED in a fresh instance; declaring it here with
+# RUNNING makes the eager conditions act as soon as the daemon runs, as the README promises.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "default_automation_condition_sensor", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates the assets' automation conditions (eager downstream updates) while the daemon runs.",
+)
 
 
 @dg.sensor(job_name=INGEST_JOB_NAME, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

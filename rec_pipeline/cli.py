@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from rec_pipeline.paths import DataLayout, default_data_dir
+from rec_pipeline.recommend import UserInputError
 
 DEMO_CATEGORY = "Sample_Toys"
 
@@ -53,35 +56,68 @@ def cmd_partitions_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate sample dumps if needed and run the whole pipeline on them, recorded in $DAGSTER_HOME."""
+    """Generate sample dumps if needed, write the demo's settings if none exist, run the whole pipeline on them
+    (recorded in $DAGSTER_HOME), and end on what a user came for: the model comparison and one user's top-10."""
     import dagster as dg
 
     from rec_pipeline.assets.partitions import sync_category_partitions
-    from rec_pipeline.automation import DEMO_JOB_NAME
+    from rec_pipeline.automation import MAIN_JOB_NAME
     from rec_pipeline.definitions import build_definitions
+    from rec_pipeline.demo import write_demo_settings
     from rec_pipeline.sample import SampleSpec, write_sample
+    from rec_pipeline.settings import settings_path
 
     layout = _layout(args).ensure()
     if not any(layout.raw_dir.glob(f"*{args.category}*")):
         print(f"generating sample dumps for {args.category} in {layout.raw_dir} ...", flush=True)
         write_sample(layout.root, SampleSpec(category=args.category, release=args.release))
-    defs = build_definitions(str(layout.root), demo=True)
+    settings_file = settings_path(layout.root)
+    if write_demo_settings(settings_file):
+        print(f"wrote the demo's offline settings to {settings_file} (every later launch on this data reads them)", flush=True)
+    else:
+        print(f"using the settings in {settings_file}", flush=True)
+    defs = build_definitions(str(layout.root))
+    # Dagster's per-event DEBUG lines are for the UI; the console keeps the steps' own progress lines.
+    run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "INFO"}}}}
     with dg.DagsterInstance.get() as instance:
         sync_category_partitions(instance, layout.raw_dir)
-        job = defs.resolve_job_def(DEMO_JOB_NAME)
-        print(f"running job {DEMO_JOB_NAME} for partition {args.category} (logs below; open the UI with `make ui`)", flush=True)
-        result = job.execute_in_process(partition_key=args.category, instance=instance, raise_on_error=False)
-    from rec_pipeline.summary import category_summary
-
-    summary = category_summary(layout, args.category)
-    table = layout.artifact(args.category, "metrics/comparison.md")
-    if table.exists():
-        print("\nModel comparison (test split):\n" + table.read_text())
-    print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2, default=str))
+        job = defs.resolve_job_def(MAIN_JOB_NAME)
+        print(f"running job {MAIN_JOB_NAME} for partition {args.category} (open the UI with `make ui`)", flush=True)
+        result = job.execute_in_process(partition_key=args.category, instance=instance, run_config=run_config, raise_on_error=False)
     if not result.success:
         print("the demo run failed; see the step errors above", file=sys.stderr)
         return 1
+    print(demo_screen(layout, args.category))
     return 0
+
+
+def demo_screen(layout: DataLayout, category: str) -> str:
+    """The demo's last screen: the comparison table with its protocol, then one user's history and top-10."""
+    import polars as pl
+
+    from rec_pipeline.recommend import user_report
+
+    lines = []
+    metrics = layout.artifact(category, "metrics/metrics.json")
+    table = layout.artifact(category, "metrics/comparison.md")
+    if table.exists():
+        protocol = json.loads(metrics.read_text()).get("protocol") if metrics.exists() else None
+        lines += ["", f"Model comparison on the test split of {category} (protocol: {protocol}):", "", table.read_text().rstrip()]
+    recs = layout.artifact(category, "recommendations.parquet")
+    if recs.exists():
+        counts = pl.read_parquet(layout.artifact(category, "interactions.parquet"), columns=["user_id"])["user_id"].value_counts()
+        user = counts.sort(["count", "user_id"], descending=[True, False])["user_id"][0]
+        lines += ["", format_report(user_report(layout, category, user, 10), 10)]
+        lines += ["", f"More: rec-pipeline recommend --category {category} --user <USER_ID>   (or open the UI: make ui)"]
+    return "\n".join(lines)
+
+
+def format_report(report: dict[str, Any], n: int) -> str:
+    lines = [f"User {report['user_id']} in {report['category']} (model: {report['model']})", "", "Top-rated history:"]
+    lines += [f"  {row['rating']:.0f}*  {row['item_id']}  {row.get('title') or ''}" for row in report["history"]]
+    lines += ["", f"Top {n} recommendations:"]
+    lines += [f"  {row['rank']:>2}. {row['item_id']}  {row['score']:.2f}  {row.get('title') or ''}" for row in report["recommendations"]]
+    return "\n".join(lines)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -95,16 +131,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from rec_pipeline.recommend import user_report
 
     report = user_report(_layout(args), args.category, args.user, args.n)
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-        return 0
-    print(f"User {args.user} in {args.category} (model: {report['model']})")
-    print("\nTop-rated history:")
-    for row in report["history"]:
-        print(f"  {row['rating']:.0f}*  {row['item_id']}  {row.get('title') or ''}")
-    print(f"\nTop {args.n} recommendations:")
-    for row in report["recommendations"]:
-        print(f"  {row['rank']:>2}. {row['item_id']}  {row['score']:.2f}  {row.get('title') or ''}")
+    print(json.dumps(report, indent=2, default=str) if args.json else format_report(report, args.n))
     return 0
 
 
@@ -147,12 +174,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet(verbose: bool) -> None:
+    """Keep the default output to what a user reads: no library INFO chatter, beta warnings or TF banners."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("alembic", "gensim", "smart_open", "absl", "tensorflow", "h5py", "matplotlib", "httpx", "PIL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="dagster")
+    try:
+        from dagster import BetaWarning, PreviewWarning
+
+        warnings.filterwarnings("ignore", category=BetaWarning)
+        warnings.filterwarnings("ignore", category=PreviewWarning)
+    except ImportError:  # pragma: no cover - older Dagster
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet(args.verbose)
     try:
         return int(args.func(args))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, UserInputError) as exc:
         print(f"rec-pipeline: {exc}", file=sys.stderr)
         return 2
 

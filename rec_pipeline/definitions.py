@@ -7,26 +7,24 @@ import os
 import dagster as dg
 
 from rec_pipeline import automation
-from rec_pipeline.assets import evaluation, features, images, ingestion, interactions, training
+from rec_pipeline.assets import catalog, evaluation, features, images, ingestion, interactions, training
 from rec_pipeline.assets.partitions import register_landed_categories
 from rec_pipeline.paths import default_data_dir
 from rec_pipeline.resources import DataLake
 
-ASSET_MODULES = [ingestion, interactions, features, images, training, evaluation]
+ASSET_MODULES = [ingestion, interactions, catalog, features, images, training, evaluation]
 MAIN_JOB_NAME = automation.MAIN_JOB_NAME
 RETRAIN_CRON_ENV = "REC_PIPELINE_RETRAIN_CRON"
 
 
-def build_definitions(data_dir: str | None = None, demo: bool = True) -> dg.Definitions:
-    """Build the code location. Tests pass their own ``data_dir``; ``demo`` adds the offline demo job."""
-    from rec_pipeline.demo import demo_run_config
-
+def build_definitions(data_dir: str | None = None) -> dg.Definitions:
+    """Build the code location. Tests pass their own ``data_dir``; settings come from its ``settings.yaml``."""
     lake = DataLake(data_dir=data_dir or str(default_data_dir()))
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
-        jobs=automation.build_jobs(demo_run_config() if demo else None),
+        jobs=automation.build_jobs(),
         schedules=[automation.build_retrain_schedule(os.environ.get(RETRAIN_CRON_ENV, automation.DEFAULT_RETRAIN_CRON))],
-        sensors=[automation.landing_sensor, automation.run_failure_recorder],
+        sensors=[automation.landing_sensor, automation.run_failure_recorder, automation.automation_sensor],
         resources={"lake": lake},
     )
 

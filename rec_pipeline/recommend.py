@@ -10,28 +10,43 @@ import polars as pl
 from rec_pipeline.paths import DataLayout
 
 
-def _titles(layout: DataLayout, category: str) -> pl.DataFrame:
-    path = layout.artifact(category, "raw_items.parquet")
-    if not path.exists():
-        return pl.DataFrame(schema={"item_id": pl.String, "title": pl.String})
-    return pl.read_parquet(path, columns=["item_id", "title"])
+class UserInputError(LookupError):
+    """A category or user the data does not have; the message says what does exist (printed as one line)."""
+
+
+def known_categories(layout: DataLayout) -> list[str]:
+    warehouse = layout.root / "warehouse"
+    return sorted(p.name for p in warehouse.iterdir() if p.is_dir()) if warehouse.is_dir() else []
+
+
+def item_titles(layout: DataLayout, category: str) -> pl.DataFrame:
+    """``item_id, title`` from the item catalog (keyed like interactions: variant families merged)."""
+    for name in ("items.parquet", "raw_items.parquet"):
+        path = layout.artifact(category, name)
+        if path.exists():
+            return pl.read_parquet(path, columns=["item_id", "title"]).unique("item_id", keep="first", maintain_order=True)
+    return pl.DataFrame(schema={"item_id": pl.String, "title": pl.String})
 
 
 def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, history: int = 10) -> dict[str, Any]:
     """The user's top-rated history and their top-``n`` recommendations, with titles.
 
-    Raises FileNotFoundError naming the asset to materialize when recommendations do not exist yet, and
-    KeyError listing a few known users when ``user_id`` is unknown.
+    Raises UserInputError, with a message naming what exists, for an unknown category or user, or when
+    recommendations have not been materialized yet.
     """
+    if not layout.category_dir(category).is_dir():
+        known = ", ".join(known_categories(layout)) or "none yet (materialize the pipeline first)"
+        raise UserInputError(f"no category {category!r} under {layout.root}; known: {known}")
     recs_path = layout.artifact(category, "recommendations.parquet")
     if not recs_path.exists():
-        raise FileNotFoundError(f"no recommendations for {category!r} under {layout.root}: materialize the `recommendations` asset first")
+        raise UserInputError(f"no recommendations for {category!r} under {layout.root} yet: materialize the `recommendations` asset first")
     recs = pl.read_parquet(recs_path)
     mine = recs.filter(pl.col("user_id") == user_id).sort("rank").head(n)
     if mine.height == 0:
-        sample = recs["user_id"].unique().sort().head(5).to_list()
-        raise KeyError(f"user {user_id!r} has no recommendations in {category!r}; known users include {sample}")
-    titles = _titles(layout, category)
+        users = recs["user_id"].unique().sort()
+        sample = ", ".join(users.head(3).to_list())
+        raise UserInputError(f"user {user_id!r} not in category {category!r} ({users.len():,} users); try one of: {sample}")
+    titles = item_titles(layout, category)
     interactions = pl.read_parquet(layout.artifact(category, "interactions.parquet"))
     past = (
         interactions.filter(pl.col("user_id") == user_id)

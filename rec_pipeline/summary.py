@@ -46,11 +46,12 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
         }
     if (rows := _rows(art("interactions.parquet"))) is not None:
         frame = pl.read_parquet(art("interactions.parquet"), columns=["user_id", "item_id"])
-        assets["interactions"] = {"rows": rows, "users": frame["user_id"].n_unique(), "items": frame["item_id"].n_unique()}
+        assets["interactions"] = {"rows": rows, "users": frame["user_id"].n_unique(), "items": frame["item_id"].n_unique(),
+                                  **(_json(art("interactions.summary.json")) or {})}
     if art("splits/train.parquet").exists():
         assets["splits"] = {name: _rows(art(f"splits/{name}.parquet")) for name in ("train", "validation", "test")}
         assets["splits"].update(_json(art("splits/split.json")) or {})
-    for name in ("item_text", "item_text_vectors", "item_images", "image_embeddings", "recommendations"):
+    for name in ("items", "item_text", "item_text_vectors", "item_images", "image_embeddings", "recommendations"):
         if (rows := _rows(art(f"{name}.parquet"))) is not None:
             assets[name] = {"rows": rows, **(_json(art(f"{name}.summary.json")) or {})}
     if (metrics := _json(art("metrics/metrics.json"))) is not None:

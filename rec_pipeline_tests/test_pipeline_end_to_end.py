@@ -11,7 +11,7 @@ import pytest
 
 from rec_pipeline import cli
 from rec_pipeline.assets.training import MODEL_NAMES
-from rec_pipeline.automation import DEMO_JOB_NAME
+from rec_pipeline.automation import MAIN_JOB_NAME
 from rec_pipeline.definitions import build_definitions
 from rec_pipeline.demo import demo_ops_config
 from rec_pipeline.paths import DataLayout
@@ -31,7 +31,7 @@ def materialized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.Exe
     ops["image_embeddings"]["config"].update(image_size=32, projection_dim=16)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", [CATEGORY])
-    job = build_definitions(str(root), demo=True).resolve_job_def(DEMO_JOB_NAME)
+    job = build_definitions(str(root)).resolve_job_def(MAIN_JOB_NAME)
     result = job.execute_in_process(partition_key=CATEGORY, instance=instance, run_config={"ops": ops}, raise_on_error=False)
     return root, result
 

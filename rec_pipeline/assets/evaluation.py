@@ -14,7 +14,8 @@ from rec_pipeline.assets.training import MODEL_NAMES
 from rec_pipeline.atomic import write_bytes, write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import scatter_md
-from rec_pipeline.resources import DataLake
+from rec_pipeline.recommend import item_titles
+from rec_pipeline.resources import DataLake, step_config
 
 EVALUATION = "evaluation"
 
@@ -112,7 +113,7 @@ def cross_validate_models(layout: DataLayout, category: str, config: MetricsConf
 def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake: DataLake) -> dg.MaterializeResult:
     per_category: dict[str, dict[str, Any]] = {}
     for category in context.partition_keys:
-        outcome = evaluate_category(lake.layout, category, config, context.log)
+        outcome = evaluate_category(lake.layout, category, step_config(context, config, lake, category), context.log)
         y_true, y_pred = outcome["scatter"]
         best_row = outcome["results"][outcome["best"]]
         per_category[category] = {
@@ -139,6 +140,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     per_category: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
+        config = step_config(context, config, lake, category)
         metrics = json.loads(layout.artifact(category, "metrics/metrics.json").read_text())
         name = config.model or metrics["best_model"]
         model = load_model(layout.model_dir(category, name))
@@ -146,8 +148,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         exclude = {u: set(items) for u, items in rated.group_by("user_id").agg("item_id").iter_rows()}
         users = sorted(exclude)
         recs = model.recommend(users, config.n, exclude=exclude)
-        titles_path = layout.artifact(category, "raw_items.parquet")
-        titles = pl.read_parquet(titles_path, columns=["item_id", "title"]) if titles_path.exists() else pl.DataFrame(schema={"item_id": pl.String, "title": pl.String})
+        titles = item_titles(layout, category)
         recs = recs.join(titles, on="item_id", how="left").sort("user_id", "rank")
         write_parquet(recs, layout.artifact(category, "recommendations.parquet"))
         write_json({"model": name, "n": config.n, "users": len(users)}, layout.artifact(category, "recommendations.json"))

@@ -20,7 +20,8 @@ from rec_pipeline.assets.metadata import combined_check, counts_md, md_table, me
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.atomic import write_json, write_parquet
 from rec_pipeline.paths import DataLayout
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.schema import ITEM_SCHEMA
 from rec_pipeline.text.clean import CLEANING_VERSION, TextCleaningOptions, clean_item_text, cleaning_report, options_fingerprint
 from rec_pipeline.text.stopwords import load_stopwords
 from rec_pipeline.text.vectors import document_frequencies, item_vectors, nearest_neighbours, vectors_frame
@@ -55,18 +56,19 @@ class TextVectorsConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name=FEATURES, kinds={"nltk", "polars"}, code_version="1", deps=["raw_items"],
+    partitions_def=CATEGORY_PARTITIONS, group_name=FEATURES, kinds={"nltk", "polars"}, code_version="1", deps=["items"],
     backfill_policy=dg.BackfillPolicy.single_run(), automation_condition=dg.AutomationCondition.eager(),
     description="One cleaned token list per item from title, features, description, categories (fallback: brand).",
 )
 def item_text(context: dg.AssetExecutionContext, config: ItemTextConfig, lake: DataLake) -> dg.MaterializeResult:
     layout = lake.layout
-    options = TextCleaningOptions(stem=config.stem, min_token_length=config.min_token_length, drop_numbers=config.drop_numbers, remove_stopwords=config.remove_stopwords)
     stopwords = load_stopwords()
-    settings = options_fingerprint(options, stopwords) + CLEANING_VERSION
     per_category: dict[str, dict[str, Any]] = {}
     for category in context.partition_keys:
-        items = pl.read_parquet(layout.artifact(category, "raw_items.parquet"))
+        cfg = step_config(context, config, lake, category)
+        options = TextCleaningOptions(stem=cfg.stem, min_token_length=cfg.min_token_length, drop_numbers=cfg.drop_numbers, remove_stopwords=cfg.remove_stopwords)
+        settings = options_fingerprint(options, stopwords) + CLEANING_VERSION
+        items = pl.read_parquet(layout.artifact(category, "items.parquet"), columns=list(ITEM_SCHEMA))
         items = items.with_columns(_raw_text_hash(settings).alias("raw_hash"))
         out_path = layout.artifact(category, "item_text.parquet")
         previous = pl.read_parquet(out_path) if out_path.exists() else None
@@ -130,8 +132,9 @@ def _options_fingerprint(config: dg.Config) -> str:
 def word2vec_model(context: dg.AssetExecutionContext, config: Word2VecConfig, lake: DataLake) -> dg.MaterializeResult:
     layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
-    fingerprint = _options_fingerprint(config)
     for category in context.partition_keys:
+        config = step_config(context, config, lake, category)
+        fingerprint = _options_fingerprint(config)
         texts = pl.read_parquet(layout.artifact(category, "item_text.parquet"), columns=["content_hash", "tokens"])
         model_path = layout.artifact(category, "word2vec.model")
         sidecar_path = layout.artifact(category, "word2vec.json")
@@ -186,6 +189,7 @@ def item_text_vectors(context: dg.AssetExecutionContext, config: TextVectorsConf
     no_nan: dict[str, tuple[bool, str]] = {}
     coverage_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
+        config = step_config(context, config, lake, category)
         texts = pl.read_parquet(layout.artifact(category, "item_text.parquet"), columns=["item_id", "content_hash", "tokens"])
         sidecar = json.loads(layout.artifact(category, "word2vec.json").read_text())
         version = f"{sidecar['version']}:{config.weighting}"
@@ -239,7 +243,7 @@ def _neighbours_md(layout: DataLayout, category: str, frame: pl.DataFrame, matri
     """A few items with their nearest neighbours by text vector, titled, so a person can judge the vectors."""
     if frame.height < 2 or not mask.any():
         return "_no vectors_"
-    titles = dict(pl.read_parquet(layout.artifact(category, "raw_items.parquet"), columns=["item_id", "title"]).iter_rows())
+    titles = dict(pl.read_parquet(layout.artifact(category, "items.parquet"), columns=["item_id", "title"]).iter_rows())
     ids = frame["item_id"].to_list()
     queries = [ids[i] for i in np.flatnonzero(mask)[:n_queries]]
     rows = []

@@ -9,9 +9,9 @@ import polars as pl
 from rec_pipeline.assets.metadata import combined_check, counts_md, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.atomic import write_json, write_parquet
-from rec_pipeline.images.fetch import FetchOptions, fetch_images
+from rec_pipeline.images.fetch import RESULT_SCHEMA, FetchOptions, fetch_images
 from rec_pipeline.plots import image_grid_md
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import DataLake, step_config
 
 FEATURES = "features"
 
@@ -43,7 +43,7 @@ class ImageEmbeddingsConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name=FEATURES, kinds={"httpx", "pillow"}, code_version="1", deps=["raw_items"],
+    partitions_def=CATEGORY_PARTITIONS, group_name=FEATURES, kinds={"httpx", "pillow"}, code_version="2", deps=["items"],
     backfill_policy=dg.BackfillPolicy.single_run(), automation_condition=dg.AutomationCondition.eager(),
     pool="image_fetch",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
@@ -52,25 +52,30 @@ class ImageEmbeddingsConfig(dg.Config):
 )
 def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lake: DataLake) -> dg.MaterializeResult:
     layout = lake.layout.ensure()
-    options = FetchOptions(
-        max_concurrency=config.max_concurrency, per_host_limit=config.per_host_limit, connect_timeout=config.connect_timeout,
-        read_timeout=config.read_timeout, max_retries=config.max_retries, max_bytes=config.max_bytes, max_pixels=config.max_pixels,
-        image_size=(config.image_size, config.image_size), allowed_hosts=tuple(config.allowed_hosts),
-        allowed_networks=tuple(config.allowed_networks), retry_permanent=config.retry_permanent,
-    )
     per_category: dict[str, dict[str, Any]] = {}
     coverage_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
-        items = pl.read_parquet(layout.artifact(category, "raw_items.parquet"), columns=["item_id", "image_urls"])
+        config = step_config(context, config, lake, category)
+        options = FetchOptions(
+            max_concurrency=config.max_concurrency, per_host_limit=config.per_host_limit, connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout, max_retries=config.max_retries, max_bytes=config.max_bytes, max_pixels=config.max_pixels,
+            image_size=(config.image_size, config.image_size), allowed_hosts=tuple(config.allowed_hosts),
+            allowed_networks=tuple(config.allowed_networks), retry_permanent=config.retry_permanent,
+        )
+        # Only items that survived the k-core: nothing else is trained on or recommended, so nothing else is fetched.
+        catalog = pl.read_parquet(layout.artifact(category, "items.parquet"), columns=["item_id", "image_urls", "in_interactions"])
+        items = catalog.filter(pl.col("in_interactions"))
         wanted = items.with_columns(pl.col("image_urls").list.get(config.image_index, null_on_oob=True).alias("url"))
         requests = [(i, u) for i, u in wanted.filter(pl.col("url").is_not_null()).select("item_id", "url").iter_rows()]
-        context.log.info(f"{category}: {len(requests)} of {items.height} items have an image URL")
+        context.log.info(f"{category}: {len(requests)} of the {items.height} rated items have an image URL ({catalog.height - items.height} catalog items not in the k-core are not fetched)")
         report = fetch_images(requests, layout.image_cache_dir, layout.image_mirror_dir, options, logger=context.log)
-        results = report.results.with_columns(pl.lit(options.variant).alias("variant"))
+        # An empty request list still gets the full schema: downstream reads columns, not rows.
+        results = report.results if report.results.width else pl.DataFrame(schema=RESULT_SCHEMA)
+        results = results.with_columns(pl.lit(options.variant, dtype=pl.String).alias("variant"))
         write_parquet(results, layout.artifact(category, "item_images.parquet"))
         ok = results.filter(pl.col("status") == "ok")
         coverage = ok.height / items.height if items.height else 0.0
-        summary = {"items": items.height, "with_url": len(requests), "ok": ok.height, "coverage": round(coverage, 4),
+        summary = {"items": items.height, "catalog_items_not_fetched": catalog.height - items.height, "with_url": len(requests), "ok": ok.height, "coverage": round(coverage, 4),
                    "from_network": report.fetched_from_network, "from_cache": report.from_cache, "from_mirror": report.from_mirror,
                    "network_requests": report.network_requests, "failures_by_reason": report.failures_by_reason}
         write_json(summary, layout.artifact(category, "item_images.summary.json"))
@@ -109,13 +114,14 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
     from rec_pipeline.images.embed import EmbeddingWeightsError, build_embedder, embed_images, embedder_fingerprint
 
     layout = lake.layout
-    options = _embedding_options(config)
-    fingerprint = embedder_fingerprint(options)
     per_category: dict[str, dict[str, Any]] = {}
     no_nan: dict[str, tuple[bool, str]] = {}
     dims_ok: dict[str, tuple[bool, str]] = {}
-    embedder = None
+    embedders: dict[str, Any] = {}
     for category in context.partition_keys:
+        config = step_config(context, config, lake, category)
+        options = _embedding_options(config)
+        fingerprint = embedder_fingerprint(options)
         images = pl.read_parquet(layout.artifact(category, "item_images.parquet")).filter(pl.col("status") == "ok")
         images = images.with_columns((pl.col("url_hash") + ":" + pl.col("variant") + ":" + pl.lit(fingerprint)).alias("embedding_key"))
         out_path = layout.artifact(category, "image_embeddings.parquet")
@@ -129,11 +135,13 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         reused = images.height - int(images["embedding_key"].is_in(todo["embedding_key"].implode()).sum())
         context.log.info(f"{category}: {reused} embeddings reused, {todo.height} distinct images to embed")
         if todo.height:
-            if embedder is None:
+            # The CNN is built only when there is something to embed: a category without images needs no weights.
+            if fingerprint not in embedders:
                 try:
-                    embedder = build_embedder(options)
+                    embedders[fingerprint] = build_embedder(options)
                 except (EmbeddingWeightsError, ValueError) as exc:
                     raise dg.Failure(description=f"image_embeddings: {exc}") from exc
+            embedder = embedders[fingerprint]
             vectors, mask = embed_images([p for p in todo["image_path"].to_list()], embedder, options, logger=context.log)
             fresh = pl.DataFrame({
                 "embedding_key": todo["embedding_key"],
@@ -141,6 +149,9 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
                 "has_vector": pl.Series("has_vector", np.asarray(mask, bool)),
             })
             cached = pl.concat([cached, fresh], how="vertical") if cached.height else fresh
+        if not images.height:
+            context.log.warning(f"{category}: no fetched image to embed (see item_images); writing an empty table, the hybrid uses the other content")
+            cached = pl.DataFrame(schema={"embedding_key": pl.String, "vector": pl.Array(pl.Float32, 1), "has_vector": pl.Boolean})
         frame = images.select("item_id", "embedding_key").join(cached, on="embedding_key", how="inner")
         write_parquet(frame, out_path)
         matrix = np.asarray(frame["vector"].to_numpy(), np.float32) if frame.height else np.zeros((0, 0), np.float32)
@@ -151,7 +162,8 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         dims_ok[category] = (frame.height == 0 or dim == expected, f"{dim} dimensions (expected {expected})")
         summary = {"embedded_now": todo.height, "reused": reused, "dimensions": dim, "fingerprint": fingerprint}
         write_json(summary, layout.artifact(category, "image_embeddings.summary.json"))
-        per_category[category] = {"items_with_embedding": frame.height, **summary, "backbone": config.model_path or config.backbone, "weights": config.weights,
+        per_category[category] = {"items_with_embedding": frame.height, **summary,
+                                  "why_empty": "no fetched image" if not images.height else "", "backbone": config.model_path or config.backbone, "weights": config.weights,
                                   "unreadable_images": int((~frame["has_vector"]).sum()) if frame.height else 0}
     return dg.MaterializeResult(metadata=merge_category_metadata(per_category),
                                 check_results=[combined_check("no_nan", no_nan, "image_embeddings"), combined_check("dimensions", dims_ok, "image_embeddings")])

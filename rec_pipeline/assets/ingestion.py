@@ -16,7 +16,7 @@ from rec_pipeline.ingest.sources import CategoryDumps, discover, fingerprint
 from rec_pipeline.interactions.stats import interaction_stats
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import bar_md
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import DataLake, step_config
 from rec_pipeline.schema import ITEM_SCHEMA, REJECTED_SCHEMA
 
 INGEST_CODE_VERSION = "1"
@@ -99,12 +99,14 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
         dumps = _dumps(layout, category)
         if dumps.reviews is None:
             raise dg.Failure(f"category {category!r} has a metadata dump but no reviews dump in {layout.raw_dir}")
-        if dumps.ignored:
-            context.log.info(f"{category}: using {dumps.reviews.path.name}; also present and ignored: {[p.name for p in dumps.ignored]}")
+        for note in dumps.notes:
+            context.log.warning(f"{category}: ignored {note}")
+        cfg = step_config(context, config, lake, category)
         out = layout.artifact(category, "raw_reviews.parquet")
         rejected = layout.artifact(category, "rejected_reviews.parquet")
-        report, skipped = _ingest_cached(dumps.reviews.path, "reviews", out, rejected, layout.artifact(category, "raw_reviews.report.json"), config, context.log)
+        report, skipped = _ingest_cached(dumps.reviews.path, "reviews", out, rejected, layout.artifact(category, "raw_reviews.report.json"), cfg, context.log)
         metadata = _report_metadata(report, skipped, out, rejected)
+        metadata["ignored_dumps"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in dumps.notes) or "_none_")
         if report.rows_out:
             stats = interaction_stats(pl.read_parquet(out, columns=["user_id", "item_id", "rating"]))
             metadata.update(
@@ -139,19 +141,21 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
     unique: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         dumps = _dumps(layout, category)
+        cfg = step_config(context, config, lake, category)
         out = layout.artifact(category, "raw_items.parquet")
         rejected = layout.artifact(category, "rejected_items.parquet")
         if dumps.meta is None:
             # Metadata is optional (the real 5-core files ship without it): content features will be empty and
             # the hybrid model falls back to its collaborative part. Said loudly, not silently.
-            context.log.warning(f"{category}: no metadata dump (meta_{category}.json.gz) in {layout.raw_dir}; items have no text or images")
+            why = "; ".join(dumps.notes) or f"no metadata dump (meta_{category}.json.gz) in {layout.raw_dir}"
+            context.log.warning(f"{category}: {why}; items have no text or images")
             write_parquet(pl.DataFrame(schema=ITEM_SCHEMA), out)
             write_parquet(pl.DataFrame(schema=REJECTED_SCHEMA), rejected)
-            per_category[category] = {"metadata_dump": "missing", "items": 0}
+            per_category[category] = {"metadata_dump": "missing", "items": 0, "why": why}
             unique[category] = (True, "no metadata")
             continue
         staged = layout.artifact(category, "raw_items.lines.parquet")
-        report, skipped = _ingest_cached(dumps.meta.path, "meta", staged, rejected, layout.artifact(category, "raw_items.report.json"), config, context.log)
+        report, skipped = _ingest_cached(dumps.meta.path, "meta", staged, rejected, layout.artifact(category, "raw_items.report.json"), cfg, context.log)
         lines = pl.read_parquet(staged)
         items = lines.sort("source_line").unique(subset=["item_id"], keep="last", maintain_order=True)
         write_parquet(items, out)

@@ -9,16 +9,23 @@ from rec_pipeline.assets.metadata import combined_check, md_table, merge_categor
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.atomic import write_json, write_parquet
 from rec_pipeline.interactions.dedup import latest_per_pair
-from rec_pipeline.interactions.kcore import is_kcore, kcore
+from rec_pipeline.interactions.kcore import is_kcore, kcore, workable_k
 from rec_pipeline.interactions.splits import SplitOptions, check_splits, split_interactions
 from rec_pipeline.interactions.stats import interaction_stats
+from rec_pipeline.interactions.variants import VariantOptions, collapse_variants
 from rec_pipeline.plots import bar_md
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import DataLake, settings_metadata, step_config
 from rec_pipeline.schema import RATING_MAX, RATING_MIN
 
 
 class InteractionsConfig(dg.Config):
+    """How reviews become interactions: variant copies collapsed, one rating per pair, a true k-core."""
+
     k: int = 5  # every kept user and item has at least k ratings after deduplication
+    collapse_variants: bool = True  # one review copied onto every variant asin counts once (2014/2018 dumps)
+    min_shared_copies: int = 2  # two asins are variants when they share at least this many review events ...
+    min_shared_fraction: float = 0.5  # ... and those are at least this share of the smaller asin's events
+    min_rows: int = 50  # fewer interactions than this after the k-core fails the run here, naming a k that works
 
 
 class SplitsConfig(dg.Config):
@@ -28,42 +35,70 @@ class SplitsConfig(dg.Config):
     seed: int = 42
 
 
+def _too_small_message(category: str, config: InteractionsConfig, rows: int, pairs: int, copies: int, deduped: pl.DataFrame) -> str:
+    state = "empty" if rows == 0 else f"tiny ({rows:,} interactions, min_rows {config.min_rows:,})"
+    collapsed = f" after collapsing {copies:,} variant copies" if copies else ""
+    message = f"{category}: the {config.k}-core is {state}{collapsed} ({pairs:,} distinct (user, item) pairs before the k-core)"
+    suggestion = workable_k(deduped, config.k, config.min_rows)
+    if suggestion is None:
+        return message + "; no k >= 2 keeps enough interactions: this dump is too small to train on"
+    k, kept = suggestion
+    return (f"{message}; k={k} keeps {kept:,} interactions. Set it once in settings.yaml: "
+            f"`categories: {{{category}: {{ops: {{interactions: {{config: {{k: {k}}}}}}}}}}}`")
+
+
 @dg.asset(
     partitions_def=CATEGORY_PARTITIONS,
     group_name="interactions",
     kinds={"polars", "parquet"},
-    code_version="1",
+    code_version="2",
     deps=["raw_reviews"],
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
+        dg.AssetCheckSpec("enough_interactions", asset="interactions", blocking=True,
+                          description="The k-core is not empty or tiny; otherwise no model step runs, and the check names a k that works."),
         dg.AssetCheckSpec("ratings_in_range", asset="interactions"),
         dg.AssetCheckSpec("no_duplicate_pairs", asset="interactions"),
         dg.AssetCheckSpec("kcore_invariant", asset="interactions", description="Every user and item has at least k ratings."),
     ],
-    description="One rating per (user, item), the latest, filtered to a true k-core (iterated to a fixed point).",
+    description="One rating per (user, item) (variant copies collapsed into one event, the latest kept), filtered to a true k-core.",
 )
 def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, lake: DataLake) -> dg.MaterializeResult:
     layout = lake.layout
+    settings = lake.settings()
     per_category: dict[str, dict[str, Any]] = {}
+    enough: dict[str, tuple[bool, str]] = {}
     in_range: dict[str, tuple[bool, str]] = {}
     no_dups: dict[str, tuple[bool, str]] = {}
     core_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
-        reviews = pl.scan_parquet(layout.artifact(category, "raw_reviews.parquet"))
-        rows_in = reviews.select(pl.len()).collect().item()
-        deduped = latest_per_pair(reviews).collect()
-        result = kcore(deduped, config.k)
+        cfg = step_config(context, config, lake, category, settings)
+        reviews = pl.read_parquet(layout.artifact(category, "raw_reviews.parquet"))
+        variant_options = VariantOptions(enabled=cfg.collapse_variants, min_shared_copies=cfg.min_shared_copies,
+                                         min_shared_fraction=cfg.min_shared_fraction)
+        collapsed = collapse_variants(reviews, variant_options)
+        write_parquet(collapsed.families, layout.artifact(category, "item_families.parquet"))
+        deduped = latest_per_pair(collapsed.reviews).collect()
+        result = kcore(deduped, cfg.k)
         frame = result.frame
         write_parquet(frame, layout.artifact(category, "interactions.parquet"))
         stats = interaction_stats(frame)
-        context.log.info(f"{category}: {rows_in:,} reviews -> {deduped.height:,} unique pairs -> {frame.height:,} in the {config.k}-core ({result.iterations} passes)")
+        variants = collapsed.metadata()
+        write_json({"k": cfg.k, "collapse_variants": cfg.collapse_variants, "variants": variants, "pairs": deduped.height,
+                    "rows": frame.height}, layout.artifact(category, "interactions.summary.json"))
+        context.log.info(
+            f"{category}: {reviews.height:,} reviews -> {collapsed.events:,} review events ({collapsed.copies_collapsed:,} variant copies collapsed, "
+            f"{collapsed.items_merged:,} asins merged into families) -> {deduped.height:,} unique pairs -> {frame.height:,} in the {cfg.k}-core "
+            f"({result.iterations} passes)"
+        )
         per_category[category] = {
-            "rows_in": rows_in,
-            "duplicates_removed": rows_in - deduped.height,
+            "rows_in": reviews.height,
+            **{f"variants/{k}": v for k, v in variants.items()},
+            "duplicates_removed": collapsed.events - deduped.height,
             "removed_by_kcore": deduped.height - frame.height,
             "rows_out": dg.MetadataValue.int(frame.height),
-            "kcore_k": config.k,
+            "kcore_k": cfg.k,
             "kcore_iterations": result.iterations,
             "users": stats["users"],
             "items": stats["items"],
@@ -71,17 +106,23 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
             "rating_mean": stats["rating_mean"],
             "rating_histogram": dg.MetadataValue.md(bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")),
             "path": dg.MetadataValue.path(str(layout.artifact(category, "interactions.parquet"))),
+            **settings_metadata(cfg),
         }
-        if frame.height == 0:
-            context.log.warning(f"{category}: the {config.k}-core is empty; lower k or ingest a larger dump")
+        if frame.height < cfg.min_rows:
+            message = _too_small_message(category, cfg, frame.height, deduped.height, collapsed.copies_collapsed, deduped)
+            context.log.error(message)
+            enough[category] = (False, message)
+        else:
+            enough[category] = (True, f"{frame.height:,} interactions")
         out_of_range = frame.filter((pl.col("rating") < RATING_MIN) | (pl.col("rating") > RATING_MAX)).height
         dup_pairs = frame.height - frame.select("user_id", "item_id").unique().height
         in_range[category] = (out_of_range == 0, f"{out_of_range} ratings outside [{RATING_MIN}, {RATING_MAX}]")
         no_dups[category] = (dup_pairs == 0, f"{dup_pairs} duplicate pairs")
-        core_ok[category] = (is_kcore(frame, config.k), f"k={config.k}")
+        core_ok[category] = (is_kcore(frame, cfg.k), f"k={cfg.k}")
     return dg.MaterializeResult(
         metadata=merge_category_metadata(per_category),
         check_results=[
+            combined_check("enough_interactions", enough, "interactions"),
             combined_check("ratings_in_range", in_range, "interactions"),
             combined_check("no_duplicate_pairs", no_dups, "interactions"),
             combined_check("kcore_invariant", core_ok, "interactions"),
@@ -105,16 +146,17 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
 )
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLake) -> dg.MaterializeResult:
     layout = lake.layout
-    options = SplitOptions(config.method, config.validation_fraction, config.test_fraction, config.seed)
     per_category: dict[str, dict[str, Any]] = {}
     disjoint: dict[str, tuple[bool, str]] = {}
     known: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
+        cfg = step_config(context, config, lake, category)
+        options = SplitOptions(cfg.method, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
         frame = pl.read_parquet(layout.artifact(category, "interactions.parquet"))
         result = split_interactions(frame, options)
         for name, part in result.as_dict().items():
             write_parquet(part, layout.artifact(category, f"splits/{name}.parquet"))
-        write_json({"method": config.method, "seed": config.seed, "moved_to_train": result.moved_to_train}, layout.artifact(category, "splits/split.json"))
+        write_json({"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train}, layout.artifact(category, "splits/split.json"))
         problems = check_splits(result)
         overlap = [p for p in problems if "in both" in p]
         unknown = [p for p in problems if "unknown" in p]
@@ -122,8 +164,8 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLa
         known[category] = (not unknown, "; ".join(unknown) or "all known")
         sizes = {name: part.height for name, part in result.as_dict().items()}
         per_category[category] = {
-            "method": config.method,
-            "seed": config.seed,
+            "method": cfg.method,
+            "seed": cfg.seed,
             **{f"{name}_rows": n for name, n in sizes.items()},
             "moved_to_train": result.moved_to_train,
             "sizes": dg.MetadataValue.md(md_table([{"split": k, "rows": v, "users": result.as_dict()[k]["user_id"].n_unique()} for k, v in sizes.items()])),

@@ -20,7 +20,7 @@ from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.atomic import write_json
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import line_plot_md
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import DataLake, step_config
 
 TRAINING = "training"
 MODEL_NAMES = ("global_mean", "biases", "mf", "ncf", "neumf", "hybrid", "autorec")
@@ -137,7 +137,11 @@ def build_model_asset(name: str) -> dg.AssetsDefinition:
         description=f"The `{name}` recommender trained on the training split (early stopping on validation).",
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: DataLake) -> dg.MaterializeResult:
-        per_category = {c: _summary_metadata(train_one(lake.layout, c, name, config, context.log)) for c in context.partition_keys}
+        settings = lake.settings()
+        per_category = {
+            c: _summary_metadata(train_one(lake.layout, c, name, step_config(context, config, lake, c, settings), context.log))
+            for c in context.partition_keys
+        }
         return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
 
     return _model

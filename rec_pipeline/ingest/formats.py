@@ -121,6 +121,7 @@ META_2018 = SourceFormat(
         "price": _STR,
         "imageURL": _STRS,
         "imageURLHighRes": _STRS,
+        "image": _STRS,  # small categories (Appliances, Gift_Cards, Magazine_Subscriptions) use this key instead
         "brand": _STR,
         "category": _STRS,
         "main_cat": _STR,
@@ -200,6 +201,14 @@ def _votes_2018() -> pl.Expr:
 
 
 _EMPTY_STRS = pl.lit([], dtype=_STRS)
+# Amazon image URLs carry their rendering in the name: `51Pv.._SX38_SY50_CR,0,0,38,50_.jpg` is a 38x50 thumbnail
+# of `51Pv...jpg`. The `image` and `imageURL` lists of 2018 metadata hold such thumbnails; a CNN needs the picture.
+_SIZE_SUFFIX = r"\._[A-Za-z0-9_,]+_\.(jpg|jpeg|png|gif)$"
+
+
+def _full_size(urls: pl.Expr) -> pl.Expr:
+    """The full-size image behind each thumbnail URL (see ``_SIZE_SUFFIX``); other URLs pass unchanged."""
+    return urls.list.eval(pl.element().str.replace(_SIZE_SUFFIX, ".${1}"))
 
 
 def _timestamp_2014_2018() -> pl.Expr:
@@ -267,9 +276,11 @@ NORMALIZERS: dict[tuple[str, Kind], Callable[[], list[pl.Expr]]] = {
         pl.col("description").fill_null(_EMPTY_STRS),
         pl.col("feature").fill_null(_EMPTY_STRS).alias("features"),
         _clean_price("price").alias("price"),
+        # Every key a 2018 metadata file may hold its product images under, best resolution first.
         pl.coalesce(
             pl.when(pl.col("imageURLHighRes").list.len() > 0).then(pl.col("imageURLHighRes")),
-            pl.col("imageURL"),
+            pl.when(pl.col("imageURL").list.len() > 0).then(_full_size(pl.col("imageURL"))),
+            _full_size(pl.col("image")),
         )
         .fill_null(_EMPTY_STRS)
         .alias("image_urls"),

@@ -39,12 +39,16 @@ class DumpFile:
 
 @dataclass(frozen=True)
 class CategoryDumps:
-    """The reviews (required) and metadata (optional) dump of one category."""
+    """The reviews (required) and metadata (optional) dump of one category, from one release.
+
+    ``ignored`` lists the other dumps of the category that landed, and ``notes`` says why each was left out.
+    """
 
     category: str
     reviews: DumpFile | None
     meta: DumpFile | None
     ignored: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def classify(path: Path) -> DumpFile | None:
@@ -63,11 +67,45 @@ def classify(path: Path) -> DumpFile | None:
     return None
 
 
-def discover(raw_dir: Path) -> dict[str, CategoryDumps]:
-    """Map category name to its dumps. A full dump is preferred over the 5-core one when both landed.
+def id_space(dump: DumpFile) -> str:
+    """Which item ids a dump uses: 2023 keys products by ``parent_asin``, 2014/2018 by the variant's ``asin``.
 
-    The k-core is recomputed downstream anyway, so the full file loses nothing and keeps more history.
+    Reviews and metadata pair only within one id space: 2023 reviews joined to 2018 metadata share no item.
     """
+    return "2023" if dump.release_hint == "2023" else "2014/2018"
+
+
+def _choose(category: str, dumps: list[DumpFile]) -> CategoryDumps:
+    """The newest complete (reviews + metadata) pair of one release; else the newest reviews alone.
+
+    A full dump is preferred over the 5-core one of the same release: the k-core is recomputed downstream, so
+    the full file loses nothing and keeps more history.
+    """
+    spaces = sorted({id_space(d) for d in dumps}, reverse=True)  # "2023" before "2014/2018": newest first
+    reviews = {s: sorted((d for d in dumps if d.kind == "reviews" and id_space(d) == s), key=lambda d: (d.five_core, d.path.name)) for s in spaces}
+    metas = {s: sorted((d for d in dumps if d.kind == "meta" and id_space(d) == s), key=lambda d: d.path.name) for s in spaces}
+    complete = [s for s in spaces if reviews[s] and metas[s]]
+    with_reviews = [s for s in spaces if reviews[s]]
+    space = complete[0] if complete else (with_reviews[0] if with_reviews else spaces[0])
+    chosen = reviews[space][0] if reviews[space] else None
+    meta = metas[space][0] if metas[space] else None
+    notes: list[str] = []
+    for dump in dumps:
+        if dump is chosen or dump is meta:
+            continue
+        if id_space(dump) != space:
+            why = f"{dump.path.name}: {dump.release_hint} release, not paired with the {space} files used for {category}"
+        else:
+            why = f"{dump.path.name}: another {dump.kind} dump of the same release ({(chosen or meta).path.name if (chosen or meta) else '?'} is used)"
+        notes.append(why)
+    if chosen is not None and meta is None and any(d.kind == "meta" for d in dumps):
+        notes.append(f"{category}: the metadata present is from another release than {chosen.path.name}: items get no text or images")
+    ignored = tuple(d.path for d in dumps if d is not chosen and d is not meta)
+    return CategoryDumps(category, chosen, meta, ignored, tuple(notes))
+
+
+def discover(raw_dir: Path) -> dict[str, CategoryDumps]:
+    """Map category name to its dumps: reviews and metadata of one release (see ``_choose``)."""
     found: dict[str, list[DumpFile]] = {}
     if not raw_dir.is_dir():
         return {}
@@ -76,14 +114,7 @@ def discover(raw_dir: Path) -> dict[str, CategoryDumps]:
             dump = classify(path)
             if dump is not None:
                 found.setdefault(dump.category, []).append(dump)
-    result: dict[str, CategoryDumps] = {}
-    for category, dumps in found.items():
-        reviews = sorted((d for d in dumps if d.kind == "reviews"), key=lambda d: (d.five_core, d.path.name))
-        metas = [d for d in dumps if d.kind == "meta"]
-        chosen = reviews[0] if reviews else None
-        ignored = tuple(d.path for d in reviews[1:])
-        result[category] = CategoryDumps(category, chosen, metas[0] if metas else None, ignored)
-    return result
+    return {category: _choose(category, dumps) for category, dumps in found.items()}
 
 
 def categories_with_reviews(raw_dir: Path) -> list[str]:

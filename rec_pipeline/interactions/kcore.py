@@ -55,3 +55,15 @@ def is_kcore(interactions: pl.DataFrame, k: int, user_col: str = "user_id", item
     min_user = interactions.group_by(user_col).len()["len"].min()
     min_item = interactions.group_by(item_col).len()["len"].min()
     return bool(min_user >= k and min_item >= k)  # type: ignore[operator]
+
+
+def workable_k(interactions: pl.DataFrame, k: int, min_rows: int) -> tuple[int, int] | None:
+    """The largest k' < k whose k'-core keeps at least ``min_rows`` rows, with that row count; None if none does.
+
+    Said when a k-core comes out empty or tiny, so the error names a setting that would work.
+    """
+    for candidate in range(k - 1, 1, -1):
+        rows = kcore(interactions, candidate).rows_out
+        if rows >= min_rows:
+            return candidate, rows
+    return None

@@ -48,8 +48,20 @@ def _load_bench() -> ModuleType:
 
 
 def _add_variant_listing(root: Path) -> str:
-    """Append a copy of the first item with a mirrored image under ``VARIANT_ID``; return the copied item's id."""
-    meta_path = root / "raw" / dump_file_names(SPEC.category, SPEC.release, SPEC.five_core_name)[1]
+    """Append a copy of the first item with a mirrored image under ``VARIANT_ID``; return the copied item's id.
+
+    The listing also gets reviews of its own (new texts by existing users, not copies of the original's
+    reviews, so it stays an item of its own): only items in the k-core have their images fetched.
+    """
+    reviews_path, meta_path = (root / "raw" / name for name in dump_file_names(SPEC.category, SPEC.release, SPEC.five_core_name))
+    with gzip.open(reviews_path, "rt", encoding="utf-8") as handle:
+        review_lines = handle.read().splitlines()
+    reviews = [r for r in map(_json_or_none, review_lines) if isinstance(r, dict) and r.get("reviewerID") and r.get("asin")]
+    users = sorted({r["reviewerID"] for r in reviews})[:8]
+    extra = [json.dumps({**reviews[0], "reviewerID": user, "asin": VARIANT_ID, "reviewText": f"variant listing review {n}",
+                         "unixReviewTime": reviews[0]["unixReviewTime"] + n}) for n, user in enumerate(users)]
+    with gzip.open(reviews_path, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join([*review_lines, *extra]) + "\n")
     with gzip.open(meta_path, "rt", encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     mirror = DataLayout(root).image_mirror_dir
@@ -59,6 +71,13 @@ def _add_variant_listing(root: Path) -> str:
     with gzip.open(meta_path, "wt", encoding="utf-8") as handle:
         handle.write("\n".join([*lines, json.dumps(record)]) + "\n")
     return original
+
+
+def _json_or_none(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None  # the sample's deliberate dirt lines
 
 
 @dataclass(frozen=True)

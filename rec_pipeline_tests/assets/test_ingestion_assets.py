@@ -19,6 +19,10 @@ ASSETS = dg.load_assets_from_modules([ingestion, interactions])
 
 
 def _materialize(data_dir: Path, categories: list[str], partition: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Hand-made dumps here are a few dozen lines: ``min_rows: 1`` unless the test says otherwise."""
+    run_config = dict(run_config or {})
+    ops = run_config.setdefault("ops", {})
+    ops.setdefault("interactions", {"config": {}})["config"].setdefault("min_rows", 1)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", categories)
     return dg.materialize(ASSETS, instance=instance, partition_key=partition, resources={"lake": DataLake(data_dir=str(data_dir))},
@@ -39,16 +43,32 @@ def test_real_dump_materializes_to_a_true_kcore_with_passing_checks(real_data_di
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "Appliances_5.json.gz").symlink_to(real_data_dir / "Appliances_5.json.gz")  # read in place
-    result = _materialize(tmp_path, ["Appliances"], "Appliances")
+    # Its 5-core is empty once variant copies are collapsed (see the next test); k=3 is the k the pipeline names.
+    result = _materialize(tmp_path, ["Appliances"], "Appliances", {"ops": {"interactions": {"config": {"k": 3, "min_rows": 50}}}})
     assert result.success
     checks = _checks(result)
     assert checks and all(checks.values()), checks
     meta = _metadata(result, "interactions")
-    assert meta["duplicates_removed"] > 0  # FORMATS.md: most pairs repeated
+    # FORMATS.md: 2,277 lines, mostly one review copied onto every variant asin, and pairs repeated.
+    assert (meta["rows_in"], meta["variants/copies_collapsed"], meta["variants/events"]) == (2277, 2120, 157)
+    assert meta["duplicates_removed"] > 0
     frame = pl.read_parquet(DataLayout(tmp_path).artifact("Appliances", "interactions.parquet"))
-    assert is_kcore(frame, 5) and frame.height == meta["rows_out"]
+    assert is_kcore(frame, 3) and frame.height == meta["rows_out"] == 69
     splits_meta = _metadata(result, "splits")
     assert splits_meta["train_rows"] + splits_meta["validation_rows"] + splits_meta["test_rows"] == frame.height
+
+
+def test_an_empty_kcore_fails_once_at_interactions_naming_a_k_that_works(real_data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "Appliances_5.json.gz").symlink_to(real_data_dir / "Appliances_5.json.gz")
+    result = _materialize(tmp_path, ["Appliances"], "Appliances", {"ops": {"interactions": {"config": {"min_rows": 50}}}})
+    assert not result.success
+    assert [e.step_key for e in result.all_events if e.is_step_failure] == ["interactions"]
+    assert not any(e.step_key == "splits" and e.is_step_success for e in result.all_events)
+    details = next(e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                   and e.asset_check_evaluation_data.check_name == "enough_interactions").metadata["details"].value
+    assert "the 5-core is empty after collapsing 2,120 variant copies (136 distinct (user, item) pairs" in details
+    assert "k=3 keeps 69 interactions" in details and "settings.yaml" in details
 
 
 def test_bad_lines_show_up_in_metadata_and_the_rejected_file(tmp_path: Path) -> None:

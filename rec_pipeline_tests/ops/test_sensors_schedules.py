@@ -79,7 +79,7 @@ def test_landing_sensor_ingests_a_category_registered_on_load_but_never_ingested
 
 
 def test_landing_sensor_run_requests_target_a_job_that_exists(tmp_path: Path) -> None:
-    defs = build_definitions(str(tmp_path), demo=False)
+    defs = build_definitions(str(tmp_path))
     sensor = defs.resolve_sensor_def("landing_sensor")
     assert sensor.job_name == automation.INGEST_JOB_NAME
     assert {k.to_user_string() for k in defs.resolve_job_def(sensor.job_name).asset_layer.executable_asset_keys} >= {"raw_reviews", "interactions", "splits"}
@@ -88,7 +88,7 @@ def test_landing_sensor_run_requests_target_a_job_that_exists(tmp_path: Path) ->
 def test_retrain_schedule_requests_one_run_per_category_and_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(RETRAIN_CRON_ENV, raising=False)
     # The schedule as deployed: run requests with partition keys are resolved against the repository's job.
-    repository = build_definitions(str(tmp_path), demo=False).get_repository_def()
+    repository = build_definitions(str(tmp_path)).get_repository_def()
     schedule = repository.get_schedule_def("retrain_schedule")
     # A persistent instance: schedule contexts hold an instance reference, which ephemeral instances lack.
     instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path))
@@ -112,7 +112,7 @@ def test_retrain_schedule_requests_one_run_per_category_and_tick(tmp_path: Path,
 
 def test_retrain_cron_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(RETRAIN_CRON_ENV, "30 1 * * *")
-    defs = build_definitions(str(tmp_path), demo=False)
+    defs = build_definitions(str(tmp_path))
     assert defs.resolve_schedule_def("retrain_schedule").cron_schedule == "30 1 * * *"
 
 

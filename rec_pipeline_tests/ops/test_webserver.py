@@ -118,6 +118,8 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
         # Eager automation would materialize interactions and splits after our run; it has nothing to do before,
         # so stopping it now is race-free and keeps the two cores for the run under test.
         automation = sensors["default_automation_condition_sensor"]
+        # On by default in a fresh instance (declared RUNNING in definitions): the README's eager promise holds.
+        assert automation["sensorState"]["status"] == "RUNNING"
         stopped = _graphql(client, STOP_SENSOR, {"origin": automation["jobOriginId"], "selector": automation["sensorState"]["selectorId"]})
         assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
 
