@@ -109,3 +109,56 @@ def write_bytes(data: bytes, target: Path | str) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+class ArtifactError(RuntimeError):
+    """An artifact on disk cannot be read; the message names the file and how to rebuild it."""
+
+
+def parquet_problem(path: Path | str, expected_rows: int | None = None, full: bool = False) -> str | None:
+    """Why ``path`` cannot be trusted, or None when it reads: the footer (cheap, catches truncation), the row count
+    when one is expected, and with ``full`` every page (catches flipped bytes in any column)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        parquet = pq.ParquetFile(path)
+        rows = parquet.metadata.num_rows
+        if expected_rows is not None and rows != expected_rows:
+            return f"holds {rows} rows, {expected_rows} expected"
+        if full:
+            for batch in parquet.iter_batches(batch_size=1 << 16):
+                del batch
+    except Exception as exc:  # noqa: BLE001 - any reader error means the file is not to be trusted
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def read_artifact(path: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
+    """``pl.read_parquet`` that names the file and the fix when it fails ("File out of specification" alone does not)."""
+    path = Path(path)
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path} does not exist: materialize the asset that writes it first") from exc
+    except Exception as exc:  # noqa: BLE001 - re-raised with the path and the fix
+        raise ArtifactError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); it is damaged: materialize the asset that writes it "
+            "again (with `force: true` for raw_reviews/raw_items), which replaces it atomically"
+        ) from exc
+
+
+def read_cache(path: Path | str, log: Any = None) -> pl.DataFrame | None:
+    """A cache table from an earlier run, or None when there is none or it is damaged (then it is rebuilt: a cache
+    is only ever an optimisation, so a bad one must cost a recomputation, never a failed run)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader error: recompute
+        if log is not None:
+            log.warning(f"cache {path} is damaged ({type(exc).__name__}: {exc}); recomputing what it held")
+        return None

@@ -36,6 +36,8 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
         n_reviews=args.reviews,
         sigma=args.sigma,
         seed=args.seed,
+        variant_families=args.variant_families,
+        coincidental_copies=args.coincidental_copies,
     )
     manifest = write_sample(layout.root, spec)
     print(json.dumps({"category": spec.category, "release": spec.release, "data_dir": str(layout.root), "files": [str(p) for p in manifest.paths]}, indent=2))
@@ -70,7 +72,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     layout = _layout(args).ensure()
     if not any(layout.raw_dir.glob(f"*{args.category}*")):
         print(f"generating sample dumps for {args.category} in {layout.raw_dir} ...", flush=True)
-        write_sample(layout.root, SampleSpec(category=args.category, release=args.release))
+        # With variant copies, as real 2014/2018 dumps have them, so the demo shows them collapsed.
+        write_sample(layout.root, SampleSpec(category=args.category, release=args.release, variant_families=0.1, coincidental_copies=5))
     settings_file = settings_path(layout.root)
     if write_demo_settings(settings_file):
         print(f"wrote the demo's offline settings to {settings_file} (every later launch on this data reads them)", flush=True)
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--reviews", type=int, default=30000)
     sample.add_argument("--sigma", type=float, default=0.5)
     sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument("--variant-families", type=float, default=0.1, help="share of items listed under extra variant asins (2014/2018)")
+    sample.add_argument("--coincidental-copies", type=int, default=5, help="reviews copied once onto an unrelated item")
     sample.set_defaults(func=cmd_make_sample)
 
     parts = sub.add_parser("partitions", help="manage category partitions")

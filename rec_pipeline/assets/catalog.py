@@ -12,7 +12,7 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_parquet
+from rec_pipeline.atomic import read_artifact, write_parquet
 from rec_pipeline.interactions.variants import merge_family_items
 from rec_pipeline.resources import DataLake
 from rec_pipeline.schema import ITEM_SCHEMA
@@ -44,9 +44,9 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
     per_category: dict[str, dict[str, Any]] = {}
     unique: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
-        raw = pl.read_parquet(layout.artifact(category, "raw_items.parquet"))
-        families = pl.read_parquet(layout.artifact(category, "item_families.parquet"))
-        rated = pl.read_parquet(layout.artifact(category, "interactions.parquet"), columns=["item_id"])["item_id"].unique()
+        raw = read_artifact(layout.artifact(category, "raw_items.parquet"))
+        families = read_artifact(layout.artifact(category, "item_families.parquet"))
+        rated = read_artifact(layout.artifact(category, "interactions.parquet"), columns=["item_id"])["item_id"].unique()
         catalog = build_catalog(raw, families, rated)
         write_parquet(catalog, layout.artifact(category, "items.parquet"))
         in_core = catalog.filter(pl.col("in_interactions"))

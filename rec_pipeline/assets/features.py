@@ -18,7 +18,7 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, counts_md, md_table, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_json, write_parquet
+from rec_pipeline.atomic import read_artifact, read_cache, write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.resources import DataLake, step_config
 from rec_pipeline.schema import ITEM_SCHEMA
@@ -68,10 +68,10 @@ def item_text(context: dg.AssetExecutionContext, config: ItemTextConfig, lake: D
         cfg = step_config(context, config, lake, category)
         options = TextCleaningOptions(stem=cfg.stem, min_token_length=cfg.min_token_length, drop_numbers=cfg.drop_numbers, remove_stopwords=cfg.remove_stopwords)
         settings = options_fingerprint(options, stopwords) + CLEANING_VERSION
-        items = pl.read_parquet(layout.artifact(category, "items.parquet"), columns=list(ITEM_SCHEMA))
+        items = read_artifact(layout.artifact(category, "items.parquet"), columns=list(ITEM_SCHEMA))
         items = items.with_columns(_raw_text_hash(settings).alias("raw_hash"))
         out_path = layout.artifact(category, "item_text.parquet")
-        previous = pl.read_parquet(out_path) if out_path.exists() else None
+        previous = read_cache(out_path, context.log)
         if previous is not None and "raw_hash" in previous.columns:
             reusable = previous.drop("item_id").unique("raw_hash")
             reused = items.select("item_id", "raw_hash").join(reusable, on="raw_hash", how="inner")
@@ -135,7 +135,7 @@ def word2vec_model(context: dg.AssetExecutionContext, config: Word2VecConfig, la
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
         fingerprint = _options_fingerprint(config)
-        texts = pl.read_parquet(layout.artifact(category, "item_text.parquet"), columns=["content_hash", "tokens"])
+        texts = read_artifact(layout.artifact(category, "item_text.parquet"), columns=["content_hash", "tokens"])
         model_path = layout.artifact(category, "word2vec.model")
         sidecar_path = layout.artifact(category, "word2vec.json")
         trained_path = layout.artifact(category, "word2vec.trained_on.parquet")
@@ -143,7 +143,7 @@ def word2vec_model(context: dg.AssetExecutionContext, config: Word2VecConfig, la
         reason = "no model yet"
         if model_path.exists() and sidecar_path.exists() and trained_path.exists() and not config.force_retrain:
             sidecar = json.loads(sidecar_path.read_text())
-            seen = set(pl.read_parquet(trained_path)["content_hash"].to_list())
+            seen = set(read_artifact(trained_path)["content_hash"].to_list())
             unseen = len(current - seen) / max(1, len(current))
             if sidecar.get("options") != fingerprint:
                 reason = "settings changed"
@@ -190,13 +190,13 @@ def item_text_vectors(context: dg.AssetExecutionContext, config: TextVectorsConf
     coverage_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
-        texts = pl.read_parquet(layout.artifact(category, "item_text.parquet"), columns=["item_id", "content_hash", "tokens"])
+        texts = read_artifact(layout.artifact(category, "item_text.parquet"), columns=["item_id", "content_hash", "tokens"])
         sidecar = json.loads(layout.artifact(category, "word2vec.json").read_text())
         version = f"{sidecar['version']}:{config.weighting}"
         out_path = layout.artifact(category, "item_text_vectors.parquet")
         cached = pl.DataFrame()
-        if out_path.exists():
-            cached = pl.read_parquet(out_path).filter(pl.col("model_version") == version).unique("content_hash").select("content_hash", "vector", "has_vector")
+        if (previous := read_cache(out_path, context.log)) is not None:
+            cached = previous.filter(pl.col("model_version") == version).unique("content_hash").select("content_hash", "vector", "has_vector")
         # One vector per distinct text: items sharing a text (variants, relisted products) would otherwise be
         # vectorized twice and, worse, each joined to every duplicate row below.
         todo = texts.filter(~pl.col("content_hash").is_in(cached["content_hash"].implode())) if cached.height else texts
@@ -243,7 +243,7 @@ def _neighbours_md(layout: DataLayout, category: str, frame: pl.DataFrame, matri
     """A few items with their nearest neighbours by text vector, titled, so a person can judge the vectors."""
     if frame.height < 2 or not mask.any():
         return "_no vectors_"
-    titles = dict(pl.read_parquet(layout.artifact(category, "items.parquet"), columns=["item_id", "title"]).iter_rows())
+    titles = dict(read_artifact(layout.artifact(category, "items.parquet"), columns=["item_id", "title"]).iter_rows())
     ids = frame["item_id"].to_list()
     queries = [ids[i] for i in np.flatnonzero(mask)[:n_queries]]
     rows = []

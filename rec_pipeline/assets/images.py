@@ -8,7 +8,7 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, counts_md, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_json, write_parquet
+from rec_pipeline.atomic import read_artifact, read_cache, write_json, write_parquet
 from rec_pipeline.images.fetch import RESULT_SCHEMA, FetchOptions, fetch_images
 from rec_pipeline.plots import image_grid_md
 from rec_pipeline.resources import DataLake, step_config
@@ -63,7 +63,7 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
             allowed_networks=tuple(config.allowed_networks), retry_permanent=config.retry_permanent,
         )
         # Only items that survived the k-core: nothing else is trained on or recommended, so nothing else is fetched.
-        catalog = pl.read_parquet(layout.artifact(category, "items.parquet"), columns=["item_id", "image_urls", "in_interactions"])
+        catalog = read_artifact(layout.artifact(category, "items.parquet"), columns=["item_id", "image_urls", "in_interactions"])
         items = catalog.filter(pl.col("in_interactions"))
         wanted = items.with_columns(pl.col("image_urls").list.get(config.image_index, null_on_oob=True).alias("url"))
         requests = [(i, u) for i, u in wanted.filter(pl.col("url").is_not_null()).select("item_id", "url").iter_rows()]
@@ -122,12 +122,12 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         config = step_config(context, config, lake, category)
         options = _embedding_options(config)
         fingerprint = embedder_fingerprint(options)
-        images = pl.read_parquet(layout.artifact(category, "item_images.parquet")).filter(pl.col("status") == "ok")
+        images = read_artifact(layout.artifact(category, "item_images.parquet")).filter(pl.col("status") == "ok")
         images = images.with_columns((pl.col("url_hash") + ":" + pl.col("variant") + ":" + pl.lit(fingerprint)).alias("embedding_key"))
         out_path = layout.artifact(category, "image_embeddings.parquet")
         cached = pl.DataFrame()
-        if out_path.exists():
-            cached = pl.read_parquet(out_path).unique("embedding_key").select("embedding_key", "vector", "has_vector")
+        if (previous := read_cache(out_path, context.log)) is not None:
+            cached = previous.unique("embedding_key").select("embedding_key", "vector", "has_vector")
         todo = images.filter(~pl.col("embedding_key").is_in(cached["embedding_key"].implode())) if cached.height else images
         # Items sharing an image URL (variants) share one embedding: embedding it once also keeps the join below
         # from multiplying their rows.

@@ -10,7 +10,7 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, counts_md, md_table, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_json, write_parquet
+from rec_pipeline.atomic import parquet_problem, read_artifact, write_json, write_parquet
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline.ingest.sources import CategoryDumps, discover, fingerprint
 from rec_pipeline.interactions.stats import interaction_stats
@@ -48,8 +48,14 @@ def _ingest_cached(source: Path, kind: str, out: Path, rejected: Path, sidecar: 
     if not config.force and sidecar.exists() and out.exists() and rejected.exists():
         previous = json.loads(sidecar.read_text())
         if previous.get("stamp") == stamp:
-            log.info(f"{source.name} unchanged since the last ingestion: reusing {out.name}")
-            return IngestReport(**previous["report"]), True
+            report = IngestReport(**previous["report"])
+            # Trust, but verify: a truncated or damaged output would otherwise be reused forever. Reading every
+            # page costs a fraction of re-ingesting and catches flipped bytes in columns this run does not read.
+            problem = parquet_problem(out, report.rows_out, full=True) or parquet_problem(rejected, report.rejected_total, full=True)
+            if problem is None:
+                log.info(f"{source.name} unchanged since the last ingestion: reusing {out.name}")
+                return report, True
+            log.warning(f"{source.name} is unchanged but its output {out} or {rejected.name} is damaged ({problem}): ingesting again")
     report = ingest_dump(source, kind, out, rejected, IngestOptions(chunk_bytes=config.chunk_mb << 20), logger=log)
     report_dict = {k: v for k, v in report.to_dict().items() if k != "rejected_total"}
     write_json({"stamp": stamp, "report": report_dict}, sidecar)
@@ -108,7 +114,7 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
         metadata = _report_metadata(report, skipped, out, rejected)
         metadata["ignored_dumps"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in dumps.notes) or "_none_")
         if report.rows_out:
-            stats = interaction_stats(pl.read_parquet(out, columns=["user_id", "item_id", "rating"]))
+            stats = interaction_stats(read_artifact(out, columns=["user_id", "item_id", "rating"]))
             metadata.update(
                 users=stats["users"],
                 items=stats["items"],
@@ -156,7 +162,7 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
             continue
         staged = layout.artifact(category, "raw_items.lines.parquet")
         report, skipped = _ingest_cached(dumps.meta.path, "meta", staged, rejected, layout.artifact(category, "raw_items.report.json"), cfg, context.log)
-        lines = pl.read_parquet(staged)
+        lines = read_artifact(staged)
         items = lines.sort("source_line").unique(subset=["item_id"], keep="last", maintain_order=True)
         write_parquet(items, out)
         metadata = _report_metadata(report, skipped, out, rejected)

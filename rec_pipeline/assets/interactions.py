@@ -7,7 +7,7 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_json, write_parquet
+from rec_pipeline.atomic import read_artifact, write_json, write_parquet
 from rec_pipeline.interactions.dedup import latest_per_pair
 from rec_pipeline.interactions.kcore import is_kcore, kcore, workable_k
 from rec_pipeline.interactions.splits import SplitOptions, check_splits, split_interactions
@@ -74,7 +74,7 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
     core_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category, settings)
-        reviews = pl.read_parquet(layout.artifact(category, "raw_reviews.parquet"))
+        reviews = read_artifact(layout.artifact(category, "raw_reviews.parquet"))
         variant_options = VariantOptions(enabled=cfg.collapse_variants, min_shared_copies=cfg.min_shared_copies,
                                          min_shared_fraction=cfg.min_shared_fraction)
         collapsed = collapse_variants(reviews, variant_options)
@@ -152,7 +152,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLa
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category)
         options = SplitOptions(cfg.method, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
-        frame = pl.read_parquet(layout.artifact(category, "interactions.parquet"))
+        frame = read_artifact(layout.artifact(category, "interactions.parquet"))
         result = split_interactions(frame, options)
         for name, part in result.as_dict().items():
             write_parquet(part, layout.artifact(category, f"splits/{name}.parquet"))

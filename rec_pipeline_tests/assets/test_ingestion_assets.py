@@ -106,3 +106,33 @@ def test_kcore_k_is_configurable(tmp_path: Path) -> None:
     result = _materialize(tmp_path, ["Toys"], "Toys", {"ops": {"interactions": {"config": {"k": 4}}, "raw_reviews": {"config": {"force": True}}}})
     assert _metadata(result, "interactions")["rows_out"] == 0
     assert json.loads(DataLayout(tmp_path).artifact("Toys", "raw_reviews.report.json").read_text())["report"]["rows_out"] == 9
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_output_of_an_unchanged_dump_is_detected_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    rows = [{"reviewerID": f"U{u}", "asin": f"B{i}", "overall": float(1 + (u * i) % 5), "unixReviewTime": 1_400_000_000 + u, "reviewText": "t" * (u + i)}
+            for u in range(30) for i in range(30)]
+    write_lines(tmp_path / "raw" / "Toys_5.json.gz", rows)
+    assert _materialize(tmp_path, ["Toys"], "Toys").success
+    out = DataLayout(tmp_path).artifact("Toys", "raw_reviews.parquet")
+    data = bytearray(out.read_bytes())
+    if damage == "truncate":
+        out.write_bytes(bytes(data[: len(data) // 2]))
+    else:  # flip bytes in the middle of the column data, leaving the footer intact
+        for offset in range(len(data) // 3, len(data) // 3 + 64):
+            data[offset] ^= 0xFF
+        out.write_bytes(bytes(data))
+    again = _materialize(tmp_path, ["Toys"], "Toys")
+    assert again.success
+    assert _metadata(again, "raw_reviews")["skipped_unchanged"] is False
+    assert pl.read_parquet(out).height == 900
+
+
+def test_an_unreadable_artifact_error_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    from rec_pipeline.atomic import ArtifactError, read_artifact
+
+    path = tmp_path / "warehouse" / "Toys" / "interactions.parquet"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(ArtifactError, match=r"interactions.parquet cannot be read .* materialize the asset that writes it again"):
+        read_artifact(path)
