@@ -1,5 +1,6 @@
 """Image assets: product images fetched safely into a cache, and their CNN embeddings."""
 
+import dataclasses
 from typing import Any
 
 import dagster as dg
@@ -29,6 +30,10 @@ class ItemImagesConfig(dg.Config):
     allowed_hosts: list[str] = []  # hosts allowed even when they resolve to private addresses
     allowed_networks: list[str] = []  # e.g. ["127.0.0.1/32"] for a mirror served on this machine
     retry_permanent: bool = False
+    retry_deferred: bool = False  # try URLs whose host was unreachable now, even before their back-off is due
+    rerun_backoff_base: float = 3600.0  # a URL left without an answer is tried again after 1 h, then 2 h, 4 h, ...
+    rerun_backoff_max: float = 7 * 24 * 3600.0  # ... up to a week
+    offline: bool = False  # cache and local mirror only: no request, no DNS query; the rest is deferred
     min_coverage: float = 0.5
 
 
@@ -56,12 +61,7 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
     coverage_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
-        options = FetchOptions(
-            max_concurrency=config.max_concurrency, per_host_limit=config.per_host_limit, connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout, max_retries=config.max_retries, max_bytes=config.max_bytes, max_pixels=config.max_pixels,
-            image_size=(config.image_size, config.image_size), allowed_hosts=tuple(config.allowed_hosts),
-            allowed_networks=tuple(config.allowed_networks), retry_permanent=config.retry_permanent,
-        )
+        options = _fetch_options(config)
         # Only items that survived the k-core: nothing else is trained on or recommended, so nothing else is fetched.
         catalog = read_artifact(layout.artifact(category, "items.parquet"), columns=["item_id", "image_urls", "in_interactions"])
         items = catalog.filter(pl.col("in_interactions"))
@@ -75,13 +75,17 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
         write_parquet(results, layout.artifact(category, "item_images.parquet"))
         ok = results.filter(pl.col("status") == "ok")
         coverage = ok.height / items.height if items.height else 0.0
-        summary = {"items": items.height, "catalog_items_not_fetched": catalog.height - items.height, "with_url": len(requests), "ok": ok.height, "coverage": round(coverage, 4),
-                   "from_network": report.fetched_from_network, "from_cache": report.from_cache, "from_mirror": report.from_mirror,
-                   "network_requests": report.network_requests, "failures_by_reason": report.failures_by_reason}
+        summary = {"items": items.height, "catalog_items_not_fetched": catalog.height - items.height, "with_url": len(requests),
+                   "coverage": round(coverage, 4), **report.summary()}
+        if report.hosts_unreachable or summary["backing_off"] or config.offline:
+            why = "offline: true" if config.offline else "unreachable: " + ", ".join(report.hosts_unreachable)
+            context.log.warning(f"{category}: {summary['deferred']} image URLs deferred ({why}), {summary['backing_off']} backing off "
+                                "until a later run; the models use the content there is")
         write_json(summary, layout.artifact(category, "item_images.summary.json"))
         coverage_ok[category] = (coverage >= config.min_coverage, f"coverage {coverage:.1%} (min {config.min_coverage:.0%})")
         per_category[category] = {
-            **{k: v for k, v in summary.items() if k != "failures_by_reason"},
+            **{k: v for k, v in summary.items() if k not in ("failures_by_reason", "hosts_unreachable")},
+            "hosts_unreachable": dg.MetadataValue.json(summary["hosts_unreachable"]),
             "items_without_url": items.height - len(requests),
             "failures_by_reason": dg.MetadataValue.md(counts_md(report.failures_by_reason)),
             "images_per_s": round(report.throughput, 1),
@@ -90,6 +94,14 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
         }
     return dg.MaterializeResult(metadata=merge_category_metadata(per_category),
                                 check_results=[combined_check("coverage", coverage_ok, "item_images", dg.AssetCheckSeverity.WARN)])
+
+
+def _fetch_options(config: ItemImagesConfig) -> FetchOptions:
+    """FetchOptions from the settings of the same name (one definition each), plus the square image size."""
+    shared = {f.name for f in dataclasses.fields(FetchOptions)} & set(type(config).model_fields)
+    values = {name: getattr(config, name) for name in shared if name != "image_size"}
+    values.update(allowed_hosts=tuple(config.allowed_hosts), allowed_networks=tuple(config.allowed_networks))
+    return FetchOptions(**values, image_size=(config.image_size, config.image_size))
 
 
 def _embedding_options(config: ImageEmbeddingsConfig) -> Any:

@@ -2,13 +2,18 @@
 
 Layout under ``cache_dir``::
 
-    status/ab/<sha256>.json                    what happened to the URL last time (ok / failure + reason)
+    status/ab/<sha256>.json                    what happened to the URL last time (ok / failure / deferred + reason)
     images/<variant>/ab/<sha256>.png|.jpg      the processed image, for one processing variant
 
 ``variant`` names the processing (``224x224-pad-png``): changing the target size or resize mode must not serve
 images processed for another configuration, so a record says which variant it was made for and an ``ok``
 record of another variant counts as not cached. Failures are variant-independent (a 404 stays a 404).
 The two-character fan-out keeps directories small for millions of URLs.
+
+A URL without a final answer (``failed_transient``, or ``deferred`` because its host was unreachable) carries
+``failed_runs`` (runs in a row that ended so) and ``next_attempt_at``: later runs leave it alone until then, so
+an outage costs each later run nothing instead of a full round of retries (``fetch.rerun_backoff``).
+Both fields have defaults, so records written before they existed still load.
 
 Every write goes through ``rec_pipeline.atomic``: the image is written first, then its status record, so a
 run killed in between leaves at worst an image without a record, which the next run simply redoes.
@@ -24,8 +29,9 @@ from typing import Literal
 
 from rec_pipeline.atomic import write_bytes, write_json
 
-Status = Literal["ok", "failed_permanent", "failed_transient"]
+Status = Literal["ok", "failed_permanent", "failed_transient", "deferred"]
 STATUS_VERSION = 1
+RETRYABLE: frozenset[str] = frozenset({"failed_transient", "deferred"})
 
 
 def url_hash(url: str) -> str:
@@ -38,7 +44,11 @@ def variant_name(size: tuple[int, int], resize_mode: str, output_format: str) ->
 
 @dataclass(frozen=True)
 class StatusRecord:
-    """One URL's outcome. ``source`` says where the bytes came from when the record was made."""
+    """One URL's outcome. ``source`` says where the bytes came from when the record was made.
+
+    ``attempts`` counts the tries of the run that wrote the record; ``failed_runs`` and ``next_attempt_at``
+    (epoch seconds) are set for retryable outcomes only (see the module docstring).
+    """
 
     url: str
     status: Status
@@ -52,6 +62,16 @@ class StatusRecord:
     attempts: int
     recorded_at: float
     version: int = STATUS_VERSION
+    failed_runs: int = 0
+    next_attempt_at: float | None = None
+
+    @property
+    def is_retryable(self) -> bool:
+        return self.status in RETRYABLE
+
+    def is_backing_off(self, now: float) -> bool:
+        """Whether a run at ``now`` should leave this URL alone: retryable, and its next attempt not yet due."""
+        return self.is_retryable and self.next_attempt_at is not None and self.next_attempt_at > now
 
 
 @dataclass(frozen=True)

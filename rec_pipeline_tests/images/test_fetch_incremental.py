@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,10 +53,24 @@ def test_a_rerun_retries_transient_failures_but_not_permanent_ones(server: Local
     assert first["flaky"]["status"] == "failed_transient" and first["gone"]["status"] == "failed_permanent"
     server.clear_log()
 
-    second = _by_item(fetch_images(requests, tmp_path, None, local_fetch_options(max_retries=0)).results)
+    # Once its back-off has passed (the clock moved on by more than rerun_backoff_base): tried again.
+    later = local_fetch_options(max_retries=0, now=lambda: time.time() + 2 * 3600)
+    second = _by_item(fetch_images(requests, tmp_path, None, later).results)
     assert server.requests == ["/flaky.png"]
     assert (second["flaky"]["status"], second["flaky"]["source"]) == ("ok", "network")
     assert second["gone"]["source"] == "cache"
+
+
+def test_a_transient_failure_is_not_retried_before_its_back_off_has_passed(server: LocalHTTPServer,
+                                                                           tmp_path: Path) -> None:
+    flaky = server.route("/flaky.png", Reply(status=502, content_type="text/plain"), Reply(body=PNG))
+    fetch_images([("flaky", flaky)], tmp_path, None, local_fetch_options(max_retries=0))
+    server.clear_log()
+    report = fetch_images([("flaky", flaky)], tmp_path, None, local_fetch_options(max_retries=0))
+    row = report.results.row(0, named=True)
+    assert server.requests == [] and report.network_requests == 0 and report.backing_off == 1
+    assert (row["status"], row["reason"], row["source"]) == ("deferred", "backoff", "cache")
+    assert "http_502" in row["detail"]
 
 
 def test_retry_permanent_fetches_recorded_failures_again(server: LocalHTTPServer, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Retry timing rules: Retry-After parsing and exponential backoff with seeded jitter."""
+"""Retry timing rules: Retry-After parsing, exponential backoff with seeded jitter, and the back-off between runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rec_pipeline.images.fetch import FetchOptions, backoff_delay, parse_retry_after
+from rec_pipeline.images.fetch import FetchOptions, backoff_delay, parse_retry_after, rerun_backoff
 
 NOW = 1_700_000_000.0
 
@@ -52,6 +52,15 @@ def test_backoff_jitter_is_deterministic_for_a_seed_and_varies_between_seeds() -
     assert delays(3) != delays(4)
 
 
+def test_the_back_off_between_runs_doubles_per_failed_run_up_to_the_cap() -> None:
+    hour, week = 3600.0, 7 * 24 * 3600.0
+    delays = [rerun_backoff(n, base=hour, cap=week) for n in range(1, 11)]
+    assert delays[:4] == [hour, 2 * hour, 4 * hour, 8 * hour]
+    assert delays[-1] == week and max(delays) == week
+    assert rerun_backoff(10_000, base=hour, cap=week) == week  # no overflow after years of failed runs
+    assert rerun_backoff(0, base=hour, cap=week) == 0.0
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -63,6 +72,8 @@ def test_backoff_jitter_is_deterministic_for_a_seed_and_varies_between_seeds() -
         {"output_format": "GIF"},
         {"image_size": (0, 10)},
         {"allowed_networks": ("10.0.0.0/33",)},
+        {"rerun_backoff_base": -1.0},
+        {"rerun_backoff_base": 7200.0, "rerun_backoff_max": 3600.0},
     ],
 )
 def test_invalid_options_are_rejected_at_construction(overrides: dict) -> None:
