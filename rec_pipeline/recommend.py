@@ -15,8 +15,12 @@ class UserInputError(LookupError):
 
 
 def known_categories(layout: DataLayout) -> list[str]:
+    """Categories with a landed reviews dump or materialized artifacts."""
+    from rec_pipeline.ingest.sources import categories_with_reviews
+
     warehouse = layout.root / "warehouse"
-    return sorted(p.name for p in warehouse.iterdir() if p.is_dir()) if warehouse.is_dir() else []
+    built = {p.name for p in warehouse.iterdir() if p.is_dir()} if warehouse.is_dir() else set()
+    return sorted(built | set(categories_with_reviews(layout.raw_dir)))
 
 
 def item_titles(layout: DataLayout, category: str) -> pl.DataFrame:
@@ -34,8 +38,9 @@ def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, hi
     Raises UserInputError, with a message naming what exists, for an unknown category or user, or when
     recommendations have not been materialized yet.
     """
-    if not layout.category_dir(category).is_dir():
-        known = ", ".join(known_categories(layout)) or "none yet (materialize the pipeline first)"
+    known_list = known_categories(layout)
+    if category not in known_list:
+        known = ", ".join(known_list) or "none yet (land a dump in raw/ first)"
         raise UserInputError(f"no category {category!r} under {layout.root}; known: {known}")
     recs_path = layout.artifact(category, "recommendations.parquet")
     if not recs_path.exists():

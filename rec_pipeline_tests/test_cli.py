@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rec_pipeline import cli
+from rec_pipeline_tests.conftest import write_lines
 
 SCRIPT = Path(sys.executable).parent / "rec-pipeline"
 
@@ -36,8 +37,16 @@ def test_make_sample_then_partitions_sync_registers_the_category(tmp_path: Path)
 
 
 def test_recommend_before_materializing_says_which_asset_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_lines(tmp_path / "raw" / "Toys_5.json.gz", [{"reviewerID": "U1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1}])
     assert cli.main(["--data-dir", str(tmp_path), "recommend", "--category", "Toys", "--user", "U1"]) == 2
     assert "materialize the `recommendations` asset" in capsys.readouterr().err
+
+
+def test_recommend_for_an_unknown_category_names_the_known_ones_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_lines(tmp_path / "raw" / "Toys_5.json.gz", [{"reviewerID": "U1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1}])
+    assert cli.main(["--data-dir", str(tmp_path), "recommend", "--category", "Books", "--user", "U1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rec-pipeline: no category 'Books' under ") and err.rstrip().endswith("known: Toys") and err.count("\n") == 1
 
 
 def test_summary_of_an_unmaterialized_category_is_empty_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,12 +48,25 @@ def data_dir(tmp_path: Path) -> Path:
     return root
 
 
+# The settings the real 5-cores need: once variant copies are collapsed, their 5-cores are empty, and the
+# pipeline's own error names these k (see README "Using real dumps").
+REAL_DUMP_SETTINGS = """\
+categories:
+  All_Beauty: {ops: {interactions: {config: {k: 3}}}}
+  Appliances: {ops: {interactions: {config: {k: 2}}}}
+"""
+
+
 def link_real_dumps(raw_dir: Path, names: Sequence[str]) -> None:
-    """Symlink real dumps into a landing folder (read in place, never copied); skip when ../shared is absent."""
+    """Symlink real dumps into a landing folder (read in place, never copied) and write the settings they need
+    into the data root unless the test wrote its own; skip when ../shared is absent."""
     if not REAL_DATA_DIR.is_dir():
         pytest.skip(f"real dumps not found at {REAL_DATA_DIR} (../shared is absent in this checkout)")
     for name in names:
         (raw_dir / name).symlink_to(REAL_DATA_DIR / name)
+    settings = raw_dir.parent / "settings.yaml"
+    if not settings.exists():
+        settings.write_text(REAL_DUMP_SETTINGS)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from rec_pipeline.assets.training import MODEL_NAMES
 from rec_pipeline.paths import DataLayout
-from rec_pipeline_tests.ops.conftest import IN_PROCESS_RUN_CONFIG, cli, link_real_dumps, run_cli, subprocess_env
+from rec_pipeline_tests.ops.conftest import IN_PROCESS_RUN_CONFIG, REAL_DUMP_SETTINGS, cli, link_real_dumps, run_cli, subprocess_env
 
 FILE_SETS = {
     "All_Beauty": ["All_Beauty_5.json.gz"],  # no metadata; mostly variant copies
@@ -26,13 +26,7 @@ FILE_SETS = {
 }
 # Variant copies in the published files (FORMATS.md): one review repeated on every variant asin.
 COPIES = {"All_Beauty": 3886, "Appliances": 2120, "Magazine_Subscriptions": 392}
-SETTINGS = """\
-ops:
-  item_images: {config: {offline: true}}
-categories:
-  All_Beauty: {ops: {interactions: {config: {k: 3}}}}
-  Appliances: {ops: {interactions: {config: {k: 2}}}}
-"""
+SETTINGS = "ops:\n  item_images: {config: {offline: true}}\n" + REAL_DUMP_SETTINGS
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +36,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     home.mkdir()
     (data / "raw").mkdir(parents=True)
     (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[2] / "dagster.yaml").read_text())
-    link_real_dumps(data / "raw", [name for names in FILE_SETS.values() for name in names])
     (data / "settings.yaml").write_text(SETTINGS)
+    link_real_dumps(data / "raw", [name for names in FILE_SETS.values() for name in names])
     env = subprocess_env(home, data)
     first, *_, last = sorted(FILE_SETS)
     done = run_cli([cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions", "--select", "*",
