@@ -1,4 +1,5 @@
-"""Evaluation assets: every model measured the same way on the same test split, and recommendations from the best."""
+"""Evaluation assets: every model measured the same way (one candidate set, one tie-break order) on validation and
+test, with bootstrap intervals, and recommendations from the best ranker on validation."""
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
 import json
@@ -25,8 +26,11 @@ class MetricsConfig(dg.Config):
     protocol: Literal["full", "sampled"] = "full"
     n_negatives: int = 100
     relevance_threshold: float = 4.0
-    seed: int = 0
-    selection_metric: str = "val_rmse"  # how `recommendations` picks its model
+    seed: int = 0  # sampled negatives, tie-break order among equal scores, bootstrap resamples
+    # How `recommendations` picks its model: a metric of metrics.json, normally a val_ one (validation split, same
+    # ranking protocol, training items excluded) so the test split stays a report. Lower wins for errors.
+    selection_metric: str = "val_ndcg@10"
+    bootstrap_resamples: int = 200  # paired bootstrap over users behind the intervals and ties; 0: no intervals
     cv_folds: int = 0  # > 1: also k-fold cross-validate `cv_models` on all interactions (mean and std per metric)
     cv_models: list[str] = ["biases", "mf"]
     cv_epochs: int = 10
@@ -34,12 +38,35 @@ class MetricsConfig(dg.Config):
 
 class RecommendationsConfig(dg.Config):
     n: int = 10
-    model: str | None = None  # None: the model with the best validation score in model_metrics
+    model: str | None = None  # None: the model model_metrics selected (MetricsConfig.selection_metric)
+    seed: int = 0  # order among equal scores, as in evaluation (MetricsConfig.seed)
+
+
+# "A contains B": A can represent B exactly, so after training A must not be worse on validation. A violation
+# means under-training or mis-regularization, not a property of the data.
+NESTED_MODELS = (("biases", "global_mean"), ("mf", "biases"), ("neumf", "mf"), ("hybrid", "mf"))
+NESTING_METRIC = "val_rmse"
+
+
+def _table_metrics(k: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(validation metrics, test metrics) with bootstrap intervals; the table adds coverage@K, which has none
+    (a property of the whole user set, see ``evaluation.bootstrap``)."""
+    return ("rmse", f"ndcg@{k}"), ("rmse", "mae", "pearson", "rmse_few", "rmse_cold", f"ndcg@{k}", f"recall@{k}", f"hr@{k}",
+                                   f"map@{k}")
 
 
 def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, log: Any) -> dict[str, Any]:
-    """Evaluate every saved model of the category; write metrics JSON/Parquet and the comparison table."""
-    from rec_pipeline.evaluation import EvaluationOptions, comparison_table_md, evaluate_model, results_frame, select_best
+    """Evaluate every saved model of the category on validation and test, with one candidate set for all; select
+    the model for `recommendations`; write metrics JSON/Parquet and the comparison tables."""
+    from rec_pipeline.evaluation import (
+        EvaluationOptions,
+        compare_models,
+        comparison_table_md,
+        default_candidates,
+        difference_table_md,
+        evaluate_model,
+        results_frame,
+    )
     from rec_pipeline.models import load_model
 
     train = pl.read_parquet(layout.artifact(category, "splits/train.parquet"))
@@ -47,43 +74,124 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     test = pl.read_parquet(layout.artifact(category, "splits/test.parquet"))
     options = EvaluationOptions(ks=tuple(config.ks), protocol=config.protocol, n_negatives=config.n_negatives,
                                 relevance_threshold=config.relevance_threshold, seed=config.seed)
+    candidates = default_candidates(train)
     results: dict[str, Any] = {}
+    stats: dict[str, dict[str, Any]] = {"test": {}, "val": {}}
     scatter: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    k = options.ks[0]
     for name in MODEL_NAMES:
         model_dir = layout.model_dir(category, name)
+        summary_path = model_dir.parent / f"{name}.training.json"
+        training = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         if not (model_dir / "model.json").exists():
-            log.warning(f"{category}: no saved model `{name}`: materialize model_{name} first; skipped")
+            reason = training.get("skipped_reason") or f"materialize model_{name} first"
+            log.warning(f"{category}: no saved model `{name}` ({reason}); skipped")
             continue
         model = load_model(model_dir)
-        result = evaluate_model(model, train, test, validation=validation, options=options, logger=log)
-        training = json.loads((model_dir.parent / f"{name}.training.json").read_text())
+        result = evaluate_model(model, train, test, validation=validation, options=options, logger=log, candidates=candidates)
+        # Validation: the same protocol and candidates, the user's training items excluded; it picks the model.
+        validated = evaluate_model(model, train, validation, options=options, candidates=candidates)
         row = result.to_dict()
-        # Validation RMSE (from training, with best weights restored) picks the model; test numbers only report.
-        row["metrics"]["val_rmse"] = training.get("best_val_rmse")
+        row["metrics"].update(validated.prefixed("val_"))
         row["metrics"]["train_examples_per_s"] = training.get("history", {}).get("examples_per_second")
+        history = training.get("history", {})
+        row["training"] = {"best_epoch": history.get("best_epoch"), "epochs_run": history.get("epochs_run"),
+                           "max_epochs": model.options.epochs if model.options else None,
+                           "curve_length": len(history.get("val_loss") or history.get("loss") or [])}
         results[name] = row
+        stats["test"][name], stats["val"][name] = result.user_stats, validated.user_stats
         scatter[name] = (result.scatter_actual, result.scatter_predicted)
-        log.info(f"{category}/{name}: test RMSE {row['metrics'].get('rmse')}, NDCG@{options.ks[0]} {row['metrics'].get(f'ndcg@{options.ks[0]}')}")
+        log.info(f"{category}/{name}: test RMSE {row['metrics'].get('rmse')}, NDCG@{k} {row['metrics'].get(f'ndcg@{k}')}, "
+                 f"val NDCG@{k} {row['metrics'].get(f'val_ndcg@{k}')}")
     if not results:
         raise dg.Failure(f"{category}: no trained model to evaluate; materialize the training group first")
-    try:
-        best = select_best(results, config.selection_metric)
-    except KeyError:
-        log.warning(f"{category}: no model defines {config.selection_metric}; choosing by test rmse")
-        best = select_best(results, "rmse")
-    k = options.ks[0]
-    table = comparison_table_md(results, metrics=("val_rmse", "rmse", "mae", "pearson", "rmse_few", "rmse_cold", f"ndcg@{k}", f"recall@{k}", f"hr@{k}", f"map@{k}", f"coverage@{k}"))
+    val_metrics, test_metrics = _table_metrics(k)
+    selection_metric = _selection_metric(results, [config.selection_metric, f"val_ndcg@{k}", "val_rmse", "rmse"], log, category)
+    if selection_metric.startswith("val_") and selection_metric[4:] not in val_metrics and "@" in selection_metric:
+        val_metrics = (*val_metrics, selection_metric[4:])
+    comparison = None
+    if config.bootstrap_resamples > 0:
+        comparison = compare_models(stats["test"], test_metrics, config.bootstrap_resamples, config.seed).merged(
+            compare_models(stats["val"], val_metrics, config.bootstrap_resamples, config.seed, prefix="val_"))
+    selection = select_model(results, selection_metric, comparison)
+    best = selection["model"]
+    columns = (*(f"val_{m}" for m in val_metrics[:2]), *test_metrics, f"coverage@{k}")
+    table = comparison_table_md(results, metrics=columns, bootstrap=comparison)
+    table += (f"\nRecommendations use `{best}`: best {selection_metric} ("
+              + ", ".join(f"{row['model']} {row['value']:.4f}" for row in selection["top"]) + ").\n")
+    nesting = nesting_report(results, comparison)
     metrics_dir = layout.artifact(category, "metrics")
-    write_json({"protocol": options.protocol_name, "ks": list(config.ks), "best_model": best, "selection_metric": config.selection_metric,
-                "models": results}, metrics_dir / "metrics.json")
+    write_json({"protocol": options.protocol_name, "ks": list(config.ks), "n_candidates": len(candidates), "best_model": best,
+                "selection_metric": selection_metric, "selection": selection, "bootstrap": comparison.to_dict() if comparison else None,
+                "nesting": nesting, "models": results}, metrics_dir / "metrics.json")
     write_parquet(results_frame(results), metrics_dir / "metrics.parquet")
+    if comparison is not None:
+        table += ("\nDifference to the best model of each column, with its paired bootstrap "
+                  f"{comparison.level:.0%} interval (an interval containing 0 is a tie):\n\n" + difference_table_md(comparison, columns))
     if config.cv_folds > 1:
         cv = cross_validate_models(layout, category, config, options, log)
         write_json(cv, metrics_dir / "cross_validation.json")
-        table += "\n\nCross-validation (" + str(config.cv_folds) + " folds, mean ± std):\n\n" + comparison_table_md(cv, metrics=("rmse", "mae", f"ndcg@{k}"))
+        table += (f"\n\nCross-validation ({config.cv_folds} folds, mean ± std):\n\n"
+                  + comparison_table_md(cv, metrics=("rmse", "mae", f"ndcg@{k}")))
     write_bytes((table + "\n").encode(), metrics_dir / "comparison.md")
     y_true, y_pred = scatter[best]
-    return {"best": best, "table": table, "results": results, "scatter": (y_true, y_pred), "protocol": options.protocol_name}
+    return {"best": best, "table": table, "results": results, "scatter": (y_true, y_pred), "protocol": options.protocol_name,
+            "selection": selection, "nesting": nesting, "n_candidates": len(candidates)}
+
+
+def _selection_metric(results: dict[str, Any], preferred: list[str], log: Any, category: str) -> str:
+    """The first metric of ``preferred`` that some model defines; says so when it is not the configured one."""
+    for metric in dict.fromkeys(preferred):
+        if any(row["metrics"].get(metric) is not None for row in results.values()):
+            if metric != preferred[0]:
+                log.warning(f"{category}: no model defines {preferred[0]}; selecting by {metric}")
+            return metric
+    raise dg.Failure(f"{category}: no model defines any of {preferred}; nothing to select by")
+
+
+def select_model(results: dict[str, Any], metric: str, comparison: Any) -> dict[str, Any]:
+    """The model with the best ``metric``, and why: the top 3 with their values and intervals against the best."""
+    from rec_pipeline.evaluation import lower_is_better, select_best
+
+    best = select_best(results, metric)
+    defined = [(name, row["metrics"][metric]) for name, row in results.items() if row["metrics"].get(metric) is not None]
+    defined.sort(key=lambda pair: pair[1], reverse=not lower_is_better(metric))
+    defined.sort(key=lambda pair: pair[0] != best)  # stable: the selected model first even on an exact tie
+    top = []
+    for name, value in defined[:3]:
+        interval = comparison.intervals.get(name, {}).get(metric) if comparison is not None else None
+        top.append({"model": name, "value": float(value), "vs_best": interval.to_dict() if interval is not None else None})
+    return {"metric": metric, "model": best, "top": top}
+
+
+def nesting_report(results: dict[str, Any], comparison: Any) -> list[dict[str, Any]]:
+    """For each (model, contained baseline) pair: ok, violation (worse on validation, interval clear of 0) or why
+    it is not judged (a model missing, or still improving when its epoch budget ran out: not "after training")."""
+    rows = []
+    for model, base in NESTED_MODELS:
+        row: dict[str, Any] = {"model": model, "contains": base, "metric": NESTING_METRIC}
+        if model not in results or base not in results:
+            rows.append({**row, "verdict": "not judged: not evaluated"})
+            continue
+        value, base_value = results[model]["metrics"].get(NESTING_METRIC), results[base]["metrics"].get(NESTING_METRIC)
+        training = results[model].get("training", {})
+        still_improving = (training.get("curve_length", 0) > 1 and training.get("max_epochs") is not None
+                           and training.get("epochs_run") == training.get("max_epochs") == training.get("best_epoch"))
+        row.update(value=value, base_value=base_value)
+        if value is None or base_value is None:
+            verdict = "not judged: undefined"
+        elif still_improving:
+            verdict = f"not judged: still improving at its last epoch ({training['epochs_run']}); train longer"
+        else:
+            interval = comparison.difference(model, base, NESTING_METRIC) if comparison is not None else None
+            row["diff"] = interval.to_dict() if interval is not None else {"diff": value - base_value}
+            clearly_worse = value > base_value if interval is None or interval.low is None else interval.low > 0
+            if clearly_worse:
+                verdict = "violation: worse than the model it contains"
+            else:
+                verdict = "ok" if value <= base_value else "ok: worse, but within the bootstrap interval (noise)"
+        rows.append({**row, "verdict": verdict})
+    return rows
 
 
 def cross_validate_models(layout: DataLayout, category: str, config: MetricsConfig, options: Any, log: Any) -> dict[str, Any]:
@@ -105,33 +213,66 @@ def cross_validate_models(layout: DataLayout, category: str, config: MetricsConf
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"numpy", "polars"}, code_version="1",
+    partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"numpy", "polars"}, code_version="2",
     deps=[f"model_{name}" for name in MODEL_NAMES], backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
-    description="RMSE, MAE, Pearson and ranking metrics (Recall/NDCG/HR/MAP@K, coverage) of every model on the test split.",
+    check_specs=[dg.AssetCheckSpec("nested_models_not_worse", asset="model_metrics", blocking=False,
+                                   description="MF contains biases, NeuMF and the hybrid contain MF, biases contain the global mean: "
+                                               "after training none may be clearly worse on validation RMSE than what it contains.")],
+    description="Every model on one candidate set (items seen in training): RMSE, MAE, Pearson, Recall/NDCG/HR/MAP@K and coverage "
+                "on validation and test, paired bootstrap intervals against the best, and the model `recommendations` uses.",
 )
 def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake: DataLake) -> dg.MaterializeResult:
     per_category: dict[str, dict[str, Any]] = {}
+    nesting: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         outcome = evaluate_category(lake.layout, category, step_config(context, config, lake, category), context.log)
         y_true, y_pred = outcome["scatter"]
         best_row = outcome["results"][outcome["best"]]
+        selection = outcome["selection"]
+        violations = [r for r in outcome["nesting"] if r["verdict"].startswith("violation")]
+        nesting[category] = (not violations, "; ".join(f"{r['model']} worse than {r['contains']} "
+                                                         f"({r['value']:.4f} vs {r['base_value']:.4f})" for r in violations)
+                             or "no violation")
         per_category[category] = {
             "best_model": outcome["best"],
+            "selected_by": selection["metric"],
+            "selection": dg.MetadataValue.md(_selection_md(selection)),
             "best_test_rmse": best_row["metrics"].get("rmse"),
             "protocol": outcome["protocol"],
+            "candidates": outcome["n_candidates"],
             "comparison": dg.MetadataValue.md(outcome["table"]),
-            "predicted_vs_actual": dg.MetadataValue.md(scatter_md(y_true, y_pred, f"{outcome['best']}: predicted vs actual", "actual rating", "predicted rating", diagonal=True)),
+            "nesting": dg.MetadataValue.md(md_table([{k: r.get(k) for k in ("model", "contains", "value", "base_value", "verdict")}
+                                                     for r in outcome["nesting"]])),
+            "predicted_vs_actual": dg.MetadataValue.md(scatter_md(y_true, y_pred, f"{outcome['best']}: predicted vs actual",
+                                                                  "actual rating", "predicted rating", diagonal=True)),
             "metrics_path": dg.MetadataValue.path(str(lake.layout.artifact(category, "metrics/metrics.json"))),
         }
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
+    check = combined_check("nested_models_not_worse", nesting, "model_metrics", severity=dg.AssetCheckSeverity.WARN)
+    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[check])
+
+
+def _selection_md(selection: dict[str, Any]) -> str:
+    rows = []
+    for row in selection["top"]:
+        interval = row.get("vs_best") or {}
+        ci = "best" if row["model"] == selection["model"] else (
+            f"{interval['diff']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval.get("low") is not None else "–")
+        rows.append({"model": row["model"], selection["metric"]: row["value"], "difference to best (95% CI)": ci})
+    return md_table(rows)
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"polars", "parquet"}, code_version="1",
+    partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"polars", "parquet"}, code_version="2",
     deps=[model_metrics], backfill_policy=dg.BackfillPolicy.single_run(), automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[dg.AssetCheckSpec("excludes_rated_items", asset="recommendations", description="No user is recommended an item they already rated; no duplicates.")],
-    description="Top-N items per user from the best model (by validation score), excluding already-rated items, with titles.",
+    check_specs=[
+        dg.AssetCheckSpec("excludes_rated_items", asset="recommendations",
+                          description="No user is recommended an item they already rated; no duplicates."),
+        dg.AssetCheckSpec("not_one_list", asset="recommendations", blocking=False,
+                          description="The recommendations name at least 2 x n distinct items: not (nearly) the same list for everybody."),
+    ],
+    description="Top-N items per user from the best ranker on validation (MetricsConfig.selection_metric), among the items seen in "
+                "training and excluding already-rated items, with titles.",
 )
 def recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, lake: DataLake) -> dg.MaterializeResult:
     from rec_pipeline.models import load_model
@@ -139,28 +280,46 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, tuple[bool, str]] = {}
+    variety: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
         metrics = json.loads(layout.artifact(category, "metrics/metrics.json").read_text())
         name = config.model or metrics["best_model"]
+        selection = metrics.get("selection") or {}
+        selected_by = "RecommendationsConfig.model" if config.model else f"best {selection.get('metric', metrics.get('selection_metric'))}"
         model = load_model(layout.model_dir(category, name))
+        # The candidate set of model_metrics: recommending what no model was evaluated on would be unmeasured.
+        candidates = pl.read_parquet(layout.artifact(category, "splits/train.parquet"), columns=["item_id"])["item_id"].unique().to_list()
         rated = pl.read_parquet(layout.artifact(category, "interactions.parquet"), columns=["user_id", "item_id"])
         exclude = {u: set(items) for u, items in rated.group_by("user_id").agg("item_id").iter_rows()}
         users = sorted(exclude)
-        recs = model.recommend(users, config.n, exclude=exclude)
+        recs = model.recommend(users, config.n, exclude=exclude, candidates=candidates, seed=config.seed)
         titles = item_titles(layout, category)
         recs = recs.join(titles, on="item_id", how="left").sort("user_id", "rank")
+        distinct = recs["item_id"].n_unique()
+        coverage = distinct / max(1, len(candidates))
         write_parquet(recs, layout.artifact(category, "recommendations.parquet"))
-        write_json({"model": name, "n": config.n, "users": len(users)}, layout.artifact(category, "recommendations.json"))
+        write_json({"model": name, "selected_by": selected_by, "n": config.n, "users": len(users), "distinct_items": distinct,
+                    "catalog_coverage": coverage}, layout.artifact(category, "recommendations.json"))
         leaked = recs.join(rated, on=["user_id", "item_id"], how="inner").height
         duplicates = recs.height - recs.select("user_id", "item_id").unique().height
         outcomes[category] = (leaked == 0 and duplicates == 0, f"{leaked} already-rated, {duplicates} duplicates")
-        coverage = recs["item_id"].n_unique() / max(1, len(model.item_ids))
-        context.log.info(f"{category}: {recs.height:,} recommendations for {len(users):,} users from `{name}`")
+        # At least 2n distinct items (capped by what can exist): below that nearly everybody got the same list.
+        needed = min(2 * config.n, len(candidates), recs.height)
+        variety[category] = (distinct >= needed, f"{distinct:,} distinct items in {recs.height:,} recommendations from `{name}` "
+                                                 f"(at least {needed} expected)")
+        context.log.info(f"{category}: {recs.height:,} recommendations for {len(users):,} users from `{name}` ({selected_by}), "
+                         f"{distinct:,} distinct items")
         per_category[category] = {
-            "model": name, "users": len(users), "rows": recs.height, "catalog_coverage": round(coverage, 4),
-            "preview": dg.MetadataValue.md(md_table(recs.head(10).select("user_id", "rank", "item_id", pl.col("score").round(3), "title").to_dicts())),
+            "model": name, "selected_by": selected_by, "users": len(users), "rows": recs.height, "distinct_items": distinct,
+            "catalog_coverage": round(coverage, 4), "candidates": len(candidates),
+            "preview": dg.MetadataValue.md(md_table(
+                recs.head(10).select("user_id", "rank", "item_id", pl.col("score").round(3), "title").to_dicts())),
             "path": dg.MetadataValue.path(str(layout.artifact(category, "recommendations.parquet"))),
         }
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[combined_check("excludes_rated_items", outcomes, "recommendations")])
-
+        if selection.get("top") and not config.model:
+            per_category[category]["selection"] = dg.MetadataValue.md(_selection_md(selection))
+    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[
+        combined_check("excludes_rated_items", outcomes, "recommendations"),
+        combined_check("not_one_list", variety, "recommendations", severity=dg.AssetCheckSeverity.WARN),
+    ])

@@ -3,12 +3,14 @@
 Built by a factory so every model gets the same config, metadata (training curves, throughput, model path,
 TensorBoard logs) and skip-if-unchanged behaviour. Keras models run in the ``gpu`` pool: TensorFlow keeps device
 memory for its process's life, so at most one such step runs at a time (the default multiprocess executor
-gives each step its own process, which frees the memory when the step ends).
+gives each step its own process, which frees the memory when the step ends). The rankers (``popularity``,
+``ease``) are closed-form numpy models beside the rating models, so one comparison table judges them all.
 """
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +25,7 @@ from rec_pipeline.plots import line_plot_md
 from rec_pipeline.resources import DataLake, step_config
 
 TRAINING = "training"
-MODEL_NAMES = ("global_mean", "biases", "mf", "ncf", "neumf", "hybrid", "autorec")
+MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "ncf", "neumf", "hybrid", "autorec")
 KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "autorec"})
 CONTENT_MODELS = frozenset({"hybrid"})
 TRAINING_CODE_VERSION = "2"
@@ -43,6 +45,8 @@ class TrainingConfig(dg.Config):
     mixed_precision: bool = False
     distribution: Literal["default", "mirrored", "one_device"] = "default"
     force: bool = False  # retrain even if data and settings are unchanged
+    # Constructor arguments of this asset's model, e.g. {"l2": 300, "max_items": 30000} for model_ease.
+    model_params: dict[str, Any] = {}
 
 
 def model_artifact_dir(layout: DataLayout, category: str, name: str) -> Path:
@@ -58,7 +62,9 @@ def _inputs_fingerprint(layout: DataLayout, category: str, name: str, config: Tr
     for path in files:
         if path.exists():
             digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps(config.model_dump(exclude={"force"}), sort_keys=True).encode())
+    # Empty model_params left out, so adding the setting did not change (and retrain) every existing model.
+    exclude = {"force"} if config.model_params else {"force", "model_params"}
+    digest.update(json.dumps(config.model_dump(exclude=exclude), sort_keys=True).encode())
     digest.update(f"{name}:{TRAINING_CODE_VERSION}".encode())
     return digest.hexdigest()[:16]
 
@@ -66,7 +72,7 @@ def _inputs_fingerprint(layout: DataLayout, category: str, name: str, config: Tr
 def train_one(layout: DataLayout, category: str, name: str, config: TrainingConfig, log: Any) -> dict[str, Any]:
     """Fit ``name`` on the category's splits and save it; returns the training summary (also saved as JSON)."""
     from rec_pipeline.item_content import empty_content, load_item_content
-    from rec_pipeline.models import TrainingData, TrainOptions, create_model
+    from rec_pipeline.models import ModelNotApplicable, TrainingData, TrainOptions, create_model
 
     model_dir = model_artifact_dir(layout, category, name)
     summary_path = model_dir.parent / f"{name}.training.json"
@@ -89,9 +95,22 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
         checkpoint_dir=layout.category_dir(category) / "checkpoints" / name,
         tensorboard_dir=layout.category_dir(category) / "tensorboard" / name if name in KERAS_MODELS else None,
     )
-    model = create_model(name)
+    try:
+        model = create_model(name, **config.model_params)
+    except ValueError as exc:
+        raise dg.Failure(description=f"{category}/model_{name}: {exc}") from exc
     log.info(f"{category}/{name}: training on {train.height:,} ratings (validation {validation.height:,})")
-    history = model.fit(TrainingData(train, validation, content), options, logger=log)
+    try:
+        history = model.fit(TrainingData(train, validation, content), options, logger=log)
+    except ModelNotApplicable as exc:
+        # Skip, not fail: one model that cannot run on this catalogue must not stop the others. A model saved
+        # from an earlier, smaller catalogue is removed so evaluation never scores it against the new splits.
+        log.warning(f"{category}/{name}: skipped: {exc}")
+        shutil.rmtree(model_dir, ignore_errors=True)
+        skipped = {"model": name, "fingerprint": fingerprint, "skipped_reason": str(exc), "history": {}, "best_val_rmse": None,
+                   "train_rows": train.height, "validation_rows": validation.height, "path": str(model_dir), "skipped_unchanged": False}
+        write_json(skipped, summary_path)
+        return skipped
     model.save(model_dir)
     summary = {"model": name, "fingerprint": fingerprint, "history": history.to_dict(), "best_val_rmse": history.best_val_rmse,
                "train_rows": train.height, "validation_rows": validation.height, "path": str(model_dir),
@@ -101,6 +120,8 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    if summary.get("skipped_reason"):
+        return {"skipped": dg.MetadataValue.text(summary["skipped_reason"]), "train_rows": summary["train_rows"]}
     history = summary["history"]
     curves = {k: [v for v in history.get(k, []) if v is not None] for k in ("loss", "val_loss")}
     metadata: dict[str, Any] = {

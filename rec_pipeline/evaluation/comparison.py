@@ -1,6 +1,7 @@
-"""Side-by-side model comparison: markdown table, one-row-per-model frame, and best-model selection.
+"""Side-by-side model comparison: markdown tables, one-row-per-model frame, best-model selection and paired
+bootstrap intervals against the best model.
 
-Every function accepts, per model, an ``EvaluationResult``, its ``to_dict()`` form (read back from JSON), a
+Every table function accepts, per model, an ``EvaluationResult``, its ``to_dict()`` form (read back from JSON), a
 ``cross_validate`` result (mean, with std shown beside it) or a flat ``{metric: value}`` dict (e.g. training
 metadata holding ``val_rmse``).
 """
@@ -9,11 +10,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from rec_pipeline.evaluation.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    Interval,
+    UserStatistics,
+    bootstrap_samples,
+    difference_interval,
+    metric_value,
+)
 from rec_pipeline.evaluation.evaluate import EvaluationResult
 
 DEFAULT_TABLE_METRICS = ("rmse", "mae", "pearson", "ndcg@10", "recall@10", "hr@10", "map@10", "coverage@10")
@@ -35,16 +46,106 @@ def lower_is_better(metric: str) -> bool:
     return any(part in _LOWER_IS_BETTER for part in stem.split("_"))
 
 
+@dataclass(frozen=True)
+class BootstrapComparison:
+    """Every model against the best model of each metric, with paired bootstrap intervals of the difference.
+
+    ``best[metric]`` is the model with the best point value; ``intervals[model][metric]`` the interval of
+    ``model - best`` (all zeros for the best itself). A model whose interval contains 0 is *tied* with the best:
+    the data cannot separate them. ``samples`` keeps the resampled values so any two models can be compared later
+    (``difference``) on the very same resamples.
+    """
+
+    n_resamples: int
+    seed: int
+    level: float
+    values: dict[str, dict[str, float | None]]
+    best: dict[str, str | None]
+    intervals: dict[str, dict[str, Interval]]
+    samples: dict[str, dict[str, np.ndarray]] = field(repr=False)
+
+    def tied_with_best(self, model: str, metric: str) -> bool:
+        """True for the best model and every model whose interval of the difference to it contains 0."""
+        if self.best.get(metric) == model:
+            return True
+        interval = self.intervals.get(model, {}).get(metric)
+        return bool(interval is not None and interval.contains_zero)
+
+    def difference(self, model: str, other: str, metric: str) -> Interval:
+        """``model - other`` on ``metric`` with its interval, from the shared resamples."""
+        return difference_interval(self.samples[model][metric], self.samples[other][metric],
+                                   self.values[model].get(metric), self.values[other].get(metric), self.level)
+
+    def merged(self, other: BootstrapComparison) -> BootstrapComparison:
+        """Both comparisons' metrics in one (e.g. test metrics and ``val_`` metrics, resampled on their own users)."""
+        models = list(dict.fromkeys([*self.values, *other.values]))
+
+        def union(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+            return {model: {**a.get(model, {}), **b.get(model, {})} for model in models}
+
+        return BootstrapComparison(self.n_resamples, self.seed, self.level, union(self.values, other.values),
+                                   {**self.best, **other.best}, union(self.intervals, other.intervals),
+                                   union(self.samples, other.samples))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: settings, best model per metric and every model's interval against it."""
+        return {
+            "n_resamples": self.n_resamples, "seed": self.seed, "level": self.level, "best": dict(self.best),
+            "vs_best": {model: {metric: interval.to_dict() for metric, interval in by_metric.items()}
+                        for model, by_metric in self.intervals.items()},
+        }
+
+
+def compare_models(
+    stats: Mapping[str, UserStatistics],
+    metrics: Sequence[str],
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+    prefix: str = "",
+) -> BootstrapComparison:
+    """Paired bootstrap of ``metrics`` over the users of one split (``EvaluationResult.user_stats`` per model).
+
+    Result keys are ``prefix + metric`` (``prefix="val_"`` for the validation split). Ties for the best point
+    value go to the first model in ``stats`` order, as in ``select_best``.
+    """
+    samples = bootstrap_samples(stats, metrics, n_resamples, seed)
+    values = {name: {prefix + metric: metric_value(model_stats, metric) for metric in metrics}
+              for name, model_stats in stats.items()}
+    samples = {name: {prefix + metric: series for metric, series in by_metric.items()} for name, by_metric in samples.items()}
+    best: dict[str, str | None] = {}
+    intervals: dict[str, dict[str, Interval]] = {name: {} for name in stats}
+    for metric in (prefix + metric for metric in metrics):
+        best[metric] = _best_of({name: values[name][metric] for name in stats}, metric)
+        for name in stats:
+            reference = best[metric]
+            intervals[name][metric] = Interval(None, None, None, level) if reference is None else difference_interval(
+                samples[name][metric], samples[reference][metric], values[name][metric], values[reference][metric], level)
+    return BootstrapComparison(n_resamples, seed, level, values, best, intervals, samples)
+
+
+def _best_of(values: Mapping[str, float | None], metric: str) -> str | None:
+    defined = {name: value for name, value in values.items() if not _missing(value)}
+    if not defined:
+        return None
+    pick = min if lower_is_better(metric) else max
+    target = pick(defined.values())  # type: ignore[type-var]
+    return next(name for name, value in defined.items() if value == target)
+
+
 def comparison_table_md(
     results: Mapping[str, EvaluationResult | Mapping[str, Any]],
     metrics: Sequence[str] = DEFAULT_TABLE_METRICS,
     digits: int = 4,
+    bootstrap: BootstrapComparison | None = None,
 ) -> str:
     """Markdown table, one row per model, with the best value of each column in bold.
 
-    Best is the lowest for error metrics (rmse, mae, ...) and the highest otherwise; ties at the displayed
-    precision are all bold, so the table never bolds one of two equal-looking numbers. Undefined values show as
-    an en dash. Cross-validation results show ``mean ± std``, ranked by mean.
+    Best is the lowest for error metrics (rmse, mae, ...) and the highest otherwise. Without ``bootstrap``, ties
+    at the displayed precision are all bold, so the table never bolds one of two equal-looking numbers. With it,
+    a column's bold cells are the best model and every model statistically tied with it (the paired bootstrap
+    interval of the difference contains 0); columns it does not cover fall back to display ties. Undefined
+    values show as an en dash. Cross-validation results show ``mean ± std``, ranked by mean.
     """
     summaries = {name: _summarize(value) for name, value in results.items()}
     best = {metric: _best_displayed(summaries, metric, digits) for metric in metrics}
@@ -62,9 +163,37 @@ def comparison_table_md(
             std = summary.std.get(metric)
             if not _missing(std):
                 text += f" ± {std:.{digits}f}"
-            cells.append(f"**{text}**" if round(float(value), digits) == best[metric] else text)
+            if bootstrap is not None and bootstrap.best.get(metric) is not None:
+                bold = bootstrap.tied_with_best(name, metric)
+            else:
+                bold = round(float(value), digits) == best[metric]
+            cells.append(f"**{text}**" if bold else text)
         lines.append(f"| {_escape(name)} | " + " | ".join(cells) + " |")
+    if bootstrap is not None:
+        without = [metric for metric in metrics if bootstrap.best.get(metric) is None and best[metric] is not None]
+        lines.append(f"\nBold: the best value and every model tied with it (the paired bootstrap "
+                     f"{bootstrap.level:.0%} interval of the difference, {bootstrap.n_resamples} resamples of users, "
+                     f"seed {bootstrap.seed}, contains 0)"
+                     + (f"; without an interval ({', '.join(without)}): equal at the shown precision." if without else "."))
     lines.append(_protocol_note(summaries))
+    return "\n".join(lines) + "\n"
+
+
+def difference_table_md(bootstrap: BootstrapComparison, metrics: Sequence[str], digits: int = 3) -> str:
+    """Markdown table of every model's difference to the column's best model: ``diff [low, high]``.
+
+    The header row names the best model per column; its own cell says ``best``. Kept apart from the value table
+    so that one stays readable; columns without a best model (undefined everywhere, or no interval) are left out.
+    """
+    shown = [metric for metric in metrics if bootstrap.best.get(metric) is not None]
+    header = "| model | " + " | ".join(f"{metric} (vs {_escape(str(bootstrap.best[metric]))})" for metric in shown) + " |"
+    lines = [header, "|---|" + "|".join("---:" for _ in shown) + "|"]
+    for name, by_metric in bootstrap.intervals.items():
+        cells = []
+        for metric in shown:
+            interval = by_metric.get(metric)
+            cells.append("best" if bootstrap.best[metric] == name else interval.compact(digits) if interval else "–")
+        lines.append(f"| {_escape(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from rec_pipeline.evaluation.bootstrap import UserStatistics, user_statistics
 from rec_pipeline.evaluation.options import EvaluationOptions
 from rec_pipeline.evaluation.ranking_protocols import rank_model
 from rec_pipeline.evaluation.rating_metrics import (
@@ -31,7 +33,7 @@ class EvaluationResult:
     ``rmse_many``, then ``recall@K``, ``ndcg@K``, ``hr@K``, ``map@K``, ``coverage@K`` per K (``None`` where
     undefined). ``counts`` says how many pairs and users those numbers rest on. ``segments`` holds rmse/mae/n
     per popularity segment. ``scatter_actual``/``scatter_predicted`` are a seeded subsample of test pairs for
-    a predicted-vs-actual plot.
+    a predicted-vs-actual plot. ``user_stats`` holds the per-user sums that bootstrap intervals resample.
     """
 
     protocol: str
@@ -41,6 +43,7 @@ class EvaluationResult:
     options: EvaluationOptions
     scatter_actual: np.ndarray = field(repr=False)
     scatter_predicted: np.ndarray = field(repr=False)
+    user_stats: UserStatistics | None = field(default=None, repr=False)
 
     def prefixed(self, prefix: str) -> dict[str, float | None]:
         """Metrics with a prefix, e.g. ``prefixed("val_")`` gives ``val_rmse`` for ``select_best``."""
@@ -70,12 +73,13 @@ def evaluate_model(
     validation: pl.DataFrame | None = None,
     options: EvaluationOptions | None = None,
     logger: logging.Logger | None = None,
+    candidates: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Measure ``model`` on ``test`` (frames with user_id, item_id, rating[, timestamp]).
 
     ``train`` (and ``validation``) define what each user has already rated, which items are cold, and which
-    items must never be ranked; they are not used for fitting here. See ``ranking_protocols`` for the exact
-    ranking protocol rules.
+    items must never be ranked; they are not used for fitting here. ``candidates`` (default: the items of
+    ``train``) is what every model ranks. See ``ranking_protocols`` for the exact ranking protocol rules.
     """
     options = options or EvaluationOptions()
     for name, frame in (("train", train), ("test", test), ("validation", validation)):
@@ -95,11 +99,14 @@ def evaluate_model(
               maintain_order="left")
         .get_column("n_train").fill_null(0).to_numpy()
     )
-    segments = segment_rating_metrics(actual, predicted, popularity_segments(train_counts, options.few_ratings_max))
+    segment_labels = popularity_segments(train_counts, options.few_ratings_max)
+    segments = segment_rating_metrics(actual, predicted, segment_labels)
     if logger is not None:
         logger.info("rating metrics on %d test pairs: rmse=%s mae=%s", overall["n"], overall["rmse"], overall["mae"])
 
-    ranking = rank_model(model, train, test, validation, options, logger)
+    ranking = rank_model(model, train, test, validation, options, logger, candidates)
+    test_users, user_of_pair = np.unique(test.get_column("user_id").to_numpy().astype(str), return_inverse=True)
+    user_stats = user_statistics(test_users.tolist(), user_of_pair.ravel(), actual, predicted, segment_labels, ranking)
 
     metrics: dict[str, float | None] = {"rmse": overall["rmse"], "mae": overall["mae"], "pearson": overall["pearson"]}
     metrics.update({f"rmse_{name}": segments[name]["rmse"] for name in SEGMENTS})
@@ -112,6 +119,8 @@ def evaluate_model(
         "n_relevant_dropped": ranking.n_relevant_dropped,
         "n_ranking_cases": ranking.n_cases,
         "n_catalog_items": len(model.item_ids),
+        "n_candidates": ranking.n_candidates,
+        "n_candidates_unscored": ranking.n_candidates_unscored,
     }
     counts.update({f"n_test_{name}": int(segments[name]["n"] or 0) for name in SEGMENTS})
     scatter = _scatter_sample(test.height, options)
@@ -123,6 +132,7 @@ def evaluate_model(
         options=options,
         scatter_actual=actual[scatter].astype(np.float32),
         scatter_predicted=predicted[scatter].astype(np.float32),
+        user_stats=user_stats,
     )
 
 

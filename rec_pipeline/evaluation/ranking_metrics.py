@@ -64,31 +64,6 @@ def ranking_metrics_from_hits(
     return out
 
 
-def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` highest scores per row, best first, ties broken by lower column.
-
-    ``np.argpartition`` makes this O(items) per row. Deterministic tie-breaking matters for models with many
-    equal scores (a global-mean model scores everything alike): argpartition alone would pick an arbitrary
-    subset of the tied items at the boundary, so rows whose K-th score is tied fall back to a stable full sort.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    n_rows, n_columns = scores.shape
-    k = min(k, n_columns)
-    if k <= 0 or n_rows == 0:
-        return np.zeros((n_rows, 0), dtype=np.int64)
-    negated = -scores
-    top = np.argpartition(negated, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(negated, top[:, k - 1 : k], axis=1)
-    tied_rows = np.flatnonzero((negated <= kth).sum(axis=1) > k)
-    # Column order first, then a stable sort by score: equal scores stay in column order.
-    top = np.sort(top, axis=1)
-    order = np.argsort(np.take_along_axis(negated, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    if tied_rows.size:
-        top[tied_rows] = np.argsort(negated[tied_rows], axis=1, kind="stable")[:, :k]
-    return top.astype(np.int64, copy=False)
-
-
 def catalog_coverage(recommended: np.ndarray) -> float | None:
     """Share of catalogue items flagged in the boolean ``recommended`` vector (``None`` for an empty catalogue)."""
     flags = np.asarray(recommended, dtype=bool)

@@ -2,25 +2,34 @@
 
 Shared rules, whatever the protocol:
 
+- Every model ranks the same candidate set: by default the items seen in ``train`` (``candidates`` overrides
+  it). A model's own catalogue does not matter: the hybrid knows every metadata item and the others only rated
+  ones, and ranking figures over different catalogues are not comparable. A candidate the model cannot score
+  ranks last (``n_candidates_unscored`` counts them); items only the model knows are ignored.
 - Items the user rated in train (and validation, when given) are never ranked: their scores become ``-inf``.
+- Equal scores are ordered by a seeded random key per (user, item) (``top_k.TieBreaker``, ``options.seed``), never
+  by item order, so a constant model scores like a random ranking.
+- Models are ranked on ``ranking_scores`` when they have it (unclipped: clipping at 5 stars would tie a generous
+  user's favourites), else on ``score_users``.
 - Relevant items are the user's test items rated >= the threshold (or all test items, see
-  ``EvaluationOptions``). A relevant item that cannot be ranked, because it is outside the model's catalogue or
-  the user already rated it in train/validation, is dropped and counted in ``n_relevant_dropped`` (as Cornac
-  does with unknown items): no model could rank it, so it would only scale every model's recall down alike.
+  ``EvaluationOptions``). A relevant item that cannot be ranked, because it is not a candidate or the user
+  already rated it in train/validation, is dropped and counted in ``n_relevant_dropped`` (as Cornac does with
+  unknown items): no model could rank it, so it would only scale every model's recall down alike.
 - Test users left with no relevant item are skipped and counted in ``n_users_skipped``; metrics average over
   the evaluated users.
-- ``coverage@K`` always comes from each evaluated user's top K over the full unrated catalogue, in both
+- ``coverage@K`` always comes from each evaluated user's top K over all their unrated candidates, in both
   protocols, so it measures the same thing whichever protocol the accuracy metrics use.
 
-``sampled`` specifics: each (user, relevant item) case is ranked against ``n_negatives`` items drawn uniformly,
-without replacement, from items the user has not rated anywhere (train, validation or test). Negatives scoring
-the same as the positive rank ahead of it (pessimistic), so a constant model cannot score well. Per-case
+``sampled`` specifics: each (user, relevant item) case is ranked against ``n_negatives`` candidates drawn
+uniformly, without replacement, from items the user has not rated anywhere (train, validation or test). Negatives
+scoring the same as the positive rank ahead of it (pessimistic), so a constant model cannot score well. Per-case
 metrics are averaged per user first, then over users, so heavy users do not dominate, as in ``full``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,14 +37,9 @@ import polars as pl
 
 from rec_pipeline.evaluation.negative_sampling import sample_unrated
 from rec_pipeline.evaluation.options import EvaluationOptions
-from rec_pipeline.evaluation.ranking_metrics import (
-    RANKING_METRICS,
-    catalog_coverage,
-    metric_key,
-    ranking_metrics_from_hits,
-    top_k_columns,
-)
-from rec_pipeline.evaluation.scoring_model import ScoringModel
+from rec_pipeline.evaluation.ranking_metrics import RANKING_METRICS, catalog_coverage, metric_key, ranking_metrics_from_hits
+from rec_pipeline.evaluation.scoring_model import ScoringModel, ranking_scores
+from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
 
 # Scores per score_users call when batch_users is not given: ~16 MB of float64, whatever the catalogue size.
 _SCORES_PER_BATCH = 2_000_000
@@ -43,7 +47,10 @@ _SCORES_PER_BATCH = 2_000_000
 
 @dataclass(frozen=True)
 class RankingOutcome:
-    """Mean ranking metrics over evaluated users plus the counts needed to read them honestly."""
+    """Mean ranking metrics over evaluated users plus the counts needed to read them honestly.
+
+    ``users`` are the evaluated users in the row order of ``per_user``; bootstrap intervals resample them.
+    """
 
     protocol: str
     metrics: dict[str, float | None]
@@ -52,15 +59,22 @@ class RankingOutcome:
     n_users_skipped: int
     n_relevant_dropped: int
     n_cases: int
+    n_candidates: int = 0
+    n_candidates_unscored: int = 0
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    users: list[str] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Everything in index space: evaluated users in row order, pairs as sorted (row, column) arrays."""
+    """Everything in index space: evaluated users in row order, pairs as sorted (row, column) arrays.
+
+    Columns index ``candidates``; ``model_columns[c]`` is the candidate's column in ``score_users`` (-1: unscored).
+    """
 
     users: list[str]
-    n_items: int
+    candidates: list[str]
+    model_columns: np.ndarray
     seen_rows: np.ndarray
     seen_cols: np.ndarray
     relevant_rows: np.ndarray
@@ -70,6 +84,15 @@ class _Prepared:
     n_test_users: int
     n_relevant_dropped: int
 
+    @property
+    def n_items(self) -> int:
+        return len(self.candidates)
+
+
+def default_candidates(train: pl.DataFrame) -> list[str]:
+    """The shared candidate set: every item seen in training, sorted (order is irrelevant to the ranking)."""
+    return sorted(train.get_column("item_id").cast(pl.String).unique().drop_nulls().to_list())
+
 
 def rank_model(
     model: ScoringModel,
@@ -78,23 +101,30 @@ def rank_model(
     validation: pl.DataFrame | None = None,
     options: EvaluationOptions | None = None,
     logger: logging.Logger | None = None,
+    candidates: Sequence[str] | None = None,
 ) -> RankingOutcome:
-    """Ranking metrics of ``model`` on ``test`` under ``options.protocol`` (see the module docstring)."""
+    """Ranking metrics of ``model`` on ``test`` under ``options.protocol`` (see the module docstring).
+
+    ``candidates`` defaults to the items of ``train``; pass the same list for every model that is compared.
+    """
     options = options or EvaluationOptions()
-    prepared = _prepare(model, train, test, validation, options)
+    prepared = _prepare(model, train, test, validation, options, candidates)
     n_users = len(prepared.users)
     k_max = max(options.ks)
     batch = options.batch_users or max(1, min(4096, _SCORES_PER_BATCH // max(prepared.n_items, 1)))
     rng = np.random.default_rng(options.seed)
+    ties = TieBreaker(prepared.candidates, options.seed)
     recommended = {k: np.zeros(prepared.n_items, dtype=bool) for k in options.ks}
     per_user = {metric_key(m, k): np.zeros(n_users) for m in RANKING_METRICS for k in options.ks}
+    unscored = prepared.model_columns < 0
     n_cases = 0
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
-        scores = _scores(model, prepared.users[start:stop], prepared.n_items)
+        users = prepared.users[start:stop]
+        scores = _scores(model, users, prepared.model_columns)
         seen_slice = _row_slice(prepared.seen_rows, start, stop)
         scores[prepared.seen_rows[seen_slice] - start, prepared.seen_cols[seen_slice]] = -np.inf
-        top = top_k_columns(scores, k_max)
+        top = top_k_columns(scores, k_max, ties.for_rows(users))
         finite_top = np.isfinite(np.take_along_axis(scores, top, axis=1))
         for k in options.ks:
             recommended[k][top[:, :k][finite_top[:, :k]]] = True
@@ -107,6 +137,7 @@ def rank_model(
             rated_slice = _row_slice(prepared.rated_rows, start, stop)
             rated = np.zeros_like(scores, dtype=bool)
             rated[prepared.rated_rows[rated_slice] - start, prepared.rated_cols[rated_slice]] = True
+            rated[:, unscored] = True  # a candidate the model cannot score is no fair negative
             batch_metrics = _sampled_batch(scores, rated, rel_rows, rel_cols, options, rng)
             n_cases += rel_rows.size
         for key, values in batch_metrics.items():
@@ -128,7 +159,10 @@ def rank_model(
         n_users_skipped=prepared.n_test_users - n_users,
         n_relevant_dropped=prepared.n_relevant_dropped,
         n_cases=n_cases,
+        n_candidates=prepared.n_items,
+        n_candidates_unscored=int(unscored.sum()),
         per_user=per_user,
+        users=list(prepared.users),
     )
 
 
@@ -171,13 +205,19 @@ def _sampled_batch(
     }
 
 
-def _scores(model: ScoringModel, users: list[str], n_items: int) -> np.ndarray:
-    # A float64 copy: masking writes into it and must never touch a model's cached array.
-    scores = np.array(model.score_users(users), dtype=np.float64)
-    if scores.shape != (len(users), n_items):
-        raise ValueError(f"score_users returned shape {scores.shape}, expected {(len(users), n_items)}")
-    if np.isnan(scores).any():
+def _scores(model: ScoringModel, users: list[str], model_columns: np.ndarray) -> np.ndarray:
+    """Candidate scores as a float64 copy (masking writes into it, never into a model's cached array)."""
+    raw = np.asarray(ranking_scores(model, users))
+    n_model = len(model.item_ids)
+    if raw.shape != (len(users), n_model):
+        raise ValueError(f"score_users returned shape {raw.shape}, expected {(len(users), n_model)}")
+    if np.isnan(raw).any():
         raise ValueError("score_users returned NaN scores; a broken model must not be ranked")
+    scored = model_columns >= 0
+    if scored.all() and n_model == model_columns.size and np.array_equal(model_columns, np.arange(n_model)):
+        return np.array(raw, dtype=np.float64)
+    scores = np.full((len(users), model_columns.size), -np.inf)
+    scores[:, scored] = raw[:, model_columns[scored]]
     return scores
 
 
@@ -192,11 +232,16 @@ def _prepare(
     test: pl.DataFrame,
     validation: pl.DataFrame | None,
     options: EvaluationOptions,
+    candidates: Sequence[str] | None,
 ) -> _Prepared:
     catalog = [str(item) for item in model.item_ids]
     if len(set(catalog)) != len(catalog):
         raise ValueError("model.item_ids contains duplicates")
-    items = pl.DataFrame({"item_id": catalog, "col": np.arange(len(catalog), dtype=np.int64)},
+    candidate_list = list(dict.fromkeys(str(item) for item in candidates)) if candidates is not None \
+        else default_candidates(train)
+    model_column = {item: column for column, item in enumerate(catalog)}
+    model_columns = np.array([model_column.get(item, -1) for item in candidate_list], dtype=np.int64)
+    items = pl.DataFrame({"item_id": candidate_list, "col": np.arange(len(candidate_list), dtype=np.int64)},
                          schema={"item_id": pl.String, "col": pl.Int64})
     test_pairs = _pairs(test, with_rating=True)
     history = pl.concat([_pairs(frame) for frame in (train, validation) if frame is not None])
@@ -227,7 +272,8 @@ def _prepare(
         rated_rows = rated_cols = np.zeros(0, dtype=np.int64)
     return _Prepared(
         users=users,
-        n_items=len(catalog),
+        candidates=candidate_list,
+        model_columns=model_columns,
         seen_rows=seen_rows,
         seen_cols=seen_cols,
         relevant_rows=relevant_rows,

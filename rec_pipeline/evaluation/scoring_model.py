@@ -2,7 +2,8 @@
 
 Evaluation deliberately depends on this protocol instead of ``rec_pipeline.models`` so it never pays the
 TensorFlow import and can score any object that answers these three questions (including small numpy-backed
-models in tests).
+models in tests). A model may also offer ``ranking_scores(user_ids)``: same shape as ``score_users``, but the
+scores it wants to be ranked by (unclipped ratings, interaction counts, EASE scores); ranking uses it when present.
 """
 
 from __future__ import annotations
@@ -29,3 +30,9 @@ class ScoringModel(Protocol):
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
         """Predicted rating of every item in ``item_ids`` order: array ``[len(user_ids), len(item_ids)]``."""
         ...
+
+
+def ranking_scores(model: ScoringModel, user_ids: Sequence[str]) -> np.ndarray:
+    """What to rank ``model``'s items by: its ``ranking_scores`` when it has one, else its predicted ratings."""
+    scorer = getattr(model, "ranking_scores", None)
+    return scorer(user_ids) if callable(scorer) else model.score_users(user_ids)

@@ -191,6 +191,9 @@ class AutoRecRecommender(Recommender):
         return clip_ratings(scores)
 
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
+        return clip_ratings(self.ranking_scores(user_ids))
+
+    def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
         codes, kernel, bias, biases = self._state()
         user_index = self._vocab("users").lookup(user_ids)
         scores = biases.score(user_index)
@@ -199,7 +202,7 @@ class AutoRecRecommender(Recommender):
             scores[known] = (codes[1:] @ kernel[:, user_index[known]] + bias[user_index[known]]).T
         else:
             scores[known] = codes[user_index[known]] @ kernel[:, 1:] + bias[None, 1:]
-        return clip_ratings(scores)
+        return scores
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:

@@ -1,7 +1,8 @@
 """The one interface every recommender implements (Cornac/implicit style).
 
-Evaluation code relies on exactly ``predict``, ``score_users`` and ``item_ids``; ``recommend`` is written once
-here on top of ``score_users`` so every model ranks, filters and breaks ties the same way.
+Evaluation code relies on ``predict``, ``score_users``/``ranking_scores`` and ``item_ids``; ``recommend`` is
+written once here on top of ``ranking_scores`` so every model ranks, filters and breaks ties the same way as the
+evaluation does (``rec_pipeline.evaluation.top_k``: seeded random order among equal scores, never id order).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import polars as pl
 
+from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
 from rec_pipeline.models.artifacts import atomic_directory, read_manifest, write_manifest
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
 from rec_pipeline.models.vocabulary import IdVocabulary
@@ -25,6 +27,14 @@ RATING_MAX = 5.0
 _SCORES_PER_BATCH = 4_000_000
 
 RECOMMENDATION_SCHEMA = {"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64}
+
+
+class ModelNotApplicable(ValueError):
+    """The model declines this data (e.g. EASE on a catalogue too large for its items x items matrix).
+
+    Raised by ``fit`` before any heavy work, with a message that says why and which setting changes it, so the
+    pipeline can skip the model instead of failing the run.
+    """
 
 
 def clip_ratings(values: np.ndarray) -> np.ndarray:
@@ -61,6 +71,14 @@ class Recommender(abc.ABC):
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
         """Predicted rating of every item in ``item_ids`` order: array [len(user_ids), n_items]."""
 
+    def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        """What items are ranked by, same shape as ``score_users``; rating models return unclipped ratings.
+
+        Clipping to 1..5 is right for a rating but wrong for a ranking: every item predicted above 5 stars would
+        tie at 5. Rankers (popularity, EASE) return their own scores here. The default is ``score_users``.
+        """
+        return self.score_users(user_ids)
+
     @property
     def item_ids(self) -> list[str]:
         """Items the model can rank, in the column order of ``score_users``."""
@@ -91,39 +109,48 @@ class Recommender(abc.ABC):
         n: int,
         exclude: Mapping[str, Collection[str]] | None = None,
         batch_users: int | None = None,
+        candidates: Collection[str] | None = None,
+        seed: int = 0,
     ) -> pl.DataFrame:
         """Top-``n`` items per user (user_id, rank 1..n, item_id, score), skipping items in ``exclude[user]``.
 
-        Users are scored in batches and ranked with a vectorized argpartition, so memory stays bounded for
-        large catalogues. Ties are broken by item order, which keeps the output deterministic. A user with fewer
-        than ``n`` unexcluded items gets fewer rows; duplicate users in ``user_ids`` are ranked once.
+        ``candidates`` limits what may be recommended (the pipeline passes the items seen in training, the set
+        every model is evaluated on); by default every item the model knows. ``score`` is the ranking score
+        (``ranking_scores``: an unclipped rating for rating models, a count or EASE score for rankers). Users are
+        scored in batches and ranked by partial selection, so memory stays bounded for large catalogues. Equal
+        scores are ordered by a random key per (user, item) seeded by ``seed``, exactly as in evaluation: never by
+        item order. A user with fewer than ``n`` unexcluded items gets fewer rows; duplicate users are ranked once.
         """
         if n < 1:
             raise ValueError("n must be positive")
         exclude = exclude or {}
         users = list(dict.fromkeys(str(user) for user in user_ids))
-        item_array = np.asarray(self.item_ids, dtype=object)
+        model_items = self.item_ids
+        if candidates is None:
+            columns = np.arange(len(model_items))
+        else:
+            allowed = {str(item) for item in candidates}
+            columns = np.array([c for c, item in enumerate(model_items) if item in allowed], dtype=np.int64)
+        item_array = np.asarray(model_items, dtype=object)[columns]
         n_items = len(item_array)
         if not users or n_items == 0:
             return pl.DataFrame(schema=RECOMMENDATION_SCHEMA)
         column_of = {item: column for column, item in enumerate(item_array)}
-        k = min(n, n_items)
-        batch = batch_users or max(1, min(4096, _SCORES_PER_BATCH // n_items))
+        every_column = n_items == len(model_items)
+        ties = TieBreaker(item_array.tolist(), seed)
+        batch = batch_users or max(1, min(4096, _SCORES_PER_BATCH // max(len(model_items), 1)))
         frames: list[pl.DataFrame] = []
         for start in range(0, len(users), batch):
             chunk = users[start:start + batch]
-            scores = np.array(self.score_users(chunk), dtype=np.float64)  # a copy: excluded cells are overwritten
+            raw = np.asarray(self.ranking_scores(chunk))
+            # A float64 copy either way: excluded cells are overwritten and must not touch a model's cached array.
+            scores = np.array(raw if every_column else raw[:, columns], dtype=np.float64)
             for row, user in enumerate(chunk):
                 seen = exclude.get(user)
                 if seen:
-                    columns = [column_of[item] for item in seen if item in column_of]
-                    scores[row, columns] = -np.inf
-            # Negated so ascending partition/sort gives best-first; item column breaks ties deterministically.
-            top = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+                    scores[row, [column_of[item] for item in seen if item in column_of]] = -np.inf
+            top = top_k_columns(scores, n, ties.for_rows(chunk))
             top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
             keep = np.isfinite(top_scores)
             rows, ranks = np.nonzero(keep)
             frames.append(

@@ -82,7 +82,10 @@ class BiasesRecommender(Recommender):
         return clip_ratings(terms.predict(self._vocab("users").lookup(user_ids), self._vocab("items").lookup(item_ids)))
 
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
-        return clip_ratings(self._fitted_terms().score(self._vocab("users").lookup(user_ids)))
+        return clip_ratings(self.ranking_scores(user_ids))
+
+    def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        return self._fitted_terms().score(self._vocab("users").lookup(user_ids))
 
     def _save_state(self, directory: Path) -> None:
         terms = self._fitted_terms()

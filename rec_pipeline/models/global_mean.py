@@ -22,7 +22,7 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 
 class GlobalMeanRecommender(Recommender):
-    """Constant prediction; its ranking is arbitrary (all ties, broken by item order)."""
+    """Constant prediction; every item ties, so it ranks in the shared seeded random order (a random recommender)."""
 
     kind = "global_mean"
 

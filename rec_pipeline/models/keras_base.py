@@ -116,11 +116,14 @@ class PairwiseKerasRecommender(Recommender):
         return clip_ratings(self._score_pairs(user_index, item_index))
 
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
+        return clip_ratings(self.ranking_scores(user_ids))
+
+    def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
         user_index = self._vocab("users").lookup(user_ids)
         n_items = len(self._vocab("items"))
         every_item = np.arange(1, n_items + 1, dtype=np.int32)
         scores = self._score_pairs(np.repeat(user_index, n_items), np.tile(every_item, len(user_index)))
-        return clip_ratings(scores.reshape(len(user_index), n_items))
+        return scores.reshape(len(user_index), n_items)
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:

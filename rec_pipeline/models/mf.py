@@ -8,7 +8,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from rec_pipeline.models.base import clip_ratings
 from rec_pipeline.models.data import TrainOptions
 from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
 from rec_pipeline.models.layers import ApplyMask, GlobalBias, KnownMask
@@ -26,7 +25,7 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
     users/items contribute nothing, so the fallback is exactly mu + the known biases (the classic baseline
     estimate) rather than a learned "unknown" vector.
 
-    Scoring bypasses Keras: with the factors as numpy arrays, ``score_users`` is one matrix product.
+    Scoring bypasses Keras: with the factors as numpy arrays, ``ranking_scores`` (unclipped) is one matrix product.
     """
 
     kind = "mf"
@@ -75,11 +74,11 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
         dots = np.einsum("ij,ij->i", f["user_embedding"][user_index], f["item_embedding"][item_index])
         return self._mean_weight + f["user_bias"][user_index] + f["item_bias"][item_index] + dots
 
-    def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
+    def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
         self._fitted_network()
         f = self._factors
         assert f is not None
         user_index = self._vocab("users").lookup(user_ids)
         scores = f["user_embedding"][user_index] @ f["item_embedding"][1:].T
         scores += self._mean_weight + f["user_bias"][user_index][:, None] + f["item_bias"][None, 1:]
-        return clip_ratings(scores)
+        return scores

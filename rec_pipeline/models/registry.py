@@ -8,16 +8,18 @@ from rec_pipeline.models.artifacts import read_manifest
 from rec_pipeline.models.autorec import AutoRecRecommender
 from rec_pipeline.models.base import Recommender
 from rec_pipeline.models.biases import BiasesRecommender
+from rec_pipeline.models.ease import EASERecommender
 from rec_pipeline.models.global_mean import GlobalMeanRecommender
 from rec_pipeline.models.hybrid import HybridRecommender
 from rec_pipeline.models.mf import MatrixFactorizationRecommender
 from rec_pipeline.models.ncf import NCFRecommender
 from rec_pipeline.models.neumf import NeuMFRecommender
+from rec_pipeline.models.popularity import PopularityRecommender
 
 MODELS: dict[str, type[Recommender]] = {
     model.kind: model
-    for model in (GlobalMeanRecommender, BiasesRecommender, MatrixFactorizationRecommender, NCFRecommender,
-                  NeuMFRecommender, HybridRecommender, AutoRecRecommender)
+    for model in (GlobalMeanRecommender, PopularityRecommender, BiasesRecommender, EASERecommender,
+                  MatrixFactorizationRecommender, NCFRecommender, NeuMFRecommender, HybridRecommender, AutoRecRecommender)
 }
 
 
@@ -27,7 +29,10 @@ def create_model(kind: str, **config: object) -> Recommender:
         model_class = MODELS[kind]
     except KeyError:
         raise ValueError(f"unknown model kind {kind!r}; known: {sorted(MODELS)}") from None
-    return model_class(**config)
+    try:
+        return model_class(**config)
+    except TypeError as exc:
+        raise ValueError(f"model {kind!r} does not take {sorted(config)}: {exc}") from None
 
 
 def load_model(directory: Path | str) -> Recommender:

@@ -67,7 +67,7 @@ def test_results_frame_has_one_typed_row_per_model_with_union_of_columns() -> No
 def test_results_frame_and_table_accept_evaluation_results_and_their_dicts() -> None:
     model = TableModel(["a", "b", "c"], {"u": [5.0, 1.0, 3.0]})
     result = evaluate_model(model, ratings([("u", "c", 3.0)]), ratings([("u", "a", 5.0), ("u", "b", 2.0)]),
-                            options=EvaluationOptions(ks=(1,)))
+                            options=EvaluationOptions(ks=(1,)), candidates=model.item_ids)
     frame = results_frame({"live": result, "loaded": result.to_dict()})
     assert frame.height == 2
     assert frame.schema["n_test"] == pl.Int64

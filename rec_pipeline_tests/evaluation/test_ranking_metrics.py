@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rec_pipeline.evaluation.ranking_metrics import catalog_coverage, ranking_metrics_from_hits, top_k_columns
+from rec_pipeline.evaluation.ranking_metrics import catalog_coverage, ranking_metrics_from_hits
 
 LOG2_3, LOG2_5 = np.log2(3), np.log2(5)
 
@@ -48,16 +48,6 @@ def test_users_without_relevant_items_are_rejected_not_scored_zero() -> None:
         ranking_metrics_from_hits(np.zeros((1, 3), dtype=bool), np.array([0]), ks=(3,))
 
 
-def test_top_k_columns_orders_best_first() -> None:
-    scores = np.array([[0.1, 0.9, 0.5, 0.8, 0.2]])
-    assert top_k_columns(scores, 3).tolist() == [[1, 3, 2]]
-
-
-def test_top_k_columns_breaks_ties_by_column_order() -> None:
-    scores = np.array([[1.0, 2.0, 2.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0, 3.0]])
-    assert top_k_columns(scores, 2).tolist() == [[1, 2], [0, 1]]
-
-
 def test_coverage_is_the_share_of_flagged_catalogue_items() -> None:
     assert catalog_coverage(np.array([True, False, True, False])) == 0.5
     assert catalog_coverage(np.zeros(0, dtype=bool)) is None
@@ -90,12 +80,3 @@ def test_perfect_ranking_scores_one(n_relevant: int, k: int) -> None:
     assert metrics[f"map@{k}"][0] == pytest.approx(1.0)
     assert metrics[f"hr@{k}"][0] == 1.0
     assert metrics[f"recall@{k}"][0] == pytest.approx(min(k, n_relevant) / n_relevant)
-
-
-@settings(max_examples=80, deadline=None)
-@given(hnp.arrays(np.int64, st.tuples(st.integers(1, 5), st.integers(1, 20)), elements=st.integers(0, 3)),
-       st.integers(1, 25))
-def test_top_k_columns_equals_a_stable_full_sort(scores: np.ndarray, k: int) -> None:
-    # Small integer scores force many ties, the case where argpartition alone would be arbitrary.
-    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    assert np.array_equal(top_k_columns(scores.astype(float), k), expected)

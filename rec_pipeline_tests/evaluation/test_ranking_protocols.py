@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 
 from rec_pipeline.evaluation.options import EvaluationOptions
-from rec_pipeline.evaluation.ranking_protocols import rank_model
+from rec_pipeline.evaluation.ranking_protocols import RankingOutcome
+from rec_pipeline.evaluation.ranking_protocols import rank_model as rank_candidates
 from rec_pipeline_tests.evaluation.fakes import TableModel, ratings
 
 ITEMS = ["a", "b", "c", "d", "e"]
+
+
+def rank_model(model: TableModel, *args: object, **kwargs: object) -> RankingOutcome:
+    """These scenarios keep train tiny, so the candidates are the table's items rather than train's."""
+    return rank_candidates(model, *args, candidates=model.item_ids, **kwargs)  # type: ignore[arg-type]
 
 
 def _scenario() -> tuple[TableModel, object, object]:
@@ -136,3 +142,49 @@ def test_nan_scores_are_rejected() -> None:
     model = TableModel(["a", "b"], {"u": [np.nan, 1.0]})
     with pytest.raises(ValueError, match="NaN"):
         rank_model(model, ratings([("u", "a", 3.0)]), ratings([("u", "b", 5.0)]))
+
+
+def test_every_model_ranks_the_training_items_whatever_its_own_catalogue() -> None:
+    # "wide" also knows an unrated item x (like the hybrid's metadata items) and scores it highest; "narrow" lacks
+    # the training item c. Both are ranked on a, b, c: x is never ranked, c is a candidate narrow cannot score.
+    train = ratings([("t", "a", 4.0), ("t", "b", 4.0), ("t", "c", 4.0), ("u", "a", 3.0)])
+    test = ratings([("u", "b", 5.0), ("u", "x", 5.0)])
+    wide = TableModel(["a", "b", "c", "x"], {"u": [1.0, 2.0, 3.0, 9.0]})
+    narrow = TableModel(["a", "b"], {"u": [1.0, 2.0]})
+    options = EvaluationOptions(ks=(1, 2))
+    outcomes = [rank_candidates(model, train, test, options=options) for model in (wide, narrow)]
+    for outcome in outcomes:
+        assert (outcome.n_candidates, outcome.n_relevant_dropped, outcome.n_users_evaluated) == (3, 1, 1)
+    assert outcomes[0].metrics["hr@1"] == 0.0 and outcomes[0].metrics["hr@2"] == 1.0  # c, then b
+    assert outcomes[1].n_candidates_unscored == 1 and outcomes[1].metrics["hr@1"] == 1.0
+    assert outcomes[0].metrics["coverage@1"] == pytest.approx(1 / 3)
+
+
+def test_ties_are_broken_by_a_seeded_random_order_not_by_item_order() -> None:
+    items = [f"i{n:02d}" for n in range(50)]
+    users = [f"u{n}" for n in range(40)]
+    constant = TableModel(items, {user: np.zeros(50) for user in users})
+    # Every user's relevant item is the first in id order: id-order tie-breaking would give a perfect score.
+    test = ratings([(user, items[0], 5.0) for user in users])
+    train = ratings([(user, items[-1], 3.0) for user in users])
+    outcome = rank_model(constant, train, test, options=EvaluationOptions(ks=(1, 10), seed=3))
+    assert outcome.metrics["hr@1"] < 0.2
+    assert outcome.metrics["hr@10"] == pytest.approx(10 / 49, abs=0.15)  # a random ranking's expectation
+    again = rank_model(constant, train, test, options=EvaluationOptions(ks=(1, 10), seed=3))
+    assert again.metrics == outcome.metrics
+    other = rank_model(constant, train, test, options=EvaluationOptions(ks=(1, 10), seed=4))
+    assert not np.array_equal(other.per_user["ndcg@10"], outcome.per_user["ndcg@10"])
+
+
+def test_ranking_uses_unclipped_ranking_scores_when_the_model_has_them() -> None:
+    class Clipped(TableModel):
+        def score_users(self, user_ids: list[str]) -> np.ndarray:
+            return np.minimum(super().score_users(user_ids), 5.0)
+
+        def ranking_scores(self, user_ids: list[str]) -> np.ndarray:
+            return super().score_users(user_ids)
+
+    # b is predicted at 5.4 and c at 6.0: both clip to 5, only the unclipped scores know c is better.
+    model = Clipped(["a", "b", "c"], {"u": [1.0, 5.4, 6.0]})
+    outcome = rank_model(model, ratings([("u", "a", 3.0)]), ratings([("u", "c", 5.0)]), options=EvaluationOptions(ks=(1,)))
+    assert outcome.metrics["hr@1"] == 1.0

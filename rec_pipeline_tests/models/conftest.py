@@ -77,3 +77,37 @@ def planted() -> PlantedRatings:
 
 def rmse(predicted: np.ndarray, frame: pl.DataFrame) -> float:
     return float(np.sqrt(np.mean((predicted - frame["rating"].to_numpy()) ** 2)))
+
+
+@dataclass(frozen=True)
+class GeneratedSplits:
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+
+
+def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150, n_reviews: int = 9000) -> GeneratedSplits:
+    """The sample generator's world (heavy-tailed item popularity, known ratings), split 80/10/10 at random.
+
+    Unlike the planted data, who rates what here follows popularity as in real dumps, so rating accuracy and
+    ranking quality disagree: the case the ranking protocol and model selection must get right.
+    """
+    from rec_pipeline.sample import SampleSpec, draw_reviews, generate_world
+
+    world = generate_world(SampleSpec(n_users=n_users, n_items=n_items, n_reviews=n_reviews, seed=seed,
+                                      duplicate_fraction=0.0))
+    draw = draw_reviews(world)
+    latest = draw.is_latest
+    frame = pl.DataFrame({
+        "user_id": [f"u{u:04d}" for u in draw.user[latest]],
+        "item_id": [f"i{i:04d}" for i in draw.item[latest]],
+        "rating": draw.rating[latest].astype(np.float32),
+        "timestamp": draw.timestamp[latest],
+    })
+    split = np.random.default_rng(seed).random(frame.height)
+    return GeneratedSplits(frame.filter(split < 0.8), frame.filter((split >= 0.8) & (split < 0.9)), frame.filter(split >= 0.9))
+
+
+@pytest.fixture(scope="session")
+def generated() -> GeneratedSplits:
+    return make_generated_splits()

@@ -38,7 +38,7 @@ def _predict(model: Recommender, frame: pl.DataFrame) -> np.ndarray:
 
 
 def test_every_registered_model_is_exercised() -> None:
-    assert set(SETTINGS) | {"global_mean", "biases", "hybrid"} == set(MODELS)
+    assert set(SETTINGS) | {"global_mean", "popularity", "biases", "ease", "hybrid"} == set(MODELS)
 
 
 def test_model_learns_the_planted_signal(fitted: Recommender, planted: PlantedRatings) -> None:
@@ -50,6 +50,11 @@ def test_predictions_are_clipped_ratings_even_for_unseen_ids(fitted: Recommender
     predicted = fitted.predict(["nobody", fitted.user_ids[0], "nobody"], [fitted.item_ids[0], "nothing", "nothing"])
     assert predicted.dtype == np.float32
     assert np.all((predicted >= 1) & (predicted <= 5))
+
+
+def test_ranking_scores_are_the_unclipped_ratings(fitted: Recommender) -> None:
+    users = [fitted.user_ids[3], "nobody"]
+    assert np.allclose(np.clip(fitted.ranking_scores(users), 1, 5), fitted.score_users(users), atol=1e-5)
 
 
 def test_score_users_agrees_with_predict(fitted: Recommender) -> None:

@@ -1,0 +1,110 @@
+"""Top-K selection with a seeded random order among equal scores, shared by evaluation and ``Recommender.recommend``.
+
+Why random: models that score many items alike (the global mean scores every item alike, popularity ties items
+with equal counts, a 5-star clip ties a generous user's favourites) used to get their ties broken by catalogue
+position, i.e. by id. Ids correlate with age and popularity, which let the global mean "win" NDCG@10 on real data.
+Here the order among ties is a pseudo-random key per (user, item): a seeded hash of both ids. That keeps it
+reproducible, independent of batch composition and catalogue order (evaluation and ``recommend()`` agree), and
+different per user, so a constant model behaves like a random recommender instead of one fixed list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+TieKeys = Callable[[np.ndarray], np.ndarray]
+
+# splitmix64 constants (Steele, Lea & Flood 2014): a cheap, well-mixing 64-bit finalizer, vectorized in numpy.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+# Keys are shifted into [0, 2^62) so ``key + 1`` and the "below the cut" sentinel both fit in uint64.
+_BELOW = np.uint64(1 << 63)
+
+
+def id_hashes(ids: Sequence[str], seed: int) -> np.ndarray:
+    """A seeded 64-bit hash (uint64) per id; the same id gets the same hash in whatever list it comes."""
+    salt = int(seed).to_bytes(16, "little", signed=True)
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8, salt=salt).digest(), "little")
+         for value in ids),
+        dtype=np.uint64, count=len(ids),
+    )
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    values = (values ^ (values >> np.uint64(30))) * _MIX1
+    values = (values ^ (values >> np.uint64(27))) * _MIX2
+    return values ^ (values >> np.uint64(31))
+
+
+class TieBreaker:
+    """Random keys per (user, item) pair for a fixed list of item columns; smaller key wins a tie."""
+
+    def __init__(self, item_ids: Sequence[str], seed: int = 0) -> None:
+        self.seed = int(seed)
+        self._items = id_hashes(item_ids, self.seed) * _GOLDEN
+
+    @property
+    def n_items(self) -> int:
+        return len(self._items)
+
+    def keys(self, user_ids: Sequence[str]) -> np.ndarray:
+        """uint64 keys, shape ``[len(user_ids), n_items]``."""
+        users = id_hashes(user_ids, self.seed)
+        return _mix(users[:, None] ^ self._items[None, :]) >> np.uint64(2)
+
+    def for_rows(self, user_ids: Sequence[str]) -> TieKeys:
+        """The ``tie_keys`` callable of ``top_k_columns`` for score rows in ``user_ids`` order."""
+        users = list(user_ids)
+        return lambda rows: self.keys([users[row] for row in rows])
+
+
+def column_order_keys(n_columns: int) -> TieKeys:
+    """Ties broken by column order: only for callers whose columns carry no meaning (tests, pre-shuffled data)."""
+    return lambda rows: np.broadcast_to(np.arange(n_columns, dtype=np.uint64), (len(rows), n_columns))
+
+
+def top_k_columns(scores: np.ndarray, k: int, tie_keys: TieKeys) -> np.ndarray:
+    """Column indices of the ``k`` highest scores per row, best first; equal scores ordered by smaller tie key.
+
+    ``np.argpartition`` makes the common case O(items) per row. Only rows where a tie matters (two equal scores
+    inside the top K, or the K-th score shared with an item outside it) ask ``tie_keys(rows)`` for a
+    ``[len(rows), n_columns]`` key matrix, so continuous-score models never pay for keys. Scores of ``-inf``
+    (excluded items) come last; callers drop them.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    if k <= 0 or n_rows == 0:
+        return np.zeros((n_rows, 0), dtype=np.int64)
+    negated = -scores
+    top = np.argpartition(negated, k - 1, axis=1)[:, :k]
+    top_negated = np.take_along_axis(negated, top, axis=1)
+    order = np.argsort(top_negated, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top_negated = np.take_along_axis(top_negated, order, axis=1)
+    kth = top_negated[:, k - 1:k]
+    boundary_tie = (negated <= kth).sum(axis=1) > k
+    inner_tie = (top_negated[:, 1:] == top_negated[:, :-1]).any(axis=1)
+    tied = np.flatnonzero(boundary_tie | inner_tie)
+    if tied.size:
+        keys = np.asarray(tie_keys(tied), dtype=np.uint64)
+        if keys.shape != (tied.size, n_columns):
+            raise ValueError(f"tie_keys returned shape {keys.shape}, expected {(tied.size, n_columns)}")
+        if keys.max(initial=0) >= _BELOW - np.uint64(1):
+            raise ValueError("tie keys must stay below 2**63 - 1")
+        top[tied] = _break_ties(negated[tied], kth[tied], k, keys)
+    return top.astype(np.int64, copy=False)
+
+
+def _break_ties(negated: np.ndarray, kth: np.ndarray, k: int, keys: np.ndarray) -> np.ndarray:
+    """Exact top K by (score, key) in O(items): everything above the K-th score, then the boundary items with the
+    smallest keys, picked by one argpartition on a composite rank; only the K winners are then fully sorted."""
+    rank = np.where(negated < kth, np.uint64(0), np.where(negated == kth, keys + np.uint64(1), _BELOW))
+    chosen = np.argpartition(rank, k - 1, axis=1)[:, :k]
+    order = np.lexsort((np.take_along_axis(keys, chosen, axis=1), np.take_along_axis(negated, chosen, axis=1)), axis=1)
+    return np.take_along_axis(chosen, order, axis=1)
