@@ -20,6 +20,7 @@ import dagster as dg
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.ingest.sources import discover, fingerprint
 from rec_pipeline.resources import DataLake
+from rec_pipeline.run_reaper import reap_dead_runs
 
 MAIN_JOB_NAME = "recommender_pipeline"
 INGEST_JOB_NAME = "ingest_and_features"
@@ -86,6 +87,17 @@ def build_retrain_schedule(cron: str) -> dg.ScheduleDefinition:
             yield dg.RunRequest(partition_key=category, run_key=f"{category}:{stamp}", tags={"rec_pipeline/category": category})
 
     return retrain_schedule
+
+
+@dg.sensor(name="run_reaper", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Marks this host's runs whose worker process died as failed and frees pool slots held by ended runs.")
+def run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    report = reap_dead_runs(context.instance)
+    for run_id in report.failed_runs:
+        context.log.warning(f"run {run_id}: its worker is gone; marked failed")
+    if report.freed_runs:
+        context.log.info(f"freed pool slots held by ended runs {report.freed_runs}")
+    return dg.SkipReason(f"{len(report.failed_runs)} dead runs failed, slots of {len(report.freed_runs)} ended runs freed")
 
 
 @dg.run_failure_sensor(name="run_failure_recorder", default_status=dg.DefaultSensorStatus.RUNNING,

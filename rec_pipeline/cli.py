@@ -57,6 +57,18 @@ def cmd_partitions_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_reap(args: argparse.Namespace) -> int:
+    """What the `run_reaper` sensor does, by hand (no daemon needed)."""
+    import dagster as dg
+
+    from rec_pipeline.run_reaper import reap_dead_runs
+
+    with dg.DagsterInstance.get() as instance:
+        report = reap_dead_runs(instance)
+    print(json.dumps({"failed_runs": report.failed_runs, "freed_runs": report.freed_runs}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate sample dumps if needed, write the demo's settings if none exist, run the whole pipeline on them
     (recorded in $DAGSTER_HOME), and end on what a user came for: the model comparison and one user's top-10."""
@@ -160,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     parts_sub = parts.add_subparsers(dest="action", required=True)
     sync = parts_sub.add_parser("sync", help="add a partition for every category landed in raw/")
     sync.set_defaults(func=cmd_partitions_sync)
+
+    runs = sub.add_parser("runs", help="operate on the Dagster instance's runs")
+    runs_sub = runs.add_subparsers(dest="action", required=True)
+    reap = runs_sub.add_parser("reap", help="fail this host's runs whose worker died and free the pool slots they held")
+    reap.set_defaults(func=cmd_runs_reap)
 
     demo = sub.add_parser("demo", help="generate sample dumps (if absent) and run the whole pipeline on them")
     demo.add_argument("--category", default=DEMO_CATEGORY)

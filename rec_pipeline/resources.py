@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from rec_pipeline.paths import DataLayout, default_data_dir
+from rec_pipeline.run_reaper import tag_run_with_host
 from rec_pipeline.settings import Settings, SettingsError, load_settings, merge_config, settings_path
 
 ConfigT = TypeVar("ConfigT", bound=dg.Config)
@@ -50,6 +51,7 @@ def step_config(context: dg.AssetExecutionContext, config: ConfigT, lake: DataLa
     """The effective settings of this asset for one category: Config defaults < settings file < its category
     block < the run's explicit config. Logs the values that differ from the defaults and where they came from."""
     op = context.op_def.name
+    tag_run_with_host(context.instance, context.run)
     settings = settings if settings is not None else lake.settings()
     defaults = type(config)().model_dump()
     try:
