@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -88,6 +89,30 @@ def remove_orphaned_temporaries(target: Path | str) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):  # a concurrent writer may have removed it first
             os.unlink(entry.path)
             removed.append(Path(entry.path))
+    return removed
+
+
+def writer_tag() -> str:
+    """``<host tag>-<pid>``: names a temporary's writer, so a later writer can tell an orphan from a live one."""
+    return f"{_HOST_TAG}-{os.getpid()}"
+
+
+def remove_orphaned_directories(target: Path | str) -> list[Path]:
+    """Delete temporary sibling *directories* of ``target`` (``.<name>.<writer>.<random>.tmp|.old``) whose writer
+    on this host is gone: what a model save killed mid-way leaves behind (``models.artifacts``)."""
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.([0-9a-f]{{8}})-(\d+)\.[^.]+\.(tmp|old)$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False) or match.group(1) != _HOST_TAG or _pid_alive(int(match.group(2))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
     return removed
 
 

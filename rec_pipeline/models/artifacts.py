@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rec_pipeline.atomic import remove_orphaned_directories, writer_tag
+
 MANIFEST = "model.json"
 FORMAT_VERSION = 1
 
@@ -29,12 +31,14 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_orphaned_directories(target)  # left by saves that were killed (SIGKILL, OOM) before they finished
+    prefix = f".{target.name}.{writer_tag()}."
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         old: Path | None = None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=prefix, suffix=".old", dir=target.parent))
             os.replace(target, old / "previous")
         os.replace(tmp, target)
         if old is not None:

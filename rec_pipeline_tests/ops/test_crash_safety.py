@@ -125,3 +125,20 @@ def test_every_atomic_write_sweeps_orphans_of_its_target(tmp_path: Path) -> None
     write_bytes(b"complete", target)
     assert target.read_bytes() == b"complete"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_model_directories_left_by_killed_saves_are_swept_by_the_next_save(tmp_path: Path) -> None:
+    from rec_pipeline.models.artifacts import atomic_directory
+
+    target = tmp_path / "models" / "mf"
+    target.parent.mkdir()
+    dead, live = _dead_pid(), os.getpid()
+    orphans = [target.parent / f".mf.{_HOST_TAG}-{dead}.abc123.tmp", target.parent / f".mf.{_HOST_TAG}-{dead}.def456.old"]
+    kept = [target.parent / f".mf.{_HOST_TAG}-{live}.ghi789.tmp", target.parent / f".mf.00000000-{dead}.jkl012.tmp"]
+    for folder in (*orphans, *kept):
+        (folder / "variables").mkdir(parents=True)
+        (folder / "variables" / "weights.bin").write_bytes(b"half a model")
+    with atomic_directory(target) as tmp:
+        (tmp / "model.json").write_text("{}")
+    assert (target / "model.json").is_file()
+    assert not any(p.exists() for p in orphans) and all(p.exists() for p in kept)
