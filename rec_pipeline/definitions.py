@@ -24,7 +24,7 @@ def build_definitions(data_dir: str | None = None) -> dg.Definitions:
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         jobs=automation.build_jobs(),
         schedules=[automation.build_retrain_schedule(os.environ.get(RETRAIN_CRON_ENV, automation.DEFAULT_RETRAIN_CRON))],
-        sensors=[automation.landing_sensor, automation.run_failure_recorder, automation.automation_sensor],
+        sensors=[automation.landing_sensor, automation.run_failure_recorder, automation.automation_sensor, automation.run_reaper],
         resources={"lake": lake},
     )
 
