@@ -117,6 +117,7 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
         assert {"landing_sensor", "run_failure_recorder"} <= set(sensors)
         assert sensors["landing_sensor"]["sensorState"]["status"] == "STOPPED"  # the CLI and the UI share state
         assert sensors["run_failure_recorder"]["sensorState"]["status"] == "RUNNING"
+        assert sensors["run_reaper"]["sensorState"]["status"] == "RUNNING"
         assert [schedule["name"] for schedule in repository["schedules"]] == ["retrain_schedule"]
         # Eager automation would materialize interactions and splits after our run; it has nothing to do before,
         # so stopping it now is race-free and keeps the two cores for the run under test.
