@@ -10,8 +10,11 @@ Every asset therefore resolves its settings per category, in this order (later w
 3. ``categories: <Category>: ops: <asset>: config:`` in the same file, for one category only;
 4. whatever the run's own config sets explicitly (launchpad, ``--config`` file, a job's ``config=``).
 
-The file has the shape of Dagster run config, so a ``--config`` file and the settings file read alike::
+The file has the shape of Dagster run config, so a ``--config`` file and the settings file read alike. A
+``preset:`` names a shipped settings file (``rec_pipeline/presets/<name>.yaml``, e.g. the protocols of the
+projects rec_pipeline grew from) that applies below the file's own values::
 
+    preset: seed001
     ops:
       word2vec_model: {config: {vector_size: 32}}
     categories:
@@ -48,6 +51,7 @@ class Settings:
 
     path: Path | None = None
     ops: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    preset: str | None = None
     categories: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     def for_op(self, op: str, category: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -90,9 +94,9 @@ def parse_settings(document: Any, path: Path) -> Settings:
         return Settings(path=path)
     if not isinstance(document, Mapping):
         raise SettingsError(f"{path}: expected a mapping with `ops:` and/or `categories:`, got {type(document).__name__}")
-    unknown = set(document) - {"ops", "categories"}
+    unknown = set(document) - {"ops", "categories", "preset"}
     if unknown:
-        raise SettingsError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: ops, categories")
+        raise SettingsError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: preset, ops, categories")
     categories_block = document.get("categories") or {}
     if not isinstance(categories_block, Mapping):
         raise SettingsError(f"{path}: `categories` must map category names to `ops:` blocks")
@@ -103,7 +107,34 @@ def parse_settings(document: Any, path: Path) -> Settings:
         if not isinstance(block, Mapping) or set(block) - {"ops"}:
             raise SettingsError(f"{path}: `categories.{category}` must hold only an `ops:` block")
         categories[str(category)] = _op_block(block.get("ops"), f"categories.{category}.ops", path)
-    return Settings(path=path, ops=_op_block(document.get("ops"), "ops", path), categories=categories)
+    ops = _op_block(document.get("ops"), "ops", path)
+    preset = document.get("preset")
+    if preset is not None:
+        base = load_preset(str(preset), path)
+        ops = {op: {**base.ops.get(op, {}), **ops.get(op, {})} for op in set(base.ops) | set(ops)}
+        categories = {c: {op: {**base.categories.get(c, {}).get(op, {}), **categories.get(c, {}).get(op, {})}
+                          for op in set(base.categories.get(c, {})) | set(categories.get(c, {}))}
+                      for c in set(base.categories) | set(categories)}
+    return Settings(path=path, ops=ops, categories=categories, preset=str(preset) if preset is not None else None)
+
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, referenced_from: Path | None = None) -> Settings:
+    """A shipped settings file by name; an unknown name is refused with the list of known ones."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file() or "/" in name:
+        where = f"{referenced_from}: " if referenced_from else ""
+        raise SettingsError(f"{where}unknown preset {name!r}; presets: {', '.join(preset_names()) or 'none'}")
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(document, Mapping) and "preset" in document:
+        raise SettingsError(f"{path}: a preset cannot name another preset")
+    return parse_settings(document, path)
 
 
 def load_settings(path: Path) -> Settings:

@@ -20,10 +20,12 @@ class KCoreResult:
     rows_out: int
 
 
-def kcore(interactions: pl.DataFrame, k: int, user_col: str = "user_id", item_col: str = "item_id") -> KCoreResult:
+def kcore(interactions: pl.DataFrame, k: int, user_col: str = "user_id", item_col: str = "item_id", iterate: bool = True) -> KCoreResult:
     """Keep the largest sub-table in which every user and every item has at least ``k`` rows.
 
-    ``k <= 1`` keeps everything (a row implies one interaction for its user and item).
+    ``k <= 1`` keeps everything (a row implies one interaction for its user and item). ``iterate=False`` is the
+    one-pass filter some published protocols use (keep users and items with >= k rows, counted once): it is
+    *not* a k-core, and exists only to reproduce them.
     """
     rows_in = interactions.height
     if k <= 1 or rows_in == 0:
@@ -42,7 +44,7 @@ def kcore(interactions: pl.DataFrame, k: int, user_col: str = "user_id", item_co
         if kept.height == codes.height:
             break
         codes = kept
-        if codes.height == 0:
+        if codes.height == 0 or not iterate:
             break
     frame = interactions[codes["_row"].sort()] if codes.height != rows_in else interactions
     return KCoreResult(frame, iterations, rows_in, frame.height)

@@ -12,7 +12,7 @@ from typing import Literal
 
 import polars as pl
 
-SplitMethod = Literal["random", "temporal"]
+SplitMethod = Literal["random", "temporal", "random_rows"]
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -56,6 +56,20 @@ def split_interactions(interactions: pl.DataFrame, options: SplitOptions = Split
             .otherwise(pl.lit("train"))
             .alias("_split")
         )
+    elif options.method == "random_rows":
+        # A plain seeded shuffle of all rows (the protocol of several published projects): not stratified by user,
+        # so a user's every rating may land in test. Kept to reproduce them; "random" is the sound variant.
+        if not 0 <= options.validation_fraction + options.test_fraction < 1:
+            raise ValueError("validation_fraction + test_fraction must be in [0, 1)")
+        n = interactions.height
+        n_test = round(n * options.test_fraction)
+        n_val = round(n * options.validation_fraction)
+        assigned = interactions.with_columns(pl.int_range(pl.len()).shuffle(seed=options.seed).alias("_key")).with_columns(
+            pl.when(pl.col("_key") < n_test).then(pl.lit("test"))
+            .when(pl.col("_key") < n_test + n_val).then(pl.lit("validation"))
+            .otherwise(pl.lit("train"))
+            .alias("_split")
+        )
     elif options.method == "random":
         if not 0 <= options.validation_fraction + options.test_fraction < 1:
             raise ValueError("validation_fraction + test_fraction must be in [0, 1)")
@@ -78,7 +92,7 @@ def split_interactions(interactions: pl.DataFrame, options: SplitOptions = Split
             .alias("_split")
         )
     else:
-        raise ValueError(f"unknown split method {options.method!r}: use 'random' or 'temporal'")
+        raise ValueError(f"unknown split method {options.method!r}: use 'temporal', 'random' or 'random_rows'")
 
     train_items = assigned.filter(pl.col("_split") == "train").select("item_id").unique()
     unknown = (pl.col("_split") != "train") & ~pl.col("item_id").is_in(train_items["item_id"].implode())
