@@ -42,7 +42,7 @@ class ImageEmbeddingsConfig(dg.Config):
     weights: str = "imagenet"  # "imagenet" (Keras download), a local weights file, or "random" (explicit opt-in)
     model_path: str | None = None  # a whole saved .keras embedding model instead of a backbone
     image_size: int = 224
-    projection_dim: int | None = 512
+    projection_dim: int | None = None  # None: the backbone's pooled features as they are; an int adds a seeded projection
     batch_size: int = 64
     seed: int = 0
 

@@ -36,7 +36,7 @@ class Word2VecOptions:
     sg: int = 0
     pretrained_path: str | None = None
     pretrained_binary: bool = True
-    pretrained_limit: int | None = None
+    pretrained_limit: int | None = 500_000  # the most frequent words: GoogleNews in full is 3M x 300 floats (3.6 GB)
 
     def __post_init__(self) -> None:
         for name in ("vector_size", "window", "min_count", "epochs", "workers"):
