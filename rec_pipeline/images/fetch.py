@@ -10,7 +10,7 @@ Per unique URL (several items may share one), in this order:
    retryable ones that are due;
 2. **policy**: the scheme must be http/https (or ``file://`` resolving inside the mirror, see ``url_policy``);
 3. **mirror**: ``https://host/a/b.jpg`` is read from ``<mirror>/host/a/b.jpg`` when that file exists, with no
-   network and no DNS;
+   network and no DNS; a URL whose path leads out of its host's folder is refused (``url_policy.mirror_path``);
 4. **network**: the host is resolved, every address checked (``url_policy``), and the request sent to the
    checked address (so DNS rebinding cannot swap in a private address between check and connect). Redirects
    are followed by hand, each hop re-checked, at most ``max_redirects``. The body is streamed and the request
@@ -121,7 +121,8 @@ class FetchOptions:
     back ``deferred`` (reason ``offline``) and no status is recorded for them, so going online later costs no
     back-off. ``now`` is the wall clock for status records and that back-off (tests pass a fake one). ``resolver``
     replaces ``getaddrinfo``: an async ``(host, port) -> addresses`` that raises ``socket.gaierror`` like it
-    (tests use it so that no DNS query leaves the machine).
+    (tests use it so that no DNS query leaves the machine). ``sleep`` waits out the backoff between in-run retries
+    (tests pass one that records the delays asked for, instead of timing the run).
     """
 
     max_concurrency: int = 16
@@ -152,6 +153,7 @@ class FetchOptions:
     progress_seconds: float = 10.0
     now: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     resolver: Resolver | None = field(default=None, compare=False, repr=False)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.per_host_limit < 1:
@@ -636,7 +638,7 @@ class _Run:
                     if error.retry_after is not None:
                         delay = error.retry_after
                     retry += 1
-                    await asyncio.sleep(delay)
+                    await options.sleep(delay)
         finally:
             self.hosts.release(probe)
 
