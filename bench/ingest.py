@@ -6,8 +6,10 @@
 Prints, side by side from one run: `zcat file | wc -l` (the floor: nothing can read the file faster), pandas
 `read_json(lines=True)` (what notebooks do), and rec_pipeline's ingest on the file and on the file doubled
 (two gzip members back to back), and both on a copy with 0.1% bad lines (pandas gives up on the first one),
-each with wall time and peak RSS.
-Targets: ingest within 1.5x of the zcat floor; peak RSS under 2 GB and flat when the input doubles.
+each with wall time and peak RSS. Two hostile copies (issue 11) follow: a gzip member that expands to one
+~1 GB line put before the dump (a gzip bomb: a few MB on disk), and a member of 256 MB of blank lines.
+Targets: ingest within 1.5x of the zcat floor; peak RSS under 2 GB and flat when the input doubles; the
+hostile copies within the clean run's RSS (the long line is never held) and the blank lines at fast-path speed.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import measure, print_table, python_snippet  # noqa: E402
+from _measure import Measurement, measure, print_table, python_snippet  # noqa: E402
 
 INGEST = """
 import sys, json
 from rec_pipeline.ingest.normalize import ingest_dump
 r = ingest_dump(sys.argv[1], "reviews", sys.argv[2], sys.argv[3])
-print(json.dumps({"rows": r.rows_out, "rejected": r.rejected_total, "lines": r.lines}))
+print(json.dumps({"rows": r.rows_out, "rejected": r.rejected_total, "lines": r.lines, "slow": r.slow_path_lines}))
 """
 PANDAS = """
 import sys, pandas as pd
@@ -44,6 +46,37 @@ write_sample(Path(sys.argv[1]), SampleSpec(category="Bench_Toys", release="2018"
 """
 
 
+HOSTILE = """
+import sys, zlib
+target, source, kind, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+with open(target, "wb") as handle:
+    if kind == "bomb":
+        handle.write(compressor.compress(b'{"reviewerID": "A", "asin": "B", "overall": 5.0, "reviewText": "'))
+        block = b"A" * (1 << 20)
+        for _ in range(size >> 20):
+            handle.write(compressor.compress(block))
+        handle.write(compressor.compress(b'"}\\n'))
+    else:
+        block = b"\\n" * (1 << 20)
+        for _ in range(size >> 20):
+            handle.write(compressor.compress(block))
+    handle.write(compressor.flush())
+    with open(source, "rb") as clean:
+        while piece := clean.read(1 << 20):
+            handle.write(piece)
+"""
+
+
+def ensure_hostile(dump: Path, kind: str, size: int) -> Path:
+    """The clean dump behind one extra gzip member: a bomb (one ``size``-byte line) or ``size`` blank lines."""
+    target = dump.with_name(f"Bench_Toys_{kind}.json.gz")
+    if not target.exists():
+        print(f"writing the {kind} copy ({size >> 20} MB expanded) ...", flush=True)
+        subprocess.run(python_snippet(HOSTILE) + [str(target), str(dump), kind, str(size)], check=True)
+    return target
+
+
 def ensure_dump(out: Path, reviews: int, dirt: float) -> Path:
     """Generate once, in a child process: the parent stays small, so forked children do not inherit its RSS."""
     root = out / f"dump_{reviews}_dirt{dirt:g}"
@@ -54,11 +87,16 @@ def ensure_dump(out: Path, reviews: int, dirt: float) -> Path:
     return target
 
 
+def run_ingest(label: str, source: Path, work: Path, tag: str) -> Measurement:
+    return measure(label, python_snippet(INGEST) + [str(source), str(work / f"o{tag}.parquet"), str(work / f"r{tag}.parquet")])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reviews", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     parser.add_argument("--skip-pandas", action="store_true", help="the pandas baseline needs several GB of RAM")
+    parser.add_argument("--bomb-mb", type=int, default=1024, help="length of the gzip bomb's one line, in MB")
     args = parser.parse_args()
     dump = ensure_dump(args.out, args.reviews, 0.0)  # clean, so the pandas baseline can parse it at all
     dirty = ensure_dump(args.out, args.reviews, 0.001)
@@ -76,12 +114,16 @@ def main() -> None:
     runs = [measure("zcat | wc -l (floor)", ["bash", "-c", f"zcat '{dump}' | wc -l"])]
     if not args.skip_pandas:
         runs.append(measure("pandas read_json(lines=True)", python_snippet(PANDAS) + [str(dump)]))
-    runs.append(measure("rec_pipeline ingest", python_snippet(INGEST) + [str(dump), str(work / "o.parquet"), str(work / "r.parquet")]))
-    runs.append(measure("rec_pipeline ingest, 0.1% bad lines", python_snippet(INGEST) + [str(dirty), str(work / "o3.parquet"), str(work / "r3.parquet")]))
+    runs.append(run_ingest("rec_pipeline ingest", dump, work, ""))
+    runs.append(run_ingest("rec_pipeline ingest, 0.1% bad lines", dirty, work, "3"))
     if not args.skip_pandas:
         runs.append(measure("pandas, 0.1% bad lines", python_snippet(PANDAS) + [str(dirty)]))
     runs.append(measure("zcat | wc -l, input x2", ["bash", "-c", f"zcat '{doubled}' | wc -l"]))
-    runs.append(measure("rec_pipeline ingest, input x2", python_snippet(INGEST) + [str(doubled), str(work / "o2.parquet"), str(work / "r2.parquet")]))
+    runs.append(run_ingest("rec_pipeline ingest, input x2", doubled, work, "2"))
+    bomb = ensure_hostile(dump, "bomb", args.bomb_mb << 20)
+    flood = ensure_hostile(dump, "blank", 256 << 20)
+    runs.append(run_ingest(f"hostile: {args.bomb_mb} MB line + dump", bomb, work, "4"))
+    runs.append(run_ingest("hostile: 256M blank lines + dump", flood, work, "5"))
 
     floor = runs[0].seconds
     rows = [
@@ -91,9 +133,14 @@ def main() -> None:
     ]
     print_table(rows)
     ingest = next(m for m in runs if m.label == "rec_pipeline ingest")
-    ingest2 = runs[-1]
+    ingest2 = next(m for m in runs if m.label == "rec_pipeline ingest, input x2")
+    bombed, flooded = runs[-2], runs[-1]
     print(f"\ntarget: ingest <= 1.5x floor -> {ingest.seconds / floor:.2f}x; peak RSS < 2048 MB -> {ingest.peak_rss_mb:.0f} MB; "
           f"RSS x2 input / x1 input -> {ingest2.peak_rss_mb / ingest.peak_rss_mb:.2f}")
+    print(f"hostile: peak RSS clean {ingest.peak_rss_mb:.0f} MB, with a {args.bomb_mb} MB line {bombed.peak_rss_mb:.0f} MB "
+          f"({bombed.peak_rss_mb / ingest.peak_rss_mb:.2f}x), with 256M blank lines {flooded.peak_rss_mb:.0f} MB "
+          f"({flooded.peak_rss_mb / ingest.peak_rss_mb:.2f}x); extra time for the blank lines "
+          f"{flooded.seconds - ingest.seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.ingest.sources import discover, fingerprint
+from rec_pipeline.ingest.sources import discover, fingerprint, ignored_files
 from rec_pipeline.resources import DataLake
 from rec_pipeline.run_reaper import reap_dead_runs
 
@@ -26,6 +26,7 @@ MAIN_JOB_NAME = "recommender_pipeline"
 INGEST_JOB_NAME = "ingest_and_features"
 RETRAIN_JOB_NAME = "retrain_and_evaluate"
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
+IGNORED_CURSOR_KEY = "::ignored"  # not a category name (they cannot contain ':'), so no clash in the cursor
 
 INGEST_GROUPS = ("ingestion", "interactions", "features")
 TRAIN_GROUPS = ("training", "evaluation")
@@ -66,6 +67,10 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 def landing_sensor(context: dg.SensorEvaluationContext, lake: DataLake) -> dg.SensorResult:
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     current = _fingerprints(lake.layout.raw_dir)
+    ignored = ignored_files(lake.layout.raw_dir)
+    ignored_key = "\n".join(f"{f.path.name}: {f.reason}" for f in ignored)
+    if ignored and seen.get(IGNORED_CURSOR_KEY) != ignored_key:  # said once per change, not every tick
+        context.log.warning("files in raw/ that are not used: " + "; ".join(f"{f.path.name} ({f.reason})" for f in ignored))
     known = set(context.instance.get_dynamic_partitions(CATEGORY_PARTITIONS.name or "category"))
     new_partitions = sorted(c for c in current if c not in known)
     changed = sorted(c for c, fp in current.items() if seen.get(c) != fp)
@@ -74,7 +79,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: DataLake) -> dg.Se
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=c, run_key=f"{c}:{current[c]}", tags={"rec_pipeline/category": c}) for c in changed],
         dynamic_partitions_requests=[CATEGORY_PARTITIONS.build_add_request(new_partitions)] if new_partitions else [],
-        cursor=json.dumps(current, sort_keys=True),
+        cursor=json.dumps({**current, IGNORED_CURSOR_KEY: ignored_key}, sort_keys=True),
     )
 
 

@@ -50,10 +50,15 @@ def cmd_partitions_sync(args: argparse.Namespace) -> int:
     from rec_pipeline.assets.partitions import sync_category_partitions
 
     layout = _layout(args)
+    from rec_pipeline.ingest.sources import ignored_files
+
     with dg.DagsterInstance.get() as instance:
         added = sync_category_partitions(instance, layout.raw_dir)
         known = instance.get_dynamic_partitions("category")
-    print(json.dumps({"added": added, "partitions": known}))
+    ignored = {f.path.name: f.reason for f in ignored_files(layout.raw_dir)}
+    for name, reason in ignored.items():
+        print(f"ignored {name}: {reason}", file=sys.stderr)
+    print(json.dumps({"added": added, "partitions": known, "ignored": ignored}))
     return 0
 
 

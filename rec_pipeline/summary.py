@@ -56,4 +56,7 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
             assets[name] = {"rows": rows, **(_json(art(f"{name}.summary.json")) or {})}
     if (metrics := _json(art("metrics/metrics.json"))) is not None:
         summary["metrics"] = metrics
+    from rec_pipeline.ingest.sources import ignored_files
+
+    summary["ignored_in_raw"] = {f.path.name: f.reason for f in ignored_files(layout.raw_dir)}
     return summary

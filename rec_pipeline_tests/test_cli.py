@@ -33,7 +33,7 @@ def test_make_sample_then_partitions_sync_registers_the_category(tmp_path: Path)
     assert any(f.endswith("raw/Mini_Toys.jsonl.gz") for f in files) and any(f.endswith("raw/meta_Mini_Toys.jsonl.gz") for f in files)
     synced = _run(["--data-dir", str(tmp_path / "data"), "partitions", "sync"], home)
     assert synced.returncode == 0, synced.stderr
-    assert json.loads(synced.stdout.strip().splitlines()[-1]) == {"added": ["Mini_Toys"], "partitions": ["Mini_Toys"]}
+    assert json.loads(synced.stdout.strip().splitlines()[-1]) == {"added": ["Mini_Toys"], "partitions": ["Mini_Toys"], "ignored": {}}
 
 
 def test_recommend_before_materializing_says_which_asset_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

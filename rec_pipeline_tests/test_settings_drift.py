@@ -29,6 +29,7 @@ PAIRS: list[tuple[type[dg.Config], type]] = [
 CONVERTED = {
     ("ItemImagesConfig", "image_size"): ("image_size", lambda side: (side, side)),
     ("IngestConfig", "chunk_mb"): ("chunk_bytes", lambda mb: mb << 20),
+    ("IngestConfig", "max_line_mb"): ("max_line_bytes", lambda mb: mb << 20),
 }
 
 

@@ -19,13 +19,14 @@ from rec_pipeline.plots import bar_md
 from rec_pipeline.resources import DataLake, step_config
 from rec_pipeline.schema import ITEM_SCHEMA, REJECTED_SCHEMA
 
-INGEST_CODE_VERSION = "1"
+INGEST_CODE_VERSION = "2"  # 2: hostile-line verdicts (overflow, id types, non-UTF-8 ids, long lines)
 
 
 class IngestConfig(dg.Config):
     """Streaming settings; the defaults suit dumps of any size on a laptop."""
 
     chunk_mb: int = 8
+    max_line_mb: int = 16  # longer lines are skipped while streaming, never held, and quarantined as too long
     force: bool = False  # re-read the dump even when its fingerprint is unchanged
 
 
@@ -56,7 +57,7 @@ def _ingest_cached(source: Path, kind: str, out: Path, rejected: Path, sidecar: 
                 log.info(f"{source.name} unchanged since the last ingestion: reusing {out.name}")
                 return report, True
             log.warning(f"{source.name} is unchanged but its output {out} or {rejected.name} is damaged ({problem}): ingesting again")
-    report = ingest_dump(source, kind, out, rejected, IngestOptions(chunk_bytes=config.chunk_mb << 20), logger=log)
+    report = ingest_dump(source, kind, out, rejected, IngestOptions(chunk_bytes=config.chunk_mb << 20, max_line_bytes=config.max_line_mb << 20), logger=log)
     report_dict = {k: v for k, v in report.to_dict().items() if k != "rejected_total"}
     write_json({"stamp": stamp, "report": report_dict}, sidecar)
     return report, False
@@ -74,6 +75,9 @@ def _report_metadata(report: IngestReport, skipped: bool, out: Path, rejected: P
         "fields_nulled": dg.MetadataValue.md(counts_md(report.nulled_fields, key="field")),
         "empty_lines": report.empty_lines,
         "ms_timestamps_converted": report.ms_timestamps_converted,
+        "text_repaired": dg.MetadataValue.md(counts_md(report.text_repaired, key="field")),
+        "slow_path_lines": report.slow_path_lines,
+        "bom_stripped": report.bom_stripped,
         "input_complete": report.complete,
         "input_problem": report.problem or "none",
         "seconds": report.seconds,

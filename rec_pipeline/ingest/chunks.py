@@ -4,6 +4,10 @@ Decompression runs in a background thread: zlib releases the GIL, so one core in
 parses. A bounded queue caps memory at a few chunks whatever the file size. A truncated or corrupt gzip
 stream is not an exception for the caller: everything decoded before the damage is yielded and the final
 ``ReadStatus`` says what happened and where.
+
+Memory is bounded by settings, never by the input: zlib is asked for at most ``_INFLATE_PIECE`` bytes at a
+time (a 3 MB gzip bomb can expand to 3 GB in one call otherwise), and a line longer than ``max_line_bytes`` is
+not collected: its bytes are counted and dropped until the next newline, and it comes out as a ``LongLine``.
 """
 
 from __future__ import annotations
@@ -16,16 +20,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_LINE_BYTES = 16 << 20
+LONG_LINE_PREFIX_BYTES = 200
 _READ_BLOCK = 1 << 20
+_INFLATE_PIECE = 4 << 20
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than ``max_line_bytes``, skipped unread: its length (without the newline) and first bytes."""
+
+    length: int
+    prefix: bytes
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Whole lines of the decompressed stream; ``first_line`` is the 1-based number of the first one."""
+    """Whole lines of the decompressed stream; ``first_line`` is the 1-based number of the first one.
+
+    A chunk either holds ``n_lines`` lines in ``data``, or stands for one skipped line (``long_line`` set,
+    ``data`` empty, ``n_lines`` 1), so line numbers stay exact across skipped lines.
+    """
 
     data: bytes
     first_line: int
     n_lines: int
+    long_line: LongLine | None = None
 
 
 @dataclass
@@ -37,6 +58,8 @@ class ReadStatus:
     compressed_bytes: int = 0
     decompressed_bytes: int = 0
     lines: int = 0
+    long_lines: int = 0
+    bom_stripped: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -52,75 +75,64 @@ def _count_lines(data: bytes) -> int:
 
 
 class _Inflater:
-    """Decompresses raw blocks; handles multi-member gzip files (``cat a.gz b.gz``) as one stream."""
+    """Decompresses raw blocks in pieces of bounded size; reads multi-member gzip files (``cat a.gz b.gz``) as one stream."""
 
-    def __init__(self, gzipped: bool) -> None:
+    def __init__(self, gzipped: bool, max_piece: int = _INFLATE_PIECE) -> None:
         self._gzipped = gzipped
+        self._max_piece = max_piece
         self._new()
 
     def _new(self) -> None:
         self._d = zlib.decompressobj(wbits=31) if self._gzipped else None
 
-    def feed(self, block: bytes) -> bytes:
+    def feed(self, block: bytes) -> Iterator[bytes]:
+        """Yield the decompressed bytes of ``block``, at most ``max_piece`` at a time."""
         if self._d is None:
-            return block
-        out = [self._d.decompress(block)]
-        while self._d.eof and self._d.unused_data:
-            rest = self._d.unused_data
-            self._new()
-            out.append(self._d.decompress(rest))
-        return b"".join(out)
+            yield block
+            return
+        data = block
+        while True:
+            out = self._d.decompress(data, self._max_piece)
+            if out:
+                yield out
+            if self._d.eof:
+                data = self._d.unused_data
+                if not data:
+                    return
+                self._new()
+                continue
+            data = self._d.unconsumed_tail
+            # A full piece may leave output pending inside zlib even when all input was consumed: ask again.
+            if not data and len(out) < self._max_piece:
+                return
 
     def finished_cleanly(self) -> bool:
         return self._d is None or self._d.eof
 
 
-def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus | None = None) -> Iterator[Chunk]:
+_Item = tuple[bytes, bool, int] | LongLine | BaseException | None
+
+
+def iter_chunks(
+    path: Path | str,
+    chunk_bytes: int = 8 << 20,
+    status: ReadStatus | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Iterator[Chunk]:
     """Yield newline-aligned chunks of about ``chunk_bytes`` decompressed bytes.
 
+    Lines longer than ``max_line_bytes`` (newline not counted) are skipped without being held in memory and
+    yielded as ``Chunk``s with ``long_line`` set. A UTF-8 byte order mark at the start of the stream is dropped.
     ``status`` (if given) is filled in as reading proceeds and is final once the iterator is exhausted.
     """
     path = Path(path)
     status = status if status is not None else ReadStatus()
-    out_q: queue.Queue[tuple[bytes, bool, int] | BaseException | None] = queue.Queue(maxsize=3)
+    out_q: queue.Queue[_Item] = queue.Queue(maxsize=3)
     stop = threading.Event()
 
     def producer() -> None:
         try:
-            inflater = _Inflater(is_gzip(path))
-            pending = bytearray()
-            with open(path, "rb") as handle:
-                while not stop.is_set():
-                    block = handle.read(_READ_BLOCK)
-                    if not block:
-                        break
-                    status.compressed_bytes += len(block)
-                    try:
-                        pending += inflater.feed(block)
-                    except zlib.error as exc:
-                        status.complete = False
-                        status.problem = (
-                            f"corrupt compressed data after {status.compressed_bytes:,} compressed bytes: {exc}; "
-                            "kept the lines decoded before it"
-                        )
-                        break
-                    while len(pending) >= chunk_bytes:
-                        cut = pending.rfind(b"\n", 0, chunk_bytes) + 1 or pending.find(b"\n", chunk_bytes) + 1
-                        if not cut:
-                            break  # one line longer than a chunk: wait for its end
-                        piece = bytes(pending[:cut])
-                        out_q.put((piece, False, _count_lines(piece)))  # counted here, off the parsing thread
-                        del pending[:cut]
-            if status.complete and not inflater.finished_cleanly():
-                status.complete = False
-                status.problem = (
-                    f"truncated gzip: the stream ends after {status.compressed_bytes:,} compressed bytes without "
-                    "its end marker; kept every complete line read before the cut"
-                )
-            if pending:
-                tail = bytes(pending)
-                out_q.put((tail, not status.complete, _count_lines(tail)))
-            out_q.put(None)
+            _produce(path, chunk_bytes, max_line_bytes, status, out_q, stop)
         except BaseException as exc:  # surfaced in the consumer, with its traceback
             out_q.put(exc)
 
@@ -134,6 +146,13 @@ def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus
                 break
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, LongLine):
+                status.long_lines += 1
+                status.lines += 1
+                status.decompressed_bytes += item.length
+                yield Chunk(data=b"", first_line=next_line, n_lines=1, long_line=item)
+                next_line += 1
+                continue
             data, is_cut_tail, n = item
             if is_cut_tail and not data.endswith(b"\n"):
                 # The last line of a truncated stream is cut mid-way: hand it on so it is rejected with
@@ -152,3 +171,103 @@ def iter_chunks(path: Path | str, chunk_bytes: int = 8 << 20, status: ReadStatus
             except queue.Empty:
                 pass
         thread.join()
+
+
+def _produce(
+    path: Path, chunk_bytes: int, max_line_bytes: int, status: ReadStatus, out_q: queue.Queue[_Item], stop: threading.Event
+) -> None:
+    """The producer thread's loop: inflate, cut into chunks, skip overlong lines; ends the queue with None.
+
+    ``pending`` holds whole lines plus the start of the current line (``tail`` bytes long); no line is
+    allowed past ``max_line_bytes``: from there on it is only measured (``skipping``), not kept.
+    """
+    inflater = _Inflater(is_gzip(path))
+    pending = bytearray()
+    tail = 0  # length of the unfinished last line in ``pending``
+    skipping: LongLine | None = None  # the overlong line being discarded (length so far)
+    head = b""  # the first bytes of the stream, until we know whether they start with a BOM
+    bom_checked = False
+
+    def emit_whole_lines(final: bool) -> None:
+        complete = len(pending) - tail
+        while complete >= chunk_bytes or (final and complete):
+            cut = pending.rfind(b"\n", 0, chunk_bytes) + 1 or pending.find(b"\n", chunk_bytes) + 1
+            piece = bytes(pending[:cut])
+            out_q.put((piece, False, _count_lines(piece)))  # counted here, off the parsing thread
+            del pending[:cut]
+            complete -= cut
+
+    def take(piece: bytes) -> None:
+        nonlocal tail, skipping
+        pos, size = 0, len(piece)
+        while pos < size:
+            newline = piece.find(b"\n", pos)
+            if skipping is not None:
+                if newline < 0:
+                    skipping = LongLine(skipping.length + size - pos, skipping.prefix)
+                    return
+                out_q.put(LongLine(skipping.length + newline - pos, skipping.prefix))
+                skipping, pos = None, newline + 1
+                continue
+            line_end = size if newline < 0 else newline
+            if tail + line_end - pos > max_line_bytes:
+                # The current line is too long: send the whole lines before it, keep only its first bytes.
+                start = len(pending) - tail
+                prefix = (bytes(pending[start : start + LONG_LINE_PREFIX_BYTES]) + piece[pos : pos + LONG_LINE_PREFIX_BYTES])
+                skipping = LongLine(tail, prefix[:LONG_LINE_PREFIX_BYTES])
+                del pending[start:]
+                tail = 0
+                emit_whole_lines(final=True)
+                continue
+            if newline < 0:
+                pending.extend(piece[pos:] if pos else piece)
+                tail += size - pos
+                break
+            if size - newline - 1 <= max_line_bytes:
+                # No line after this one can exceed the limit inside this piece: take the rest in one go.
+                pending.extend(piece[pos:] if pos else piece)
+                tail = size - piece.rfind(b"\n") - 1
+                break
+            pending.extend(piece[pos : newline + 1])  # line by line only when the limit is below the piece size
+            tail, pos = 0, newline + 1
+        emit_whole_lines(final=False)
+
+    with open(path, "rb") as handle:
+        while not stop.is_set():
+            block = handle.read(_READ_BLOCK)
+            if not block:
+                break
+            status.compressed_bytes += len(block)
+            try:
+                for piece in inflater.feed(block):
+                    if stop.is_set():
+                        break
+                    if not bom_checked:
+                        head += piece
+                        if len(head) < len(UTF8_BOM):
+                            continue
+                        bom_checked = True
+                        status.bom_stripped = head.startswith(UTF8_BOM)
+                        piece, head = (head[len(UTF8_BOM) :] if status.bom_stripped else head), b""
+                    take(piece)
+            except zlib.error as exc:
+                status.complete = False
+                status.problem = (
+                    f"corrupt compressed data after {status.compressed_bytes:,} compressed bytes: {exc}; "
+                    "kept the lines decoded before it"
+                )
+                break
+    if not bom_checked and head:
+        take(head)  # fewer bytes than a BOM in the whole stream
+    if status.complete and not inflater.finished_cleanly():
+        status.complete = False
+        status.problem = (
+            f"truncated gzip: the stream ends after {status.compressed_bytes:,} compressed bytes without "
+            "its end marker; kept every complete line read before the cut"
+        )
+    if skipping is not None:
+        out_q.put(skipping)
+    if pending:
+        tail_bytes = bytes(pending)
+        out_q.put((tail_bytes, not status.complete, _count_lines(tail_bytes)))
+    out_q.put(None)

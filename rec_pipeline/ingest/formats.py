@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,11 @@ _F64 = pl.Float64()
 _I64 = pl.Int64()
 _BOOL = pl.Boolean()
 _STRS = pl.List(pl.String())
+# ast.literal_eval builds a syntax tree first: about 500 bytes of memory per byte of a line like "[1,1,1,...]",
+# so a 16 MB line would take 8 GB. Real 2014 metadata lines are a few kB; longer ones are rejected unread.
+MAX_LITERAL_LINE_BYTES = 1 << 20
+SNIFF_RECORDS = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -33,14 +39,39 @@ class SourceFormat:
     signature: frozenset[str] = frozenset()  # keys that identify this format when sniffing content
 
     def decode_line(self, line: bytes) -> Any:
-        """Decode one line the slow, forgiving way (used only for lines the fast reader refused)."""
-        text = line.decode("utf-8", errors="replace")
+        """Decode one line the slow, forgiving way (used only for lines the fast reader refused).
+
+        Bytes that are not UTF-8 survive as lone surrogates (``surrogateescape``), so the caller can tell an id
+        that held them (rejected) from free text (repaired); replacing them here would hide both.
+        """
+        text = line.decode("utf-8", errors="surrogateescape")
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_first_key_wins)
         except json.JSONDecodeError:
             if not self.python_literals:
                 raise
-            return ast.literal_eval(text)
+            if len(line) > MAX_LITERAL_LINE_BYTES:
+                raise ValueError(
+                    f"{len(line):,} bytes, more than the {MAX_LITERAL_LINE_BYTES:,} the Python-literal decoder is given"
+                ) from None
+            # The parser refuses lone surrogates in its source; as escapes they reach the strings they sat in.
+            return ast.literal_eval(text if text.isascii() else _SURROGATE.sub(_escape_surrogate, text))
+
+
+def _first_key_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose repeated keys keep their first value, as polars reads them.
+
+    Python's default keeps the last; then ``{"asin": "B1", "asin": null}`` would be kept on the fast path and
+    rejected on this one, its fate decided by its neighbours.
+    """
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        obj.setdefault(key, value)
+    return obj
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 _IMAGES_2023 = pl.List(pl.Struct({"small_image_url": _STR, "medium_image_url": _STR, "large_image_url": _STR}))
@@ -150,27 +181,43 @@ FORMATS: dict[tuple[str, Kind], SourceFormat] = {
 }
 
 
-def sniff_format(kind: Kind, sample_lines: list[bytes]) -> SourceFormat:
+def _sniff_decode(line: bytes) -> tuple[Any, bool]:
+    """(decoded value or None, whether it was a Python literal); any failure just means "no evidence"."""
+    try:
+        return json.loads(line), False
+    except Exception:  # noqa: BLE001 - bad JSON, bad UTF-8, nesting too deep, out of memory: all mean "skip"
+        pass
+    if len(line) > MAX_LITERAL_LINE_BYTES or not line.startswith(b"{"):
+        return None, False
+    try:
+        return ast.literal_eval(line.decode("utf-8", errors="surrogateescape")), True
+    except Exception:  # noqa: BLE001 - as above, and literal_eval also raises TypeError ({[1]: 2})
+        return None, False
+
+
+def sniff_format(kind: Kind, sample_lines: Iterable[bytes], max_records: int = SNIFF_RECORDS) -> SourceFormat:
     """Detect the release from content (names lie: 2014 and 2018 metadata share ``meta_<Cat>.json.gz``).
 
-    Looks at the keys of the first few decodable lines; raises ValueError naming what it saw when nothing fits.
+    Looks at the keys of the first ``max_records`` lines that decode to a record, skipping anything else
+    (blank, malformed, nested too deep, not an object), so bad lines at the top cannot decide or abort the
+    ingest; ``sample_lines`` may be a lazy iterator, consumed only that far. Raises ValueError naming what it
+    saw when nothing fits.
     """
     seen: set[str] = set()
     literal_lines = 0
+    records = 0
     for line in sample_lines:
         line = line.strip()
         if not line:
             continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            try:
-                obj = ast.literal_eval(line.decode("utf-8", errors="replace"))
-                literal_lines += 1
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                continue
-        if isinstance(obj, dict):
-            seen.update(obj.keys())
+        obj, literal = _sniff_decode(line)
+        if not isinstance(obj, dict):
+            continue
+        seen.update(key for key in obj if isinstance(key, str))
+        literal_lines += literal
+        records += 1
+        if records >= max_records:
+            break
     if kind == "meta":
         if "parent_asin" in seen or "main_category" in seen:
             return META_2023
@@ -300,7 +347,9 @@ NORMALIZERS: dict[tuple[str, Kind], Callable[[], list[pl.Expr]]] = {
         pl.col("features").fill_null(_EMPTY_STRS),
         pl.col("price"),
         pl.col("images")
-        .list.eval(pl.coalesce(pl.element().struct.field("large"), pl.element().struct.field("hi_res"), pl.element().struct.field("thumb")))
+        .list.eval(
+            pl.coalesce(pl.element().struct.field("large"), pl.element().struct.field("hi_res"), pl.element().struct.field("thumb"))
+        )
         .list.drop_nulls()
         .fill_null(_EMPTY_STRS)
         .alias("image_urls"),

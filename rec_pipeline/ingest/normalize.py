@@ -1,17 +1,21 @@
 """Stream one dump file into the common schema as Parquet, quarantining what cannot be used.
 
 Memory stays bounded by a few chunks whatever the file size: chunks are parsed, normalized, validated and
-appended to a Parquet writer one at a time. Every line ends up either in the output or in the rejected
-file with its line number and reason, and the report counts both.
+appended to a Parquet writer one at a time, and no line longer than ``IngestOptions.max_line_bytes`` is ever
+held. Every line ends up either in the output or in the rejected file with its line number and reason, and the
+report counts both: no content of a single line can abort the dump.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,21 +25,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rec_pipeline.atomic import atomic_path
-from rec_pipeline.ingest.chunks import ReadStatus, iter_chunks
-from rec_pipeline.ingest.formats import NORMALIZERS, SourceFormat, sniff_format
+from rec_pipeline.ingest.chunks import DEFAULT_MAX_LINE_BYTES, Chunk, ReadStatus, iter_chunks
+from rec_pipeline.ingest.formats import FORMATS, NORMALIZERS, SourceFormat, sniff_format
 from rec_pipeline.ingest.lines import ParsedBlock, parse_block, rejection
 from rec_pipeline.ingest.sources import Kind
 from rec_pipeline.schema import ITEM_SCHEMA, RATING_MAX, RATING_MIN, REJECTED_SCHEMA, REVIEW_SCHEMA
 
 # Anything above this is not a plausible seconds timestamp (year 5138) but is one in milliseconds.
 _MS_THRESHOLD = 100_000_000_000
-_SNIFF_LINES = 200
+# Release detection reads the head of the file until it has enough records, but never more than this.
+_SNIFF_SCAN_LINES = 10_000
+_SNIFF_SCAN_BYTES = 64 << 20
+_CONTENT_BYTE = re.compile(rb"[^ \t\r\n]")
 
 
 @dataclass(frozen=True)
 class IngestOptions:
+    """Streaming settings.
+
+    ``max_line_bytes`` bounds memory against hostile input (a gzip bomb expanding to one 3 GB line): longer
+    lines are skipped while streaming, never held, and rejected as "line too long". Decoding one line may take
+    up to ~30x its size in Python objects, so peak memory is about ``3 * chunk_bytes`` plus that.
+    """
+
     chunk_bytes: int = 8 << 20
     progress_every_s: float = 10.0
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
 
 @dataclass
@@ -51,6 +66,9 @@ class IngestReport:
     rejected: dict[str, int] = field(default_factory=dict)
     nulled_fields: dict[str, int] = field(default_factory=dict)
     ms_timestamps_converted: int = 0
+    text_repaired: dict[str, int] = field(default_factory=dict)  # values whose non-UTF-8 bytes became U+FFFD
+    slow_path_lines: int = 0  # lines decoded one by one in Python rather than by the vectorized reader
+    bom_stripped: bool = False
     complete: bool = True
     problem: str | None = None
     compressed_bytes: int = 0
@@ -172,35 +190,44 @@ def ingest_dump(
     status = ReadStatus()
     reasons: Counter[str] = Counter()
     nulled: Counter[str] = Counter()
-    fmt: SourceFormat | None = None
+    repaired: Counter[str] = Counter()
+    fmt = _detect_format(path, kind, options)
+    if fmt is None:
+        fmt = FORMATS[("2018", kind)]  # no line with any content (all blank or too long): any format reads that
+    else:
+        report.release = fmt.release
+        log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
+    # Only fields this release actually has can be required.
+    required = tuple(r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema))
     last_log = started
+    good: pl.DataFrame | None
 
     with atomic_path(out_path) as tmp_out, atomic_path(rejected_path) as tmp_rej:
         # zstd level 1: near the ratio of the default level at a fraction of the CPU, which ingest is bound by.
         writer = _BackgroundWriter(tmp_out, _arrow_schema(target_schema), compression="zstd", compression_level=1)
         rej_writer = pq.ParquetWriter(tmp_rej, _arrow_schema(REJECTED_SCHEMA), compression="zstd")
         try:
-            for chunk in iter_chunks(path, options.chunk_bytes, status):
-                if fmt is None:
-                    fmt = sniff_format(kind, chunk.data.split(b"\n", _SNIFF_LINES)[:_SNIFF_LINES])
-                    report.release = fmt.release
-                    log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
-                    # Only fields this release actually has can be required.
-                    required = tuple(r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema))
-                block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines)
-                good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
-                report.ms_timestamps_converted += converted
-                report.empty_lines += block.empty_lines
-                nulled.update(block.nulled_fields)
-                rejected_rows = list(block.rejected)
-                if bad_rows.height:
-                    raw_lines = chunk.data.split(b"\n")
-                    for line_no, reason in bad_rows.select("source_line", "_reason").iter_rows():
-                        rejected_rows.append(rejection(path.name, line_no, reason, raw_lines[line_no - chunk.first_line]))
+            for chunk in iter_chunks(path, options.chunk_bytes, status, options.max_line_bytes):
+                if chunk.long_line is not None:
+                    rejected_rows = [_long_line_rejection(path.name, chunk, options.max_line_bytes)]
+                    good = None
+                else:
+                    block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines)
+                    good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
+                    report.ms_timestamps_converted += converted
+                    report.empty_lines += block.empty_lines
+                    report.slow_path_lines += block.slow_lines
+                    nulled.update(block.nulled_fields)
+                    repaired.update(block.text_repaired)
+                    rejected_rows = list(block.rejected)
+                    if bad_rows.height:
+                        raw_lines = chunk.data.split(b"\n")
+                        for line_no, reason in bad_rows.select("source_line", "_reason").iter_rows():
+                            rejected_rows.append(rejection(path.name, line_no, reason, raw_lines[line_no - chunk.first_line]))
                 if rejected_rows:
                     reasons.update(_reason_key(r["reason"]) for r in rejected_rows)
                     rej_writer.write_table(pl.DataFrame(rejected_rows, schema=REJECTED_SCHEMA).to_arrow())
-                if good.height:
+                if good is not None and good.height:
                     writer.write_table(good.select(list(target_schema)).cast(target_schema).to_arrow())
                     report.rows_out += good.height
                 now = time.perf_counter()
@@ -224,6 +251,8 @@ def ingest_dump(
     report.decompressed_bytes = status.decompressed_bytes
     report.rejected = dict(sorted(reasons.items()))
     report.nulled_fields = dict(sorted(nulled.items()))
+    report.text_repaired = dict(sorted(repaired.items()))
+    report.bom_stripped = status.bom_stripped
     report.seconds = round(time.perf_counter() - started, 3)
     if report.problem:
         log.warning("%s: %s", path.name, report.problem)
@@ -233,6 +262,59 @@ def ingest_dump(
         report.empty_lines, report.seconds,
     )
     return report
+
+
+def _long_line_rejection(source_file: str, chunk: Chunk, max_line_bytes: int) -> dict[str, Any]:
+    assert chunk.long_line is not None
+    reason = f"line too long: {chunk.long_line.length} bytes > max_line_bytes ({max_line_bytes})"
+    return rejection(source_file, chunk.first_line, reason, chunk.long_line.prefix)
+
+
+def _non_blank_lines(data: bytes) -> Iterator[bytes]:
+    """Lines of ``data`` with some content; a regex search jumps over runs of blank lines at C speed."""
+    position = 0
+    while (found := _CONTENT_BYTE.search(data, position)) is not None:
+        start = data.rfind(b"\n", 0, found.start()) + 1
+        end = data.find(b"\n", found.start())
+        end = len(data) if end < 0 else end
+        yield data[start:end]
+        position = end + 1
+
+
+def _head_lines(path: Path, options: IngestOptions) -> Iterator[bytes]:
+    """Non-blank lines from the head of the file, within the sniffing budget (_SNIFF_SCAN_LINES/_BYTES)."""
+    lines = scanned = 0
+    with closing(iter_chunks(path, options.chunk_bytes, max_line_bytes=options.max_line_bytes)) as chunks:
+        for chunk in chunks:
+            for line in _non_blank_lines(chunk.data):
+                yield line
+                lines += 1
+                scanned += len(line)
+                if lines >= _SNIFF_SCAN_LINES or scanned >= _SNIFF_SCAN_BYTES:
+                    return
+
+
+def _detect_format(path: Path, kind: Kind, options: IngestOptions) -> SourceFormat | None:
+    """The release's format, from the first records of the file; None when no line has any content at all.
+
+    Read in a separate pass over the head of the file (usually part of the first chunk), so that blank lines,
+    overlong lines or garbage at the top cannot decide the format or abort the ingest.
+    """
+    seen_content = False
+
+    def sample() -> Iterator[bytes]:
+        nonlocal seen_content
+        for line in _head_lines(path, options):
+            seen_content = True
+            yield line
+
+    with closing(sample()) as lines:
+        try:
+            return sniff_format(kind, lines)
+        except ValueError:
+            if not seen_content:
+                return None
+            raise
 
 
 def _normalize_and_validate(block: ParsedBlock, fmt: SourceFormat, kind: Kind, validate: Any) -> tuple[pl.DataFrame, pl.DataFrame, int]:

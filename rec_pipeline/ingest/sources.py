@@ -3,6 +3,10 @@
 Dumps keep their original names (see FORMATS.md); the category, which becomes the Dagster partition key, is
 the name the files give it: ``AMAZON_FASHION`` for ``AMAZON_FASHION_5.json.gz``, ``Musical_Instruments`` for
 ``reviews_Musical_Instruments_5.json.gz``.
+
+A category name becomes a partition key and a folder name under ``warehouse/``, so it must be a plain word
+(``CATEGORY_KEY``): ``reviews_..json.gz`` would otherwise write outside the warehouse. Every entry of the
+landing folder that is not used is listed with the reason by ``ignored_files``, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Kind = Literal["reviews", "meta"]
 
+_PARTIAL_SUFFIXES = (".tmp", ".part", ".crdownload", ".partial", ".download")
+_DUMP_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
 _PATTERNS: tuple[tuple[re.Pattern[str], Kind, str], ...] = (
     (re.compile(r"^meta_(?P<cat>.+?)\.jsonl(\.gz)?$"), "meta", "2023"),
     (re.compile(r"^meta_(?P<cat>.+?)\.json(\.gz)?$"), "meta", "2014/2018"),
@@ -23,7 +29,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Kind, str], ...] = (
     (re.compile(r"^(?P<cat>.+?)\.jsonl(\.gz)?$"), "reviews", "2023"),
     (re.compile(r"^(?P<cat>.+?)(?P<five>_5)?\.json(\.gz)?$"), "reviews", "2018"),
 )
-_VALID_KEY = re.compile(r"^[A-Za-z0-9_.\-&]+$")
+# Letters, digits, "_", "-" and "&", starting with a letter or digit (a leading "-" reads as a CLI option);
+# no dots (".." is the parent folder), spaces, slashes or non-ASCII letters.
+CATEGORY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_&-]{0,99}")
+_NAMED_PREFIXES = ("meta_", "reviews_")
 
 
 @dataclass(frozen=True)
@@ -51,20 +60,73 @@ class CategoryDumps:
     notes: tuple[str, ...] = ()
 
 
-def classify(path: Path) -> DumpFile | None:
-    """Classify a file by name; None for files that are not dumps (README, checksums, partial downloads)."""
-    name = path.name
-    if name.startswith(".") or name.endswith((".tmp", ".part", ".crdownload")):
-        return None
+class IgnoredFile(NamedTuple):
+    """An entry of the landing folder that is not ingested, and why (a plain ``(path, reason)`` tuple)."""
+
+    path: Path
+    reason: str
+
+
+def _match(name: str) -> tuple[re.Match[str], Kind, str] | None:
+    """The first name pattern that fits; a ``meta_``/``reviews_`` name only fits the patterns of its prefix.
+
+    Otherwise ``meta_.json.gz`` would fall through to the 2018 pattern and land as a category named ``meta_``.
+    """
+    prefix = next((p for p in _NAMED_PREFIXES if name.startswith(p)), None)
     for pattern, kind, release in _PATTERNS:
+        if prefix is not None and not pattern.pattern.startswith(f"^{prefix}"):
+            continue
         match = pattern.match(name)
         if match:
-            category = match.group("cat")
-            if not _VALID_KEY.match(category):
-                return None
-            five = bool(match.groupdict().get("five"))
-            return DumpFile(path=path, category=category, kind=kind, release_hint=release, five_core=five)
+            return match, kind, release
     return None
+
+
+def _why_not_a_dump(path: Path) -> str | None:
+    """Why a landing-folder entry cannot be a dump by its name and type alone; None when it is one."""
+    name = path.name
+    if name.startswith("."):
+        return "hidden file"
+    if name.endswith(_PARTIAL_SUFFIXES):
+        return "partial download: still being written, or abandoned"
+    if path.is_dir():
+        return "a directory, not a dump file"
+    if not path.is_file():
+        return "not a regular file"
+    if not name.endswith(_DUMP_SUFFIXES):
+        return "not a dump: the name does not end in .json, .json.gz, .jsonl or .jsonl.gz"
+    found = _match(name)
+    if found is None:
+        return (
+            "name fits no dump pattern: <Cat>.json.gz, <Cat>_5.json.gz, reviews_<Cat>[_5].json.gz, "
+            "<Cat>.jsonl[.gz], meta_<Cat>.json[l][.gz]"
+        )
+    category = found[0].group("cat")
+    if not CATEGORY_KEY.fullmatch(category):
+        return (
+            f"category name {category!r} is not usable as a partition key: use ASCII letters, digits, "
+            "'_', '-' and '&' only (no dots or spaces, at most 100 characters)"
+        )
+    return None
+
+
+def classify(path: Path) -> DumpFile | None:
+    """Classify a file by name; None for files that are not dumps (README, checksums, partial downloads).
+
+    ``ignored_files`` says why a name was refused.
+    """
+    name = path.name
+    if name.startswith(".") or name.endswith(_PARTIAL_SUFFIXES):
+        return None
+    found = _match(name)
+    if found is None:
+        return None
+    match, kind, release = found
+    category = match.group("cat")
+    if not CATEGORY_KEY.fullmatch(category):
+        return None
+    five = bool(match.groupdict().get("five"))
+    return DumpFile(path=path, category=category, kind=kind, release_hint=release, five_core=five)
 
 
 def id_space(dump: DumpFile) -> str:
@@ -115,6 +177,30 @@ def discover(raw_dir: Path) -> dict[str, CategoryDumps]:
             if dump is not None:
                 found.setdefault(dump.category, []).append(dump)
     return {category: _choose(category, dumps) for category, dumps in found.items()}
+
+
+def ignored_files(raw_dir: Path) -> list[IgnoredFile]:
+    """Every entry of ``raw_dir`` that will not be ingested, with the reason, sorted by name.
+
+    Covers names that are not dumps or not usable category keys, directories, partial downloads, dumps left
+    out when pairing a category's files (see ``_choose``), and metadata of a category without reviews. Meant
+    for the landing sensor, ``partitions sync`` and the summary: a file the pipeline skips must say so.
+    """
+    if not raw_dir.is_dir():
+        return []
+    ignored: list[IgnoredFile] = []
+    for path in sorted(raw_dir.iterdir()):
+        reason = _why_not_a_dump(path)
+        if reason is not None:
+            ignored.append(IgnoredFile(path, reason))
+    for category, dumps in discover(raw_dir).items():
+        for path in dumps.ignored:
+            prefix = f"{path.name}: "
+            note = next((n[len(prefix) :] for n in dumps.notes if n.startswith(prefix)), "not chosen for the category")
+            ignored.append(IgnoredFile(path, note))
+        if dumps.reviews is None and dumps.meta is not None:
+            ignored.append(IgnoredFile(dumps.meta.path, f"metadata without a reviews dump: category {category} is not ingested"))
+    return sorted(ignored, key=lambda entry: entry.path.name)
 
 
 def categories_with_reviews(raw_dir: Path) -> list[str]:

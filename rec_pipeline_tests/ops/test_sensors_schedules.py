@@ -142,3 +142,18 @@ def test_run_failure_recorder_appends_each_failed_run_to_the_ops_log(tmp_path: P
     # The cause, not just "step failed": the asset's own message naming the missing and the present categories.
     assert [s["step"] for s in records[0]["failed_steps"]] == ["raw_reviews"]
     assert "no dump for category 'Books'" in records[0]["failed_steps"][0]["error"] and "Toys" in records[0]["failed_steps"][0]["error"]
+
+
+def test_landing_sensor_reports_unusable_files_once_and_never_registers_them(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "raw"
+    write_lines(raw / "Toys_5.json.gz", REVIEWS)
+    write_lines(raw / "reviews_.._5.json.gz", REVIEWS)  # would have written outside warehouse/
+    write_lines(raw / "My Toys_5.json.gz", REVIEWS)  # a space: not a safe partition key
+    (raw / "Dir_5.json.gz").mkdir()
+    instance = dg.DagsterInstance.ephemeral()
+    first = _tick(instance, tmp_path, None)
+    assert _requested(first) == ["Toys"] and instance.get_dynamic_partitions("category") == ["Toys"]
+    said = [line for line in capfd.readouterr().err.splitlines() if "not used" in line]  # the sensor's log
+    assert len(said) == 1 and all(name in said[0] for name in ("reviews_.._5.json.gz", "My Toys_5.json.gz", "Dir_5.json.gz"))
+    _tick(instance, tmp_path, first.cursor)
+    assert "not used" not in capfd.readouterr().err  # unchanged: not repeated every tick
