@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rec_pipeline_tests.conftest import REAL_DATA_DIR, REPO_ROOT
 
@@ -130,6 +132,47 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# PostgreSQL on 127.0.0.1 (trust auth): one fresh database per test, dropped afterwards.
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def connect_postgres(dbname: str):  # noqa: ANN202 - psycopg2 ships no type information
+    import psycopg2
+
+    return psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    import psycopg2
+
+    try:
+        admin = connect_postgres("postgres")
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on {PG['host']}:{PG['port']}: {exc}")
+    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    name = f"rec_pipeline_test_{secrets.token_hex(4)}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # FORCE: pooled connections may linger
+        admin.close()
+
+
+@pytest.fixture
+def postgres_home(dagster_home: Path, postgres_db: str) -> Path:
+    settings = yaml.safe_load((dagster_home / "dagster.yaml").read_text())
+    # SQLAlchemy 2.1 made psycopg 3 the default driver of plain ``postgresql://`` URLs; dagster-postgres ships
+    # psycopg2 only, so the scheme must name it.
+    settings["storage"] = {"postgres": {"postgres_db": {"hostname": PG["host"], "port": PG["port"], "username": PG["user"], "password": "",
+                                                        "db_name": postgres_db, "scheme": "postgresql+psycopg2"}}}
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    return dagster_home
 
 
 CHROMIUM = Path("/usr/bin/chromium")

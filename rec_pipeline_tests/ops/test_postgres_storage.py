@@ -6,57 +6,14 @@ a ``dagster.yaml`` that is the shipped one plus the ``storage: postgres`` block 
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
-from rec_pipeline_tests.ops.conftest import IN_PROCESS_RUN_CONFIG, cli, link_real_dumps, run_cli, subprocess_env
+from rec_pipeline_tests.ops.conftest import IN_PROCESS_RUN_CONFIG, cli, connect_postgres, link_real_dumps, run_cli, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-def _connect(dbname: str):  # noqa: ANN202 - psycopg2 ships no type information
-    import psycopg2
-
-    return psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
-
-
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
-    import psycopg2
-
-    try:
-        admin = _connect("postgres")
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on {PG['host']}:{PG['port']}: {exc}")
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    name = f"rec_pipeline_test_{secrets.token_hex(4)}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # FORCE: pooled connections may linger
-        admin.close()
-
-
-@pytest.fixture
-def postgres_home(dagster_home: Path, postgres_db: str) -> Path:
-    settings = yaml.safe_load((dagster_home / "dagster.yaml").read_text())
-    # SQLAlchemy 2.1 made psycopg 3 the default driver of plain ``postgresql://`` URLs; dagster-postgres ships
-    # psycopg2 only, so the scheme must name it.
-    settings["storage"] = {"postgres": {"postgres_db": {"hostname": PG["host"], "port": PG["port"], "username": PG["user"], "password": "",
-                                                        "db_name": postgres_db, "scheme": "postgresql+psycopg2"}}}
-    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(settings))
-    return dagster_home
-
 
 def test_cli_run_stores_run_events_and_partitions_in_postgres(postgres_home: Path, postgres_db: str, data_dir: Path) -> None:
     link_real_dumps(data_dir / "raw", ["All_Beauty_5.json.gz"])
@@ -78,7 +35,7 @@ def test_cli_run_stores_run_events_and_partitions_in_postgres(postgres_home: Pat
         run_id = runs[0].run_id
 
     # The same facts straight from the tables, so the assertion does not depend on Dagster reading its own cache.
-    with _connect(postgres_db) as conn, conn.cursor() as cur:
+    with connect_postgres(postgres_db) as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, status FROM runs")
         assert cur.fetchall() == [(run_id, "SUCCESS")]
         cur.execute("SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY id")
