@@ -2,6 +2,7 @@
 
     python bench/images.py                        # 2,000 images, 50 ms per response, 32 requests in flight
     python bench/images.py --images 500 --concurrency 16
+    python bench/images.py --clients              # one client per host vs small client shards, medians of 3
     python bench/images.py --offline              # 10,000 URLs on 5 hosts that do not resolve (target: < 30 s)
     python bench/images.py --offline --dns-delay 5  # ... with a resolver that hangs until the lookup times out
 
@@ -18,6 +19,11 @@ with the server. Prints, from one run:
 Each row also shows the fetcher's CPU time per image (``time.process_time``: event loop and decode threads,
 not the server child), which is steadier than wall time on a shared machine.
 
+``--clients`` compares the two ways of pooling a host's connections (``transport.Transport._shard``), on the
+cold run above, ``--repeats`` times each, alternating, with a fresh cache every time: one ``httpx.AsyncClient``
+per host holding all ``--concurrency`` connections, against clients of ``CONNECTIONS_PER_CLIENT`` connections
+each. Printed: median images/s and median CPU per image of each.
+
 ``--offline`` measures the other end: ``--offline-urls`` URLs spread over ``--offline-hosts`` host names that
 do not resolve (a resolver stub answers EAI_AGAIN, after ``--dns-delay`` seconds, the way getaddrinfo does
 without a reachable nameserver; no query leaves the machine), default fetch settings otherwise. Printed: the
@@ -32,6 +38,7 @@ import asyncio
 import multiprocessing
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +48,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rec_pipeline.images import transport  # noqa: E402
 from rec_pipeline.images.fetch import FetchOptions, FetchReport, fetch_images  # noqa: E402
 from rec_pipeline_tests.images.http_server import LocalHTTPServer, Reply, make_image_bytes  # noqa: E402
 
@@ -74,6 +82,34 @@ def _timed(requests: list[tuple[str, str]], cache: Path, mirror: Path | None,
     if failed:
         raise SystemExit(f"{failed} fetches failed: {report.failures_by_reason}")
     return report, cpu
+
+
+def compare_clients(requests: list[tuple[str, str]], options: FetchOptions, repeats: int, latency: float) -> None:
+    """Median images/s and CPU per image of one client per host against clients of ``CONNECTIONS_PER_CLIENT``."""
+    variants = {
+        "one client per host": options.per_host_limit,
+        f"shards of {transport.CONNECTIONS_PER_CLIENT} connections": transport.CONNECTIONS_PER_CLIENT,
+    }
+    default = transport.CONNECTIONS_PER_CLIENT
+    runs: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
+    try:
+        for repeat in range(repeats):
+            order = list(variants) if repeat % 2 == 0 else list(reversed(variants))  # no variant always goes first
+            for label in order:
+                transport.CONNECTIONS_PER_CLIENT = variants[label]
+                with tempfile.TemporaryDirectory(prefix="bench-images-clients-") as scratch:
+                    report, cpu = _timed(requests, Path(scratch), None, options)
+                runs[label].append((report.throughput, 1000 * cpu / len(requests)))
+    finally:
+        transport.CONNECTIONS_PER_CLIENT = default
+    print(f"{len(requests):,} images, latency {latency * 1000:.0f} ms, {options.per_host_limit} in flight to one host; "
+          f"medians of {repeats}")
+    print(f"  {'':<28} {'images/s':>9}  {'CPU/img':>8}  runs (images/s)")
+    for label, results in runs.items():
+        throughputs = [throughput for throughput, _ in results]
+        cpu_ms = statistics.median(cpu for _, cpu in results)
+        print(f"  {label:<28} {statistics.median(throughputs):9.1f}  {cpu_ms:5.2f} ms  "
+              + ", ".join(f"{t:.1f}" for t in throughputs))
 
 
 def offline(n_urls: int, n_hosts: int, dns_delay: float) -> None:
@@ -113,6 +149,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added before every response")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (all to one host)")
     parser.add_argument("--new-fraction", type=float, default=0.01)
+    parser.add_argument("--clients", action="store_true", help="one client per host vs client shards (see above)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant with --clients")
     parser.add_argument("--offline", action="store_true", help="time unreachable hosts instead (see above)")
     parser.add_argument("--offline-urls", type=int, default=10_000)
     parser.add_argument("--offline-hosts", type=int, default=5)
@@ -138,6 +176,9 @@ def main() -> None:
         return int(parent.recv())
 
     try:
+        if args.clients:
+            compare_clients(old, options, args.repeats, args.latency)
+            return
         with tempfile.TemporaryDirectory(prefix="bench-images-") as scratch:
             cache = Path(scratch) / "cache"
             cold, cold_cpu = _timed(old, cache, None, options)

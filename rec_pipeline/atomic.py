@@ -22,11 +22,17 @@ import polars as pl
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success rename it over ``target``, else delete it."""
+def atomic_path(target: Path | str, *, sweep: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success rename it over ``target``, else delete it.
+
+    ``sweep`` first removes the orphaned temporaries of ``target`` (``remove_orphaned_temporaries``), which lists
+    the whole directory: fine for a few big artifacts, but a cache writing thousands of small files into large
+    directories passes ``sweep=False`` and sweeps each directory once per run instead (``sweep_orphaned_temporaries``).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphaned_temporaries(target)
+    if sweep:
+        remove_orphaned_temporaries(target)
     # The temporary name keeps the target's suffix (Keras and gensim pick formats by extension) and names its
     # writer (host tag and pid) so that a later writer can tell an orphan from a live sibling's file.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{_HOST_TAG}-{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=target.parent)
@@ -77,14 +83,34 @@ def remove_orphaned_temporaries(target: Path | str) -> list[Path]:
     """
     target = Path(target)
     pattern = re.compile(rf"^\.{re.escape(target.stem)}\.([0-9a-f]{{8}})-(\d+)\.[^.]+\.tmp{re.escape(target.suffix)}$")
+    return _remove_orphaned_files(target.parent, pattern)
+
+
+# The name ``atomic_path`` gives any temporary: ``.<stem>.<host tag>-<pid>.<random>.tmp<suffix>``.
+_ANY_TEMPORARY = re.compile(r"^\..+\.([0-9a-f]{8})-(\d+)\.[^.]+\.tmp(?:\.[^.]+)?$")
+
+
+def sweep_orphaned_temporaries(directory: Path | str) -> list[Path]:
+    """Delete the temporaries of *any* target in ``directory`` whose writer on this host is gone; return them.
+
+    The once-per-run counterpart of ``remove_orphaned_temporaries`` for writers that pass ``atomic_path(...,
+    sweep=False)``: one listing of the directory instead of one per write.
+    """
+    return _remove_orphaned_files(Path(directory), _ANY_TEMPORARY)
+
+
+def _remove_orphaned_files(directory: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """Delete the files in ``directory`` whose name matches ``pattern`` (groups: host tag, pid) of dead writers."""
     removed: list[Path] = []
     try:
-        entries = list(os.scandir(target.parent))
+        entries = list(os.scandir(directory))
     except FileNotFoundError:
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
         if match is None or match.group(1) != _HOST_TAG or _pid_alive(int(match.group(2))):
+            continue
+        if entry.is_dir(follow_symlinks=False):  # a model save's temporary directory: remove_orphaned_directories
             continue
         with contextlib.suppress(FileNotFoundError):  # a concurrent writer may have removed it first
             os.unlink(entry.path)
@@ -123,15 +149,16 @@ def write_parquet(frame: pl.DataFrame, target: Path | str) -> Path:
     return Path(target)
 
 
-def write_json(payload: Any, target: Path | str) -> Path:
-    """Write JSON atomically (sorted keys, so files diff cleanly)."""
-    with atomic_path(target) as tmp:
+def write_json(payload: Any, target: Path | str, *, sweep: bool = True) -> Path:
+    """Write JSON atomically (sorted keys, so files diff cleanly); ``sweep`` as in ``atomic_path``."""
+    with atomic_path(target, sweep=sweep) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
     return Path(target)
 
 
-def write_bytes(data: bytes, target: Path | str) -> Path:
-    with atomic_path(target) as tmp:
+def write_bytes(data: bytes, target: Path | str, *, sweep: bool = True) -> Path:
+    """Write bytes atomically; ``sweep`` as in ``atomic_path``."""
+    with atomic_path(target, sweep=sweep) as tmp:
         tmp.write_bytes(data)
     return Path(target)
 

@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from rec_pipeline.images.cache import ImageCache, StatusRecord, url_hash
-from rec_pipeline.images.fetch import FetchReport, _connect_failure_reason, fetch_images
+from rec_pipeline.images.fetch import FetchReport, fetch_images
+from rec_pipeline.images.transport import connect_failure_reason
 from rec_pipeline_tests.images.http_server import (
     LocalHTTPServer,
     Reply,
@@ -287,7 +288,7 @@ def _connect_error(cause: BaseException) -> httpx.ConnectError:
 )
 def test_only_connect_failures_about_the_host_count_as_host_level(error: httpx.TransportError,
                                                                   reason: str | None) -> None:
-    assert _connect_failure_reason(error) == reason
+    assert connect_failure_reason(error) == reason
 
 
 @pytest.fixture
