@@ -1,5 +1,6 @@
 """Evaluation assets: every model measured the same way (one candidate set, one tie-break order) on validation and
-test, with bootstrap intervals, and recommendations from the best ranker on validation."""
+test, and on the held-out cold items (``cold_items``), with bootstrap intervals, and recommendations from the best
+ranker on validation."""
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
 import json
@@ -11,7 +12,7 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.assets.training import MODEL_NAMES
+from rec_pipeline.assets.training import COLD_INTERACTIONS_FILE, MODEL_NAMES, cold_item_ids, warm_split
 from rec_pipeline.atomic import write_bytes, write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import scatter_md
@@ -48,35 +49,46 @@ NESTED_MODELS = (("biases", "global_mean"), ("mf", "biases"), ("neumf", "mf"), (
 NESTING_METRIC = "val_rmse"
 
 
-def _table_metrics(k: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(validation metrics, test metrics) with bootstrap intervals; the table adds coverage@K, which has none
-    (a property of the whole user set, see ``evaluation.bootstrap``)."""
-    return ("rmse", f"ndcg@{k}"), ("rmse", "mae", "pearson", "rmse_few", "rmse_cold", f"ndcg@{k}", f"recall@{k}", f"hr@{k}",
-                                   f"map@{k}")
+def _table_metrics(k: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(validation, test, cold-item protocol) metrics with bootstrap intervals; the table adds coverage@K, which has
+    none (a property of the whole user set, see ``evaluation.bootstrap``). The cold ones are shown as ``rmse_cold``
+    and ``ndcg_cold@K``."""
+    return (("rmse", f"ndcg@{k}"), ("rmse", "mae", "pearson", "rmse_few", f"ndcg@{k}", f"recall@{k}", f"hr@{k}", f"map@{k}"),
+            ("rmse", f"ndcg@{k}"))
 
 
 def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, log: Any) -> dict[str, Any]:
-    """Evaluate every saved model of the category on validation and test, with one candidate set for all; select
-    the model for `recommendations`; write metrics JSON/Parquet and the comparison tables."""
+    """Evaluate every saved model of the category on validation, test and the cold items, with one candidate set
+    per protocol for all; select the model for `recommendations`; write metrics JSON/Parquet and the comparison
+    tables."""
     from rec_pipeline.evaluation import (
         EvaluationOptions,
+        cold_candidates,
+        cold_metric_name,
+        cold_metrics,
         compare_models,
         comparison_table_md,
         default_candidates,
         difference_table_md,
+        evaluate_cold_items,
         evaluate_model,
         results_frame,
     )
     from rec_pipeline.models import load_model
 
-    train = pl.read_parquet(layout.artifact(category, "splits/train.parquet"))
-    validation = pl.read_parquet(layout.artifact(category, "splits/validation.parquet"))
-    test = pl.read_parquet(layout.artifact(category, "splits/test.parquet"))
+    # The warm splits (cold items held out), as the models were trained on; the cold items are measured apart.
+    train, validation, test = (warm_split(layout, category, name) for name in ("train", "validation", "test"))
+    held_out = cold_item_ids(layout, category)
+    cold_path = layout.artifact(category, COLD_INTERACTIONS_FILE)
+    cold = pl.read_parquet(cold_path) if held_out and cold_path.exists() else None
     options = EvaluationOptions(ks=tuple(config.ks), protocol=config.protocol, n_negatives=config.n_negatives,
                                 relevance_threshold=config.relevance_threshold, seed=config.seed)
     candidates = default_candidates(train)
+    # Cold ranking: the held-out items among as many sampled warm items; the user's warm items are never ranked.
+    candidates_cold = cold_candidates(held_out, candidates, config.seed) if cold is not None else []
+    warm_history = pl.concat([validation, test], how="vertical_relaxed")
     results: dict[str, Any] = {}
-    stats: dict[str, dict[str, Any]] = {"test": {}, "val": {}}
+    stats: dict[str, dict[str, Any]] = {"test": {}, "val": {}, "cold": {}}
     scatter: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     k = options.ks[0]
     for name in MODEL_NAMES:
@@ -93,6 +105,13 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
         validated = evaluate_model(model, train, validation, options=options, candidates=candidates)
         row = result.to_dict()
         row["metrics"].update(validated.prefixed("val_"))
+        if cold is not None:
+            # Replaces the test split's own rmse_cold segment, which the splits leave empty (every test item is trained).
+            on_cold = evaluate_cold_items(model, train, cold, candidates_cold, warm_history, options)
+            row["metrics"].update(cold_metrics(on_cold))
+            row["counts"].update({"n_cold_ratings": on_cold.counts["n_test"],
+                                  "n_cold_users_evaluated": on_cold.counts["n_users_evaluated"]})
+            stats["cold"][name] = on_cold.user_stats
         row["metrics"]["train_examples_per_s"] = training.get("history", {}).get("examples_per_second")
         history = training.get("history", {})
         row["training"] = {"best_epoch": history.get("best_epoch"), "epochs_run": history.get("epochs_run"),
@@ -105,7 +124,7 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
                  f"val NDCG@{k} {row['metrics'].get(f'val_ndcg@{k}')}")
     if not results:
         raise dg.Failure(f"{category}: no trained model to evaluate; materialize the training group first")
-    val_metrics, test_metrics = _table_metrics(k)
+    val_metrics, test_metrics, cold_table_metrics = _table_metrics(k)
     selection_metric = _selection_metric(results, [config.selection_metric, f"val_ndcg@{k}", "val_rmse", "rmse"], log, category)
     if selection_metric.startswith("val_") and selection_metric[4:] not in val_metrics and "@" in selection_metric:
         val_metrics = (*val_metrics, selection_metric[4:])
@@ -113,15 +132,26 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     if config.bootstrap_resamples > 0:
         comparison = compare_models(stats["test"], test_metrics, config.bootstrap_resamples, config.seed).merged(
             compare_models(stats["val"], val_metrics, config.bootstrap_resamples, config.seed, prefix="val_"))
+        if stats["cold"]:
+            comparison = comparison.merged(compare_models(stats["cold"], cold_table_metrics, config.bootstrap_resamples,
+                                                          config.seed, rename=cold_metric_name))
     selection = select_model(results, selection_metric, comparison)
     best = selection["model"]
-    columns = (*(f"val_{m}" for m in val_metrics[:2]), *test_metrics, f"coverage@{k}")
+    columns = (*(f"val_{m}" for m in val_metrics[:2]), *test_metrics, *(cold_metric_name(m) for m in cold_table_metrics),
+               f"coverage@{k}")
     table = comparison_table_md(results, metrics=columns, bootstrap=comparison)
+    if cold is not None:
+        n_cold = next(iter(results.values()))["counts"].get("n_cold_ratings", 0)
+        table += (f"\nCold items (`rmse_cold`, `ndcg_cold@{k}`): {len(held_out):,} items with content held out of every model's "
+                  f"training; {n_cold:,} of their ratings, ranked among {len(candidates_cold):,} candidates (the cold items and "
+                  f"as many sampled warm ones). Models that cannot score an unseen item use their item-agnostic fallback.\n")
     table += (f"\nRecommendations use `{best}`: best {selection_metric} ("
               + ", ".join(f"{row['model']} {row['value']:.4f}" for row in selection["top"]) + ").\n")
     nesting = nesting_report(results, comparison)
     metrics_dir = layout.artifact(category, "metrics")
     write_json({"protocol": options.protocol_name, "ks": list(config.ks), "n_candidates": len(candidates), "best_model": best,
+                "cold": {"items": len(held_out), "interactions": cold.height if cold is not None else 0,
+                         "candidates": len(candidates_cold)},
                 "selection_metric": selection_metric, "selection": selection, "bootstrap": comparison.to_dict() if comparison else None,
                 "nesting": nesting, "models": results}, metrics_dir / "metrics.json")
     write_parquet(results_frame(results), metrics_dir / "metrics.parquet")
@@ -214,13 +244,15 @@ def cross_validate_models(layout: DataLayout, category: str, config: MetricsConf
 
 @dg.asset(
     partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"numpy", "polars"}, code_version="2",
-    deps=[f"model_{name}" for name in MODEL_NAMES], backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[*(f"model_{name}" for name in MODEL_NAMES), "cold_items"], backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec("nested_models_not_worse", asset="model_metrics", blocking=False,
                                    description="MF contains biases, NeuMF and the hybrid contain MF, biases contain the global mean: "
                                                "after training none may be clearly worse on validation RMSE than what it contains.")],
     description="Every model on one candidate set (items seen in training): RMSE, MAE, Pearson, Recall/NDCG/HR/MAP@K and coverage "
-                "on validation and test, paired bootstrap intervals against the best, and the model `recommendations` uses.",
+                "on validation and test, RMSE and NDCG@K on the held-out cold items, paired bootstrap intervals against the "
+                "best, "
+                "and the model `recommendations` uses.",
 )
 def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake: DataLake) -> dg.MaterializeResult:
     per_category: dict[str, dict[str, Any]] = {}
@@ -289,7 +321,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         selected_by = "RecommendationsConfig.model" if config.model else f"best {selection.get('metric', metrics.get('selection_metric'))}"
         model = load_model(layout.model_dir(category, name))
         # The candidate set of model_metrics: recommending what no model was evaluated on would be unmeasured.
-        candidates = pl.read_parquet(layout.artifact(category, "splits/train.parquet"), columns=["item_id"])["item_id"].unique().to_list()
+        candidates = warm_split(layout, category, "train")["item_id"].unique().to_list()
         rated = pl.read_parquet(layout.artifact(category, "interactions.parquet"), columns=["user_id", "item_id"])
         exclude = {u: set(items) for u, items in rated.group_by("user_id").agg("item_id").iter_rows()}
         users = sorted(exclude)

@@ -247,7 +247,9 @@ def _neighbours_md(layout: DataLayout, category: str, frame: pl.DataFrame, matri
     ids = frame["item_id"].to_list()
     queries = [ids[i] for i in np.flatnonzero(mask)[:n_queries]]
     rows = []
-    for query, neighbours in nearest_neighbours(matrix, mask, ids, queries, k=3).items():
+    # Centred vectors, identical texts skipped: raw averaged word vectors put every neighbour at cosine ~1.00.
+    neighbours_of = nearest_neighbours(matrix, mask, ids, queries, k=3, center=True, text_hashes=frame["content_hash"])
+    for query, neighbours in neighbours_of.items():
         rows.append({"item": f"{query}: {str(titles.get(query) or '')[:40]}",
-                     "nearest (cosine)": "; ".join(f"{str(titles.get(n) or n)[:30]} ({s:.2f})" for n, s in neighbours)})
+                     "nearest (centred cosine)": "; ".join(f"{str(titles.get(n) or n)[:30]} ({s:.3f})" for n, s in neighbours)})
     return md_table(rows)

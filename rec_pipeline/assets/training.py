@@ -4,7 +4,11 @@ Built by a factory so every model gets the same config, metadata (training curve
 TensorBoard logs) and skip-if-unchanged behaviour. Keras models run in the ``gpu`` pool: TensorFlow keeps device
 memory for its process's life, so at most one such step runs at a time (the default multiprocess executor
 gives each step its own process, which frees the memory when the step ends). The rankers (``popularity``,
-``ease``) are closed-form numpy models beside the rating models, so one comparison table judges them all.
+``ease``, ``two_tower``) sit beside the rating models, so one comparison table judges them all.
+
+``cold_items`` holds a seeded share of the items with content out of every model's training (the item cold-start
+protocol, ``rec_pipeline.evaluation.cold_items``); models train on the *warm* splits (``warm_split``), and
+``model_metrics`` measures them on the held-out items' interactions.
 """
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
@@ -19,16 +23,78 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_json
+from rec_pipeline.atomic import write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import line_plot_md
 from rec_pipeline.resources import DataLake, step_config
 
 TRAINING = "training"
-MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "ncf", "neumf", "hybrid", "autorec")
-KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "autorec"})
-CONTENT_MODELS = frozenset({"hybrid"})
-TRAINING_CODE_VERSION = "2"
+MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "ncf", "neumf", "hybrid", "autorec", "two_tower")
+KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "autorec", "two_tower"})
+CONTENT_MODELS = frozenset({"hybrid", "two_tower"})
+TRAINING_CODE_VERSION = "3"  # 3: trained on the warm splits (cold items held out)
+COLD_ITEMS_FILE = "splits/cold_items.parquet"
+COLD_INTERACTIONS_FILE = "splits/cold.parquet"
+
+
+class ColdItemsConfig(dg.Config):
+    """The item cold-start hold-out: which items no model may train on."""
+
+    cold_item_fraction: float = 0.1  # share of the rated items that have content (text or image), held out; 0: none
+    seed: int = 42
+
+
+def cold_item_ids(layout: DataLayout, category: str) -> list[str]:
+    """The held-out items of the category; none when ``cold_items`` has not run (e.g. a partial materialization)."""
+    path = layout.artifact(category, COLD_ITEMS_FILE)
+    return pl.read_parquet(path)["item_id"].to_list() if path.exists() else []
+
+
+def warm_split(layout: DataLayout, category: str, name: str) -> pl.DataFrame:
+    """``splits/<name>.parquet`` without the held-out cold items: what models train, and are normally evaluated, on."""
+    from rec_pipeline.evaluation.cold_items import without_items
+
+    return without_items(pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet")), cold_item_ids(layout, category))
+
+
+@dg.asset(
+    partitions_def=CATEGORY_PARTITIONS,
+    group_name=TRAINING,
+    kinds={"polars", "parquet"},
+    code_version="1",
+    deps=["splits", "item_text_vectors", "image_embeddings"],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="A seeded share (cold_item_fraction) of the items with content, held out of every model's training: their "
+                "interactions (from all splits) are the cold set on which model_metrics reports rmse_cold and ndcg_cold@K.",
+)
+def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake: DataLake) -> dg.MaterializeResult:
+    from rec_pipeline.evaluation.cold_items import only_items, select_cold_items
+    from rec_pipeline.item_content import load_item_content
+
+    layout = lake.layout
+    per_category: dict[str, dict[str, Any]] = {}
+    for category in context.partition_keys:
+        cfg = step_config(context, config, lake, category)
+        interactions = pl.concat([pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet"))
+                                  for name in ("train", "validation", "test")], how="vertical_relaxed")
+        content = load_item_content(layout, category)
+        with_content = [] if content is None else [
+            item for item, text, image in zip(content.item_ids, content.text_mask, content.image_mask, strict=True) if text or image]
+        held_out = select_cold_items(interactions, with_content, cfg.cold_item_fraction, cfg.seed)
+        cold = only_items(interactions, held_out)
+        held_out_frame = pl.DataFrame({"item_id": held_out}, schema={"item_id": pl.String})
+        write_parquet(held_out_frame, layout.artifact(category, COLD_ITEMS_FILE))
+        write_parquet(cold, layout.artifact(category, COLD_INTERACTIONS_FILE))
+        n_items = interactions["item_id"].n_unique()
+        context.log.info(f"{category}: {len(held_out):,} of {len(with_content):,} items with content held out of training "
+                         f"({cold.height:,} of {interactions.height:,} interactions)")
+        per_category[category] = {
+            "cold_items": len(held_out), "items_with_content": len(with_content), "items": n_items,
+            "cold_interactions": cold.height, "cold_share_of_interactions": round(cold.height / max(1, interactions.height), 4),
+            "cold_item_fraction": cfg.cold_item_fraction,
+            "path": dg.MetadataValue.path(str(layout.artifact(category, COLD_INTERACTIONS_FILE))),
+        }
+    return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
 
 
 class TrainingConfig(dg.Config):
@@ -54,9 +120,10 @@ def model_artifact_dir(layout: DataLayout, category: str, name: str) -> Path:
 
 
 def _inputs_fingerprint(layout: DataLayout, category: str, name: str, config: TrainingConfig) -> str:
-    """Identity of what a model is trained from: split files, content features (hybrid), settings, code."""
+    """Identity of what a model is trained from: split files, held-out items, content features, settings, code."""
     digest = hashlib.sha256()
     files = [layout.artifact(category, f"splits/{s}.parquet") for s in ("train", "validation")]
+    files.append(layout.artifact(category, COLD_ITEMS_FILE))
     if name in CONTENT_MODELS:
         files += [layout.artifact(category, "item_text_vectors.parquet"), layout.artifact(category, "image_embeddings.parquet")]
     for path in files:
@@ -82,11 +149,10 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
         if previous.get("fingerprint") == fingerprint:
             log.info(f"{category}/{name}: data and settings unchanged since the last training: keeping the saved model")
             return {**previous, "skipped_unchanged": True}
-    train = pl.read_parquet(layout.artifact(category, "splits/train.parquet"))
-    validation = pl.read_parquet(layout.artifact(category, "splits/validation.parquet"))
+    train, validation = warm_split(layout, category, "train"), warm_split(layout, category, "validation")
     content = load_item_content(layout, category) if name in CONTENT_MODELS else None
     if name in CONTENT_MODELS and content is None:
-        log.warning(f"{category}/{name}: no item text vectors or image embeddings: the hybrid trains on ids alone")
+        log.warning(f"{category}/{name}: no item text vectors or image embeddings: the {name} model trains on ids alone")
         content = empty_content(train["item_id"].unique().sort().to_list())
     options = TrainOptions(
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, embedding_dim=config.embedding_dim,
@@ -135,14 +201,16 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         "model_path": dg.MetadataValue.path(summary["path"]),
     }
     if any(len(v) > 1 for v in curves.values()):
-        metadata["training_curves"] = dg.MetadataValue.md(line_plot_md({k: v for k, v in curves.items() if v}, f"{summary['model']} training", "epoch", "MSE loss"))
+        loss_name = "sampled-softmax loss" if summary["model"] == "two_tower" else "MSE loss"
+        plotted = {k: v for k, v in curves.items() if v}
+        metadata["training_curves"] = dg.MetadataValue.md(line_plot_md(plotted, f"{summary['model']} training", "epoch", loss_name))
     if summary.get("tensorboard_dir"):
         metadata["tensorboard_logs"] = dg.MetadataValue.path(summary["tensorboard_dir"])
     return metadata
 
 
 def build_model_asset(name: str) -> dg.AssetsDefinition:
-    deps: list[str] = ["splits"]
+    deps: list[str] = ["splits", "cold_items"]
     if name in CONTENT_MODELS:
         deps += ["item_text_vectors", "image_embeddings"]
 
@@ -155,7 +223,8 @@ def build_model_asset(name: str) -> dg.AssetsDefinition:
         deps=deps,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool="gpu" if name in KERAS_MODELS else None,
-        description=f"The `{name}` recommender trained on the training split (early stopping on validation).",
+        description=f"The `{name}` recommender trained on the training split without the cold items (early stopping on "
+                    "validation).",
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: DataLake) -> dg.MaterializeResult:
         settings = lake.settings()

@@ -4,6 +4,16 @@ Dagster-free and TensorFlow-free: models are reached only through the ``ScoringM
 """
 
 from rec_pipeline.evaluation.bootstrap import Interval, UserStatistics
+from rec_pipeline.evaluation.cold_items import (
+    ColdFallback,
+    cold_candidates,
+    cold_metric_name,
+    cold_metrics,
+    evaluate_cold_items,
+    only_items,
+    select_cold_items,
+    without_items,
+)
 from rec_pipeline.evaluation.comparison import (
     BootstrapComparison,
     compare_models,
@@ -24,6 +34,7 @@ from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
 
 __all__ = [
     "BootstrapComparison",
+    "ColdFallback",
     "EvaluationOptions",
     "EvaluationResult",
     "Interval",
@@ -31,19 +42,26 @@ __all__ = [
     "ScoringModel",
     "TieBreaker",
     "UserStatistics",
+    "cold_candidates",
+    "cold_metric_name",
+    "cold_metrics",
     "compare_models",
     "comparison_table_md",
     "cross_validate",
     "default_candidates",
     "difference_table_md",
+    "evaluate_cold_items",
     "evaluate_model",
     "lower_is_better",
+    "only_items",
     "rank_model",
     "ranking_metrics_from_hits",
     "ranking_scores",
     "rating_metrics",
     "results_frame",
     "select_best",
+    "select_cold_items",
     "top_k_columns",
     "user_stratified_folds",
+    "without_items",
 ]

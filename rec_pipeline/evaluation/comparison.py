@@ -9,7 +9,7 @@ metadata holding ``val_rmse``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,19 +103,22 @@ def compare_models(
     seed: int = 0,
     level: float = DEFAULT_LEVEL,
     prefix: str = "",
+    rename: Callable[[str], str] | None = None,
 ) -> BootstrapComparison:
     """Paired bootstrap of ``metrics`` over the users of one split (``EvaluationResult.user_stats`` per model).
 
-    Result keys are ``prefix + metric`` (``prefix="val_"`` for the validation split). Ties for the best point
-    value go to the first model in ``stats`` order, as in ``select_best``.
+    Result keys are ``prefix + metric`` (``prefix="val_"`` for the validation split), or ``rename(metric)`` when
+    given (``cold_items.cold_metric_name`` for the cold-item protocol). Ties for the best point value go to the
+    first model in ``stats`` order, as in ``select_best``.
     """
+    key = rename if rename is not None else (lambda metric: prefix + metric)
     samples = bootstrap_samples(stats, metrics, n_resamples, seed)
-    values = {name: {prefix + metric: metric_value(model_stats, metric) for metric in metrics}
+    values = {name: {key(metric): metric_value(model_stats, metric) for metric in metrics}
               for name, model_stats in stats.items()}
-    samples = {name: {prefix + metric: series for metric, series in by_metric.items()} for name, by_metric in samples.items()}
+    samples = {name: {key(metric): series for metric, series in by_metric.items()} for name, by_metric in samples.items()}
     best: dict[str, str | None] = {}
     intervals: dict[str, dict[str, Interval]] = {name: {} for name in stats}
-    for metric in (prefix + metric for metric in metrics):
+    for metric in (key(metric) for metric in metrics):
         best[metric] = _best_of({name: values[name][metric] for name in stats}, metric)
         for name in stats:
             reference = best[metric]

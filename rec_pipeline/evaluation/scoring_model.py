@@ -4,6 +4,8 @@ Evaluation deliberately depends on this protocol instead of ``rec_pipeline.model
 TensorFlow import and can score any object that answers these three questions (including small numpy-backed
 models in tests). A model may also offer ``ranking_scores(user_ids)``: same shape as ``score_users``, but the
 scores it wants to be ranked by (unclipped ratings, interaction counts, EASE scores); ranking uses it when present.
+And ``unknown_item_scores(user_ids)``: one ranking score per user for an item the model has never seen (the
+cold-item protocol ranks such items by it; ``cold_items.ColdFallback``).
 """
 
 from __future__ import annotations

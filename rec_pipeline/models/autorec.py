@@ -204,6 +204,10 @@ class AutoRecRecommender(Recommender):
             scores[known] = codes[user_index[known]] @ kernel[:, 1:] + bias[None, 1:]
         return scores
 
+    def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        user_index = self._vocab("users").lookup(user_ids)
+        return self._state()[3].predict(user_index, np.zeros_like(user_index)).astype(np.float64)
+
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:
         codes, _, _, biases = self._state()

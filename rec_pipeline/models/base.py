@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import polars as pl
 
+from rec_pipeline.evaluation.cold_items import UNSEEN_ITEM
 from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
 from rec_pipeline.models.artifacts import atomic_directory, read_manifest, write_manifest
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
@@ -78,6 +79,15 @@ class Recommender(abc.ABC):
         tie at 5. Rankers (popularity, EASE) return their own scores here. The default is ``score_users``.
         """
         return self.score_users(user_ids)
+
+    def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        """Ranking score of an item the model has never seen, one per user (float64, item-agnostic).
+
+        The cold-item protocol ranks held-out items by it for models that cannot score them: a rating model's
+        fallback (global or user mean, on the scale of its ``ranking_scores``), 0 for the count and EASE rankers.
+        The default is the predicted rating of an unseen item.
+        """
+        return np.asarray(self.predict(user_ids, [UNSEEN_ITEM] * len(user_ids)), dtype=np.float64)
 
     @property
     def item_ids(self) -> list[str]:

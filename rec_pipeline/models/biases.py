@@ -87,6 +87,10 @@ class BiasesRecommender(Recommender):
     def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
         return self._fitted_terms().score(self._vocab("users").lookup(user_ids))
 
+    def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        user_index = self._vocab("users").lookup(user_ids)
+        return self._fitted_terms().predict(user_index, np.zeros_like(user_index)).astype(np.float64)
+
     def _save_state(self, directory: Path) -> None:
         terms = self._fitted_terms()
         (directory / "state.json").write_text(json.dumps({"mean": terms.mean}))

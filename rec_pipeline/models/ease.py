@@ -91,6 +91,9 @@ class EASERecommender(GlobalMeanRecommender):
         rows = user_items[self._vocab("users").lookup(user_ids)]
         return np.asarray(rows @ weights, dtype=np.float32)
 
+    def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        return np.zeros(len(user_ids))  # no co-occurrence with anything: a zero column of B
+
     def _save_state(self, directory: Path) -> None:
         super()._save_state(directory)
         weights, user_items = self._fitted()

@@ -125,6 +125,11 @@ class PairwiseKerasRecommender(Recommender):
         scores = self._score_pairs(np.repeat(user_index, n_items), np.tile(every_item, len(user_index)))
         return scores.reshape(len(user_index), n_items)
 
+    def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        """The network's answer for item index 0 (unclipped, like ``ranking_scores``)."""
+        user_index = self._vocab("users").lookup(user_ids)
+        return self._score_pairs(user_index, np.zeros_like(user_index)).astype(np.float64)
+
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:
         self._fitted_network().save(directory / NETWORK_FILE)

@@ -44,6 +44,9 @@ class PopularityRecommender(GlobalMeanRecommender):
             raise RuntimeError("PopularityRecommender is not fitted: call fit() or load() first")
         return np.broadcast_to(self._counts, (len(user_ids), len(self._counts)))
 
+    def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
+        return np.zeros(len(user_ids))  # never interacted with: a count of 0
+
     def _save_state(self, directory: Path) -> None:
         super()._save_state(directory)
         assert self._counts is not None

@@ -15,11 +15,13 @@ from rec_pipeline.models.mf import MatrixFactorizationRecommender
 from rec_pipeline.models.ncf import NCFRecommender
 from rec_pipeline.models.neumf import NeuMFRecommender
 from rec_pipeline.models.popularity import PopularityRecommender
+from rec_pipeline.models.two_tower import TwoTowerRecommender
 
 MODELS: dict[str, type[Recommender]] = {
     model.kind: model
     for model in (GlobalMeanRecommender, PopularityRecommender, BiasesRecommender, EASERecommender,
-                  MatrixFactorizationRecommender, NCFRecommender, NeuMFRecommender, HybridRecommender, AutoRecRecommender)
+                  MatrixFactorizationRecommender, NCFRecommender, NeuMFRecommender, HybridRecommender, AutoRecRecommender,
+                  TwoTowerRecommender)
 }
 
 

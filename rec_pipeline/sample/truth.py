@@ -30,7 +30,9 @@ RATING_LEVELS = np.arange(1, 6, dtype=np.float64)
 FORMULA = (
     "r* = mu + b_u + b_i + p_u . q_i; q_i = topic_emb[topic_i] + style_emb[style_i] + residual_i; "
     "b_i = topic_bias[topic_i] + style_bias[style_i] + residual_i; "
-    "observed = clip(round(r* + N(0, sigma)), 1, 5); the later copy of a duplicated (user, item) is the latest"
+    "observed = clip(round(r* + N(0, sigma)), 1, 5); the later copy of a duplicated (user, item) is the latest; "
+    "which items a user reviews: P(i) ~ popularity_i * exp(choice_affinity * p_u . q_i), drawn without replacement "
+    "from a popularity-drawn pool (choice_affinity 0: popularity alone)"
 )
 
 

@@ -3,7 +3,8 @@
 Everything here is plain numpy and deterministic from ``SampleSpec.seed``, so a test or a benchmark can rebuild
 the exact truth a dump was written from. Items are *mostly* described by their content (a topic the text reveals
 and an image style the pictures reveal), so a hybrid model has real content signal to find and cold items are
-predictable; users are free latent vectors, as in any matrix-factorization world.
+predictable; users are free latent vectors, as in any matrix-factorization world. Which items a user reviews
+depends on popularity and, by ``SampleSpec.choice_affinity``, on their taste, so ranking is personal too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ INTERACTION_STD = 0.6  # std of p_u . q_i, whatever n_factors is
 USER_ACTIVITY_SIGMA = 1.0  # lognormal spread of reviews per user
 ITEM_ZIPF_EXPONENT = 0.9
 MIN_REVIEWS_PER_USER = 5  # the dumps are named "5-core", so users should look like it where counts allow
+# Default strength of personal taste in *which* items a user reviews (see SampleSpec.choice_affinity). Users
+# review what they expect to like, so this also lifts the mean rating from GLOBAL_MEAN to about real dumps' 4.4.
+# On the demo's sample (leave-last-out) it moves NDCG@10 of popularity from 0.24 to 0.17 and EASE's from 0.22 to
+# 0.23: a personalized ranker now has something to find (at 0, popularity is close to the best ranker).
+DEFAULT_CHOICE_AFFINITY = 4.0
+# Popularity-drawn candidates per review in the affinity-weighted draw: enough that most users' choices come from
+# their own pool, few enough that 2M-review benchmarks draw in seconds.
+CHOICE_POOL = 8
 
 IMAGE_OK, IMAGE_BROKEN, IMAGE_NONE = 0, 1, 2
 BROKEN_IMAGE_SHARE = 0.03
@@ -68,6 +77,10 @@ class SampleSpec:
     # one unrelated item (a reviewer pasting one text twice), the overlap that must not merge two products.
     variant_families: float = 0.0
     coincidental_copies: int = 0
+    # How much personal taste decides which items a user reviews: item i is drawn with probability roughly
+    # proportional to popularity_i * exp(choice_affinity * p_u . q_i). At 0 choice follows popularity alone (the
+    # draw of earlier versions, bit for bit), which makes the non-personalized popularity ranker nearly optimal.
+    choice_affinity: float = DEFAULT_CHOICE_AFFINITY
 
     def __post_init__(self) -> None:
         if self.release not in ("2014", "2018", "2023"):
@@ -80,6 +93,8 @@ class SampleSpec:
             raise ValueError("sigma must be >= 0")
         if not 0.0 <= self.variant_families <= 1.0 or self.coincidental_copies < 0:
             raise ValueError("variant_families must lie in [0, 1] and coincidental_copies must be >= 0")
+        if self.choice_affinity < 0:
+            raise ValueError("choice_affinity must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -220,17 +235,22 @@ def duplicate_count(spec: SampleSpec) -> int:
     return min(n_dup, spec.n_reviews // 2)
 
 
-def _distinct_items_per_user(rng: np.random.Generator, users: np.ndarray, n_items: int, popularity: np.ndarray) -> np.ndarray:
+def _distinct_items_per_user(rng: np.random.Generator, users: np.ndarray, n_items: int, popularity: np.ndarray,
+                             n_fixed: int = 0, fixed_items: np.ndarray | None = None) -> np.ndarray:
     """Draw one item per entry of ``users`` (grouped by user) so that no user gets the same item twice.
 
     Draw by popularity, then redraw only the colliding entries; after a few rounds fall back to uniform draws,
-    which always converge because no user asks for more than half the catalogue.
+    which always converge because no user asks for more than half the catalogue. The first ``n_fixed`` entries
+    keep ``fixed_items`` (already chosen elsewhere); only the rest are drawn, avoiding them.
     """
-    items = rng.choice(n_items, size=len(users), p=popularity)
+    items = rng.choice(n_items, size=len(users) - n_fixed, p=popularity)
+    if n_fixed:
+        assert fixed_items is not None
+        items = np.concatenate([fixed_items, items])
     uniform = np.full(n_items, 1.0 / n_items)
     for round_no in range(1000):
         keys = users.astype(np.int64) * n_items + items
-        _, first = np.unique(keys, return_index=True)
+        _, first = np.unique(keys, return_index=True)  # the first occurrence: fixed entries always win
         collided = np.ones(len(keys), dtype=bool)
         collided[first] = False
         n_collided = int(collided.sum())
@@ -238,6 +258,48 @@ def _distinct_items_per_user(rng: np.random.Generator, users: np.ndarray, n_item
             return items
         items[collided] = rng.choice(n_items, size=n_collided, p=popularity if round_no < 8 else uniform)
     raise RuntimeError("could not draw distinct items per user")  # unreachable with the per-user cap
+
+
+def _taste_weighted_items_per_user(rng: np.random.Generator, users: np.ndarray, world: World) -> np.ndarray:
+    """Like ``_distinct_items_per_user``, but each user prefers items they like: P(i) ~ pop_i exp(a p_u . q_i).
+
+    Exact sampling would score every user against every item (10^10 pairs for a 2M-review benchmark). Instead
+    each user gets a pool of ``CHOICE_POOL`` popularity-drawn candidates per review and keeps the distinct
+    candidates with the largest ``a p_u . q_i + log(times drawn) + Gumbel noise``: Gumbel top-k, i.e. sampling
+    without replacement proportional to popularity x exp(a p_u . q_i) within the pool. Users whose pool holds too
+    few distinct items get the rest by the popularity draw. ``users`` must be sorted (``np.repeat`` of counts).
+    """
+    affinity = world.spec.choice_affinity
+    n_items = len(world.item_popularity)
+    counts = np.bincount(users, minlength=len(world.user_factors))
+    pool_users = np.repeat(users.astype(np.int64), CHOICE_POOL)
+    # Inverse-CDF draw: rng.choice with p is ~10x slower on tens of millions of draws.
+    cdf = np.cumsum(world.item_popularity)
+    pool_items = np.minimum(np.searchsorted(cdf, rng.random(len(pool_users)) * cdf[-1], side="right"), n_items - 1)
+    pairs, times_drawn = np.unique(pool_users * n_items + pool_items, return_counts=True)  # sorted by user
+    pool_users, pool_items = pairs // n_items, pairs % n_items
+    keys = np.log(times_drawn) + rng.gumbel(size=len(pairs))
+    block = 1 << 18
+    for start in range(0, len(pairs), block):
+        u, i = pool_users[start:start + block], pool_items[start:start + block]
+        keys[start:start + block] += affinity * np.einsum("nk,nk->n", world.user_factors[u], world.item_factors[i])
+    # Best keys first within each user, by one integer sort of (user, key quantized to 2^-20: ties are harmless).
+    quantized = np.clip(np.round(keys * (1 << 20)), -(1 << 40), 1 << 40).astype(np.int64)
+    order = np.argsort(pool_users * (1 << 42) - quantized)
+    pool_users, pool_items = pool_users[order], pool_items[order]
+    group_start = np.flatnonzero(np.r_[True, pool_users[1:] != pool_users[:-1]])
+    rank = np.arange(len(pool_users)) - np.repeat(group_start, np.diff(np.r_[group_start, len(pool_users)]))
+    keep = rank < counts[pool_users]
+    chosen_users, chosen_items = pool_users[keep], pool_items[keep]
+    missing = counts - np.bincount(chosen_users, minlength=len(counts))
+    if missing.any():
+        extra_users = np.repeat(np.arange(len(counts), dtype=np.int64), missing)
+        all_users = np.concatenate([chosen_users, extra_users])
+        all_items = _distinct_items_per_user(rng, all_users, n_items, world.item_popularity, len(chosen_users),
+                                             chosen_items)
+        # Back to the layout of ``users`` (grouped by user, in user order).
+        return all_items[np.argsort(all_users, kind="stable")]
+    return chosen_items
 
 
 def observe(rng: np.random.Generator, true_score: np.ndarray, sigma: float) -> np.ndarray:
@@ -255,7 +317,10 @@ def draw_reviews(world: World) -> ReviewDraw:
     spec = world.spec
     rng = np.random.default_rng([spec.seed, 0x2E71])
     users = np.repeat(np.arange(spec.n_users, dtype=np.int32), world.user_review_counts)
-    items = _distinct_items_per_user(rng, users, spec.n_items, world.item_popularity).astype(np.int32)
+    if spec.choice_affinity > 0:
+        items = _taste_weighted_items_per_user(rng, users, world).astype(np.int32)
+    else:
+        items = _distinct_items_per_user(rng, users, spec.n_items, world.item_popularity).astype(np.int32)
     start, end = (_epoch_day(d) for d in DATE_RANGES[spec.release])
     back = np.minimum(rng.exponential(RECENCY_SCALE_DAYS, size=len(users)), end - start - MAX_DUPLICATE_DELAY_DAYS)
     days = (end - MAX_DUPLICATE_DELAY_DAYS - back).astype(np.int64)

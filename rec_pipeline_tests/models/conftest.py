@@ -6,8 +6,10 @@ broken embedding, mask or loss would fail.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -86,16 +88,15 @@ class GeneratedSplits:
     test: pl.DataFrame
 
 
-def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150, n_reviews: int = 9000) -> GeneratedSplits:
-    """The sample generator's world (heavy-tailed item popularity, known ratings), split 80/10/10 at random.
-
-    Unlike the planted data, who rates what here follows popularity as in real dumps, so rating accuracy and
-    ranking quality disagree: the case the ranking protocol and model selection must get right.
-    """
+def _generated_world(seed: int, n_users: int, n_items: int, n_reviews: int, choice_affinity: float | None
+                     ) -> tuple[Any, pl.DataFrame]:
+    """The sample generator's world and its reviews (latest per pair) as a ratings frame."""
     from rec_pipeline.sample import SampleSpec, draw_reviews, generate_world
 
-    world = generate_world(SampleSpec(n_users=n_users, n_items=n_items, n_reviews=n_reviews, seed=seed,
-                                      duplicate_fraction=0.0))
+    spec = SampleSpec(n_users=n_users, n_items=n_items, n_reviews=n_reviews, seed=seed, duplicate_fraction=0.0)
+    if choice_affinity is not None:
+        spec = dataclasses.replace(spec, choice_affinity=choice_affinity)
+    world = generate_world(spec)
     draw = draw_reviews(world)
     latest = draw.is_latest
     frame = pl.DataFrame({
@@ -104,6 +105,18 @@ def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150,
         "rating": draw.rating[latest].astype(np.float32),
         "timestamp": draw.timestamp[latest],
     })
+    return world, frame
+
+
+def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150, n_reviews: int = 9000,
+                          choice_affinity: float = 0.0) -> GeneratedSplits:
+    """The sample generator's world (heavy-tailed item popularity, known ratings), split 80/10/10 at random.
+
+    Unlike the planted data, who rates what here follows popularity (``choice_affinity=0``, as the generator
+    did before taste entered the choice), so rating accuracy and ranking quality disagree: the case the ranking
+    protocol and model selection must get right.
+    """
+    _, frame = _generated_world(seed, n_users, n_items, n_reviews, choice_affinity)
     split = np.random.default_rng(seed).random(frame.height)
     return GeneratedSplits(frame.filter(split < 0.8), frame.filter((split >= 0.8) & (split < 0.9)), frame.filter(split >= 0.9))
 
@@ -111,3 +124,45 @@ def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150,
 @pytest.fixture(scope="session")
 def generated() -> GeneratedSplits:
     return make_generated_splits()
+
+
+@dataclass(frozen=True)
+class PersonalSplits:
+    """Generated data where *which* items a user rates depends on their taste (the generator's default), with
+    content (text: the item's topic, image: its style, both noisy) and a tenth of the items held out entirely."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    cold: pl.DataFrame  # every rating of the held-out items
+    cold_items: list[str]
+    content: ItemContent
+
+    def training_data(self) -> TrainingData:
+        return TrainingData(self.train, self.validation, self.content)
+
+
+def make_personal_splits(seed: int = 4, n_users: int = 500, n_items: int = 150, n_reviews: int = 15000) -> PersonalSplits:
+    world, frame = _generated_world(seed, n_users, n_items, n_reviews, choice_affinity=None)
+    rng = np.random.default_rng(seed)
+    item_ids = [f"i{i:04d}" for i in range(n_items)]
+    cold_items = sorted(str(item) for item in rng.choice(item_ids, size=n_items // 10, replace=False))
+    is_cold = pl.col("item_id").is_in(cold_items)
+    warm = frame.filter(~is_cold)
+    # Leave the latest rating of each user out for test and the one before for validation, as the pipeline does.
+    position = warm.with_columns(pl.col("timestamp").rank("ordinal", descending=True).over("user_id").alias("_pos"))
+    topics, styles = np.eye(8)[world.item_topic], np.eye(6)[world.item_style]
+    return PersonalSplits(
+        train=position.filter(pl.col("_pos") > 2).drop("_pos"),
+        validation=position.filter(pl.col("_pos") == 2).drop("_pos"),
+        test=position.filter(pl.col("_pos") == 1).drop("_pos"),
+        cold=frame.filter(is_cold),
+        cold_items=cold_items,
+        content=ItemContent(item_ids, (topics + rng.normal(0, 0.3, topics.shape)).astype(np.float32), np.ones(n_items, bool),
+                            (styles + rng.normal(0, 0.3, styles.shape)).astype(np.float32), np.ones(n_items, bool)),
+    )
+
+
+@pytest.fixture(scope="session")
+def personal() -> PersonalSplits:
+    return make_personal_splits()

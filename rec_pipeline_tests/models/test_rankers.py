@@ -114,3 +114,17 @@ def test_validation_ndcg_selects_a_ranker_over_the_bias_baseline(generated: Gene
     assert select_best(results, "val_ndcg@10") in {"popularity", "ease"}
     assert results["biases"]["val_ndcg@10"] < results["popularity"]["val_ndcg@10"]
     assert results["global_mean"]["val_ndcg@10"] < results["biases"]["val_ndcg@10"]
+
+
+def test_a_never_seen_item_scores_nothing_for_rankers_and_the_fallback_for_rating_models() -> None:
+    # What the cold-item protocol ranks held-out items by, for models that cannot score them.
+    for kind in ("popularity", "ease"):
+        model = create_model(kind)
+        model.fit(TrainingData(TINY))
+        assert model.unknown_item_scores(["u1", "stranger"]).tolist() == [0.0, 0.0]
+    biases = create_model("biases")
+    biases.fit(TrainingData(_ratings([("u1", "a"), ("u1", "b"), ("u2", "a")], rating=5.0).vstack(
+        _ratings([("u2", "c")], rating=1.0))))
+    fallback = biases.unknown_item_scores(["u1", "u2"])
+    assert np.allclose(fallback, biases.predict(["u1", "u2"], ["never", "never"]))
+    assert fallback[0] > fallback[1]  # the user mean part: u1 rates higher than u2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rec_pipeline.sample import SampleSpec, draw_reviews, generate_world
-from rec_pipeline.sample.world import MIN_REVIEWS_PER_USER, content_share
+from rec_pipeline.sample.world import MIN_REVIEWS_PER_USER, _distinct_items_per_user, content_share
 from rec_pipeline_tests.sample.conftest import small_spec
 
 
@@ -79,3 +79,30 @@ def test_timestamps_fall_in_the_release_years() -> None:
 def test_impossible_review_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="do not fit"):
         generate_world(SampleSpec(n_users=10, n_items=10, n_reviews=1000, duplicate_fraction=0.0))
+
+
+def test_users_review_items_they_like_when_choice_affinity_is_on() -> None:
+    def mean_affinity(spec: SampleSpec) -> float:
+        world = generate_world(spec)
+        draw = draw_reviews(world)
+        return float(np.einsum("nk,nk->n", world.user_factors[draw.user], world.item_factors[draw.item]).mean())
+
+    spec = SampleSpec(n_users=2000, n_items=400, n_reviews=30000)
+    assert spec.choice_affinity > 0  # the default: the demo's learned rankers need personal choice to beat popularity
+    neutral = SampleSpec(n_users=2000, n_items=400, n_reviews=30000, choice_affinity=0.0)
+    assert mean_affinity(spec) > mean_affinity(neutral) + 0.2
+
+
+def test_zero_choice_affinity_keeps_the_popularity_only_draw() -> None:
+    spec = small_spec(choice_affinity=0.0)
+    world = generate_world(spec)
+    users = np.repeat(np.arange(spec.n_users, dtype=np.int32), world.user_review_counts)
+    expected = _distinct_items_per_user(np.random.default_rng([spec.seed, 0x2E71]), users, spec.n_items,
+                                        world.item_popularity)
+    draw = draw_reviews(world)
+    np.testing.assert_array_equal(draw.item[:len(users)], expected)
+
+
+def test_negative_choice_affinity_is_refused() -> None:
+    with pytest.raises(ValueError, match="choice_affinity"):
+        small_spec(choice_affinity=-1.0)

@@ -96,11 +96,35 @@ def test_nearest_neighbours_rank_by_cosine_and_skip_self_and_vectorless_items() 
     vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [1, 0], [0.5, 0.5]], dtype=np.float32)
     mask = np.array([True, True, True, False, True])
     ids = ["a", "b", "c", "no_vector", "e"]
-    result = nearest_neighbours(vectors, mask, ids, ["a", "no_vector"], k=3)
+    result = nearest_neighbours(vectors, mask, ids, ["a", "no_vector"], k=3, center=False)
     assert [item for item, _ in result["a"]] == ["b", "e", "c"]
     assert result["a"][0][1] == pytest.approx(0.9 / math.hypot(0.9, 0.1))
     assert result["no_vector"] == []
     assert len(nearest_neighbours(vectors, mask, ids, ["a"], k=10)["a"]) == 3
+
+
+def test_nearest_neighbours_centre_away_the_direction_every_text_shares() -> None:
+    # Averaged word vectors are mostly one common direction: raw cosines of unrelated items are all ~1.00.
+    common = np.array([10.0, 10.0, 10.0])
+    own = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)
+    vectors = (common + own).astype(np.float32)
+    ids = ["a", "a_like", "b", "c", "not_b"]
+    mask = np.ones(5, dtype=bool)
+    raw = nearest_neighbours(vectors, mask, ids, ["a"], k=4, center=False)["a"]
+    assert min(score for _, score in raw) > 0.98
+    centred = dict(nearest_neighbours(vectors, mask, ids, ["a"], k=4)["a"])
+    assert max(centred, key=centred.__getitem__) == "a_like" and centred["a_like"] > 0.9
+    assert max(centred[item] for item in ("b", "c", "not_b")) < 0.5
+
+
+def test_nearest_neighbours_skip_the_query_and_copies_of_its_text() -> None:
+    vectors = np.array([[1, 0], [1, 0], [1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32)
+    ids = ["query", "variant", "relisted", "similar", "other"]
+    hashes = ["h1", "h1", "h1", "h2", "h3"]
+    neighbours = nearest_neighbours(vectors, np.ones(5, dtype=bool), ids, ["query"], k=3, center=False,
+                                    text_hashes=hashes)["query"]
+    assert [item for item, _ in neighbours] == ["similar", "other"]
+    assert neighbours[0][1] == pytest.approx(0.8)
 
 
 def test_nearest_neighbours_unknown_query_raises() -> None:
