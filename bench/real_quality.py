@@ -156,14 +156,15 @@ def load_splits(root: Path, category: str) -> tuple[pl.DataFrame, pl.DataFrame, 
 
     layout = DataLayout(root)
     try:
-        from rec_pipeline.assets.training import COLD_INTERACTIONS_FILE, cold_item_ids, warm_split
+        from rec_pipeline.assets.training import cold_item_ids, warm_split
+        from rec_pipeline.warehouse import Artifact
     except ImportError:
         train, validation, test = (pl.read_parquet(layout.artifact(category, f"splits/{s}.parquet"))
                                    for s in ("train", "validation", "test"))
         return train, validation, test, None, []
     train, validation, test = (warm_split(layout, category, name) for name in ("train", "validation", "test"))
     held_out = cold_item_ids(layout, category)
-    cold_path = layout.artifact(category, COLD_INTERACTIONS_FILE)
+    cold_path = layout.artifact(category, Artifact.COLD_INTERACTIONS)
     cold = pl.read_parquet(cold_path) if held_out and cold_path.exists() else None
     return train, validation, test, cold, held_out
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from rec_pipeline.paths import DataLayout, default_data_dir
 from rec_pipeline.recommend import UserInputError
+from rec_pipeline.warehouse import Artifact
 
 DEMO_CATEGORY = "Sample_Toys"
 
@@ -118,14 +119,14 @@ def demo_screen(layout: DataLayout, category: str) -> str:
     from rec_pipeline.recommend import user_report
 
     lines = []
-    metrics = layout.artifact(category, "metrics/metrics.json")
-    table = layout.artifact(category, "metrics/comparison.md")
+    metrics = layout.artifact(category, Artifact.METRICS)
+    table = layout.artifact(category, Artifact.COMPARISON)
     if table.exists():
         protocol = json.loads(metrics.read_text()).get("protocol") if metrics.exists() else None
         lines += ["", f"Model comparison on the test split of {category} (protocol: {protocol}):", "", table.read_text().rstrip()]
-    recs = layout.artifact(category, "recommendations.parquet")
+    recs = layout.artifact(category, Artifact.RECOMMENDATIONS)
     if recs.exists():
-        counts = pl.read_parquet(layout.artifact(category, "interactions.parquet"), columns=["user_id"])["user_id"].value_counts()
+        counts = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS), columns=["user_id"])["user_id"].value_counts()
         user = counts.sort(["count", "user_id"], descending=[True, False])["user_id"][0]
         lines += ["", format_report(user_report(layout, category, user, 10), 10)]
         lines += ["", f"More: rec-pipeline recommend --category {category} --user <USER_ID>   (or open the UI: make ui)"]

@@ -7,6 +7,7 @@ import polars as pl
 
 from rec_pipeline.models.data import ItemContent
 from rec_pipeline.paths import DataLayout
+from rec_pipeline.warehouse import Artifact
 
 
 def _vectors(path: pl.DataFrame | None) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -19,8 +20,8 @@ def _vectors(path: pl.DataFrame | None) -> tuple[dict[str, int], np.ndarray, np.
 
 def load_item_content(layout: DataLayout, category: str) -> ItemContent | None:
     """Union of items with a text vector or an image embedding; None when neither asset produced anything."""
-    text_path = layout.artifact(category, "item_text_vectors.parquet")
-    image_path = layout.artifact(category, "image_embeddings.parquet")
+    text_path = layout.artifact(category, Artifact.ITEM_TEXT_VECTORS)
+    image_path = layout.artifact(category, Artifact.IMAGE_EMBEDDINGS)
     text = pl.read_parquet(text_path, columns=["item_id", "vector", "has_vector"]) if text_path.exists() else None
     image = pl.read_parquet(image_path, columns=["item_id", "vector", "has_vector"]) if image_path.exists() else None
     t_pos, t_mat, t_mask = _vectors(text)

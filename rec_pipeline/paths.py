@@ -55,6 +55,10 @@ class DataLayout:
     def model_dir(self, category: str, model_name: str) -> Path:
         return self.category_dir(category) / "models" / model_name
 
+    def training_summary(self, category: str, model_name: str) -> Path:
+        """What training a model recorded: its inputs' fingerprint, history, and why it was skipped, if it was."""
+        return self.category_dir(category) / "models" / f"{model_name}.training.json"
+
     def ensure(self) -> DataLayout:
         for path in (self.raw_dir, self.image_mirror_dir, self.image_cache_dir):
             path.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 
 from rec_pipeline.paths import DataLayout
+from rec_pipeline.warehouse import Artifact
 
 
 class UserInputError(LookupError):
@@ -25,8 +26,8 @@ def known_categories(layout: DataLayout) -> list[str]:
 
 def item_titles(layout: DataLayout, category: str) -> pl.DataFrame:
     """``item_id, title`` from the item catalog (keyed like interactions: variant families merged)."""
-    for name in ("items.parquet", "raw_items.parquet"):
-        path = layout.artifact(category, name)
+    for artifact in (Artifact.ITEMS, Artifact.RAW_ITEMS):
+        path = layout.artifact(category, artifact)
         if path.exists():
             return pl.read_parquet(path, columns=["item_id", "title"]).unique("item_id", keep="first", maintain_order=True)
     return pl.DataFrame(schema={"item_id": pl.String, "title": pl.String})
@@ -42,7 +43,7 @@ def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, hi
     if category not in known_list:
         known = ", ".join(known_list) or "none yet (land a dump in raw/ first)"
         raise UserInputError(f"no category {category!r} under {layout.root}; known: {known}")
-    recs_path = layout.artifact(category, "recommendations.parquet")
+    recs_path = layout.artifact(category, Artifact.RECOMMENDATIONS)
     if not recs_path.exists():
         raise UserInputError(f"no recommendations for {category!r} under {layout.root} yet: materialize the `recommendations` asset first")
     recs = pl.read_parquet(recs_path)
@@ -52,14 +53,14 @@ def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, hi
         sample = ", ".join(users.head(3).to_list())
         raise UserInputError(f"user {user_id!r} not in category {category!r} ({users.len():,} users); try one of: {sample}")
     titles = item_titles(layout, category)
-    interactions = pl.read_parquet(layout.artifact(category, "interactions.parquet"))
+    interactions = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS))
     past = (
         interactions.filter(pl.col("user_id") == user_id)
         .sort(["rating", "timestamp"], descending=True)
         .head(history)
         .join(titles, on="item_id", how="left")
     )
-    meta_path = layout.artifact(category, "recommendations.json")
+    meta_path = layout.artifact(category, Artifact.RECOMMENDATIONS_INFO)
     model = json.loads(meta_path.read_text()).get("model") if meta_path.exists() else None
     return {
         "category": category,

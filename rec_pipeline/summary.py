@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from rec_pipeline.paths import DataLayout
+from rec_pipeline.warehouse import SPLITS, Artifact, report_artifact, summary_artifact
 
 
 def _rows(path: Path) -> int | None:
@@ -30,8 +31,8 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
     summary: dict[str, Any] = {"category": category, "data_dir": str(layout.root), "assets": {}}
     assets = summary["assets"]
     for name, kind in (("raw_reviews", "reviews"), ("raw_items", "items")):
-        sidecar = _json(art(f"{name}.report.json"))
-        rows = _rows(art(f"{name}.parquet"))
+        sidecar = _json(art(report_artifact(name)))
+        rows = _rows(art(Artifact(f"{name}.parquet")))
         if rows is None and sidecar is None:
             continue
         report = (sidecar or {}).get("report", {})
@@ -44,17 +45,18 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
             "input_complete": report.get("complete", True),
             "input_problem": report.get("problem"),
         }
-    if (rows := _rows(art("interactions.parquet"))) is not None:
-        frame = pl.read_parquet(art("interactions.parquet"), columns=["user_id", "item_id"])
+    if (rows := _rows(art(Artifact.INTERACTIONS))) is not None:
+        frame = pl.read_parquet(art(Artifact.INTERACTIONS), columns=["user_id", "item_id"])
         assets["interactions"] = {"rows": rows, "users": frame["user_id"].n_unique(), "items": frame["item_id"].n_unique(),
-                                  **(_json(art("interactions.summary.json")) or {})}
-    if art("splits/train.parquet").exists():
-        assets["splits"] = {name: _rows(art(f"splits/{name}.parquet")) for name in ("train", "validation", "test")}
-        assets["splits"].update(_json(art("splits/split.json")) or {})
+                                  **(_json(art(Artifact.INTERACTIONS_SUMMARY)) or {})}
+    if art(Artifact.TRAIN).exists():
+        assets["splits"] = {name: _rows(art(artifact)) for name, artifact in SPLITS.items()}
+        assets["splits"].update(_json(art(Artifact.SPLIT_INFO)) or {})
     for name in ("items", "item_text", "item_text_vectors", "item_images", "image_embeddings", "recommendations"):
-        if (rows := _rows(art(f"{name}.parquet"))) is not None:
-            assets[name] = {"rows": rows, **(_json(art(f"{name}.summary.json")) or {})}
-    if (metrics := _json(art("metrics/metrics.json"))) is not None:
+        if (rows := _rows(art(Artifact(f"{name}.parquet")))) is not None:
+            summary_file = summary_artifact(name)
+            assets[name] = {"rows": rows, **((_json(art(summary_file)) if summary_file else None) or {})}
+    if (metrics := _json(art(Artifact.METRICS))) is not None:
         summary["metrics"] = metrics
     from rec_pipeline.ingest.sources import ignored_files
 

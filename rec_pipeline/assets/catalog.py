@@ -16,6 +16,7 @@ from rec_pipeline.atomic import read_artifact, write_parquet
 from rec_pipeline.interactions.variants import merge_family_items
 from rec_pipeline.resources import DataLake
 from rec_pipeline.schema import ITEM_SCHEMA
+from rec_pipeline.warehouse import Artifact
 
 
 def build_catalog(raw_items: pl.DataFrame, families: pl.DataFrame, rated_items: pl.Series) -> pl.DataFrame:
@@ -44,11 +45,11 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
     per_category: dict[str, dict[str, Any]] = {}
     unique: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
-        raw = read_artifact(layout.artifact(category, "raw_items.parquet"))
-        families = read_artifact(layout.artifact(category, "item_families.parquet"))
-        rated = read_artifact(layout.artifact(category, "interactions.parquet"), columns=["item_id"])["item_id"].unique()
+        raw = read_artifact(layout.artifact(category, Artifact.RAW_ITEMS))
+        families = read_artifact(layout.artifact(category, Artifact.ITEM_FAMILIES))
+        rated = read_artifact(layout.artifact(category, Artifact.INTERACTIONS), columns=["item_id"])["item_id"].unique()
         catalog = build_catalog(raw, families, rated)
-        write_parquet(catalog, layout.artifact(category, "items.parquet"))
+        write_parquet(catalog, layout.artifact(category, Artifact.ITEMS))
         in_core = catalog.filter(pl.col("in_interactions"))
         with_metadata = int((in_core["source_line"].is_not_null()).sum())
         context.log.info(f"{category}: {catalog.height:,} catalog items, {in_core.height:,} rated in the k-core, {with_metadata:,} of those with metadata")
@@ -61,7 +62,7 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
             "rated_with_image_url": int((in_core["image_urls"].list.len() > 0).sum()),
             "largest_family": int(catalog["members"].list.len().max() or 0) if catalog.height else 0,
             "preview": dg.MetadataValue.md(md_table(in_core.head(5).select("item_id", "title", pl.col("members").list.len().alias("variants")).to_dicts())),
-            "path": dg.MetadataValue.path(str(layout.artifact(category, "items.parquet"))),
+            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.ITEMS))),
         }
         unique[category] = (catalog["item_id"].n_unique() == catalog.height, f"{catalog.height} items")
     return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[combined_check("unique_items", unique, "items")])

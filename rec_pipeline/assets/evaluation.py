@@ -12,12 +12,13 @@ import polars as pl
 
 from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.assets.training import COLD_INTERACTIONS_FILE, MODEL_NAMES, cold_item_ids, warm_split
+from rec_pipeline.assets.training import MODEL_NAMES, cold_item_ids, warm_split
 from rec_pipeline.atomic import write_bytes, write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import scatter_md
 from rec_pipeline.recommend import item_titles
 from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.warehouse import Artifact
 
 EVALUATION = "evaluation"
 
@@ -75,11 +76,12 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
         results_frame,
     )
     from rec_pipeline.models import load_model
+    from rec_pipeline.models.artifacts import is_saved_model
 
     # The warm splits (cold items held out), as the models were trained on; the cold items are measured apart.
     train, validation, test = (warm_split(layout, category, name) for name in ("train", "validation", "test"))
     held_out = cold_item_ids(layout, category)
-    cold_path = layout.artifact(category, COLD_INTERACTIONS_FILE)
+    cold_path = layout.artifact(category, Artifact.COLD_INTERACTIONS)
     cold = pl.read_parquet(cold_path) if held_out and cold_path.exists() else None
     options = EvaluationOptions(ks=tuple(config.ks), protocol=config.protocol, n_negatives=config.n_negatives,
                                 relevance_threshold=config.relevance_threshold, seed=config.seed)
@@ -93,9 +95,9 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     k = options.ks[0]
     for name in MODEL_NAMES:
         model_dir = layout.model_dir(category, name)
-        summary_path = model_dir.parent / f"{name}.training.json"
+        summary_path = layout.training_summary(category, name)
         training = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        if not (model_dir / "model.json").exists():
+        if not is_saved_model(model_dir):
             reason = training.get("skipped_reason") or f"materialize model_{name} first"
             log.warning(f"{category}: no saved model `{name}` ({reason}); skipped")
             continue
@@ -148,22 +150,22 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     table += (f"\nRecommendations use `{best}`: best {selection_metric} ("
               + ", ".join(f"{row['model']} {row['value']:.4f}" for row in selection["top"]) + ").\n")
     nesting = nesting_report(results, comparison)
-    metrics_dir = layout.artifact(category, "metrics")
+    art = lambda artifact: layout.artifact(category, artifact)  # noqa: E731 - a local shorthand
     write_json({"protocol": options.protocol_name, "ks": list(config.ks), "n_candidates": len(candidates), "best_model": best,
                 "cold": {"items": len(held_out), "interactions": cold.height if cold is not None else 0,
                          "candidates": len(candidates_cold)},
                 "selection_metric": selection_metric, "selection": selection, "bootstrap": comparison.to_dict() if comparison else None,
-                "nesting": nesting, "models": results}, metrics_dir / "metrics.json")
-    write_parquet(results_frame(results), metrics_dir / "metrics.parquet")
+                "nesting": nesting, "models": results}, art(Artifact.METRICS))
+    write_parquet(results_frame(results), art(Artifact.METRICS_TABLE))
     if comparison is not None:
         table += ("\nDifference to the best model of each column, with its paired bootstrap "
                   f"{comparison.level:.0%} interval (an interval containing 0 is a tie):\n\n" + difference_table_md(comparison, columns))
     if config.cv_folds > 1:
         cv = cross_validate_models(layout, category, config, options, log)
-        write_json(cv, metrics_dir / "cross_validation.json")
+        write_json(cv, art(Artifact.CROSS_VALIDATION))
         table += (f"\n\nCross-validation ({config.cv_folds} folds, mean ± std):\n\n"
                   + comparison_table_md(cv, metrics=("rmse", "mae", f"ndcg@{k}")))
-    write_bytes((table + "\n").encode(), metrics_dir / "comparison.md")
+    write_bytes((table + "\n").encode(), art(Artifact.COMPARISON))
     y_true, y_pred = scatter[best]
     return {"best": best, "table": table, "results": results, "scatter": (y_true, y_pred), "protocol": options.protocol_name,
             "selection": selection, "nesting": nesting, "n_candidates": len(candidates)}
@@ -229,7 +231,7 @@ def cross_validate_models(layout: DataLayout, category: str, config: MetricsConf
     from rec_pipeline.evaluation import cross_validate
     from rec_pipeline.models import TrainingData, TrainOptions, create_model
 
-    interactions = pl.read_parquet(layout.artifact(category, "interactions.parquet"))
+    interactions = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS))
     train_options = TrainOptions(epochs=config.cv_epochs, seed=config.seed)
     out = {}
     for name in config.cv_models:
@@ -278,7 +280,7 @@ def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake
                                                      for r in outcome["nesting"]])),
             "predicted_vs_actual": dg.MetadataValue.md(scatter_md(y_true, y_pred, f"{outcome['best']}: predicted vs actual",
                                                                   "actual rating", "predicted rating", diagonal=True)),
-            "metrics_path": dg.MetadataValue.path(str(lake.layout.artifact(category, "metrics/metrics.json"))),
+            "metrics_path": dg.MetadataValue.path(str(lake.layout.artifact(category, Artifact.METRICS))),
         }
     check = combined_check("nested_models_not_worse", nesting, "model_metrics", severity=dg.AssetCheckSeverity.WARN)
     return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[check])
@@ -315,14 +317,14 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     variety: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
-        metrics = json.loads(layout.artifact(category, "metrics/metrics.json").read_text())
+        metrics = json.loads(layout.artifact(category, Artifact.METRICS).read_text())
         name = config.model or metrics["best_model"]
         selection = metrics.get("selection") or {}
         selected_by = "RecommendationsConfig.model" if config.model else f"best {selection.get('metric', metrics.get('selection_metric'))}"
         model = load_model(layout.model_dir(category, name))
         # The candidate set of model_metrics: recommending what no model was evaluated on would be unmeasured.
         candidates = warm_split(layout, category, "train")["item_id"].unique().to_list()
-        rated = pl.read_parquet(layout.artifact(category, "interactions.parquet"), columns=["user_id", "item_id"])
+        rated = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS), columns=["user_id", "item_id"])
         exclude = {u: set(items) for u, items in rated.group_by("user_id").agg("item_id").iter_rows()}
         users = sorted(exclude)
         recs = model.recommend(users, config.n, exclude=exclude, candidates=candidates, seed=config.seed)
@@ -330,9 +332,9 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         recs = recs.join(titles, on="item_id", how="left").sort("user_id", "rank")
         distinct = recs["item_id"].n_unique()
         coverage = distinct / max(1, len(candidates))
-        write_parquet(recs, layout.artifact(category, "recommendations.parquet"))
+        write_parquet(recs, layout.artifact(category, Artifact.RECOMMENDATIONS))
         write_json({"model": name, "selected_by": selected_by, "n": config.n, "users": len(users), "distinct_items": distinct,
-                    "catalog_coverage": coverage}, layout.artifact(category, "recommendations.json"))
+                    "catalog_coverage": coverage}, layout.artifact(category, Artifact.RECOMMENDATIONS_INFO))
         leaked = recs.join(rated, on=["user_id", "item_id"], how="inner").height
         duplicates = recs.height - recs.select("user_id", "item_id").unique().height
         outcomes[category] = (leaked == 0 and duplicates == 0, f"{leaked} already-rated, {duplicates} duplicates")
@@ -347,7 +349,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
             "catalog_coverage": round(coverage, 4), "candidates": len(candidates),
             "preview": dg.MetadataValue.md(md_table(
                 recs.head(10).select("user_id", "rank", "item_id", pl.col("score").round(3), "title").to_dicts())),
-            "path": dg.MetadataValue.path(str(layout.artifact(category, "recommendations.parquet"))),
+            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.RECOMMENDATIONS))),
         }
         if selection.get("top") and not config.model:
             per_category[category]["selection"] = dg.MetadataValue.md(_selection_md(selection))

@@ -26,6 +26,7 @@ from rec_pipeline.text.clean import CLEANING_VERSION, TextCleaningOptions, clean
 from rec_pipeline.text.stopwords import load_stopwords
 from rec_pipeline.text.vectors import document_frequencies, item_vectors, nearest_neighbours, vectors_frame
 from rec_pipeline.text.word2vec import Word2VecOptions, describe_model, load_model, save_model, train_word2vec
+from rec_pipeline.warehouse import Artifact
 
 FEATURES = "features"
 
@@ -68,9 +69,9 @@ def item_text(context: dg.AssetExecutionContext, config: ItemTextConfig, lake: D
         cfg = step_config(context, config, lake, category)
         options = TextCleaningOptions(stem=cfg.stem, min_token_length=cfg.min_token_length, drop_numbers=cfg.drop_numbers, remove_stopwords=cfg.remove_stopwords)
         settings = options_fingerprint(options, stopwords) + CLEANING_VERSION
-        items = read_artifact(layout.artifact(category, "items.parquet"), columns=list(ITEM_SCHEMA))
+        items = read_artifact(layout.artifact(category, Artifact.ITEMS), columns=list(ITEM_SCHEMA))
         items = items.with_columns(_raw_text_hash(settings).alias("raw_hash"))
-        out_path = layout.artifact(category, "item_text.parquet")
+        out_path = layout.artifact(category, Artifact.ITEM_TEXT)
         previous = read_cache(out_path, context.log)
         if previous is not None and "raw_hash" in previous.columns:
             reusable = previous.drop("item_id").unique("raw_hash")
@@ -135,10 +136,10 @@ def word2vec_model(context: dg.AssetExecutionContext, config: Word2VecConfig, la
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
         fingerprint = _options_fingerprint(config)
-        texts = read_artifact(layout.artifact(category, "item_text.parquet"), columns=["content_hash", "tokens"])
-        model_path = layout.artifact(category, "word2vec.model")
-        sidecar_path = layout.artifact(category, "word2vec.json")
-        trained_path = layout.artifact(category, "word2vec.trained_on.parquet")
+        texts = read_artifact(layout.artifact(category, Artifact.ITEM_TEXT), columns=["content_hash", "tokens"])
+        model_path = layout.artifact(category, Artifact.WORD2VEC_MODEL)
+        sidecar_path = layout.artifact(category, Artifact.WORD2VEC_INFO)
+        trained_path = layout.artifact(category, Artifact.WORD2VEC_TRAINED_ON)
         current = set(texts["content_hash"].to_list())
         reason = "no model yet"
         if model_path.exists() and sidecar_path.exists() and trained_path.exists() and not config.force_retrain:
@@ -190,10 +191,10 @@ def item_text_vectors(context: dg.AssetExecutionContext, config: TextVectorsConf
     coverage_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
-        texts = read_artifact(layout.artifact(category, "item_text.parquet"), columns=["item_id", "content_hash", "tokens"])
-        sidecar = json.loads(layout.artifact(category, "word2vec.json").read_text())
+        texts = read_artifact(layout.artifact(category, Artifact.ITEM_TEXT), columns=["item_id", "content_hash", "tokens"])
+        sidecar = json.loads(layout.artifact(category, Artifact.WORD2VEC_INFO).read_text())
         version = f"{sidecar['version']}:{config.weighting}"
-        out_path = layout.artifact(category, "item_text_vectors.parquet")
+        out_path = layout.artifact(category, Artifact.ITEM_TEXT_VECTORS)
         cached = pl.DataFrame()
         if (previous := read_cache(out_path, context.log)) is not None:
             cached = previous.filter(pl.col("model_version") == version).unique("content_hash").select("content_hash", "vector", "has_vector")
@@ -207,7 +208,7 @@ def item_text_vectors(context: dg.AssetExecutionContext, config: TextVectorsConf
         reused = texts.height - int(texts["content_hash"].is_in(todo["content_hash"].implode()).sum())
         context.log.info(f"{category}: {reused} item vectors reused, {todo.height} distinct texts to vectorize")
         if todo.height:
-            model = load_model(layout.artifact(category, "word2vec.model"))
+            model = load_model(layout.artifact(category, Artifact.WORD2VEC_MODEL))
             idf = None
             if config.weighting == "tfidf":
                 idf = document_frequencies(texts["tokens"])
@@ -243,7 +244,7 @@ def _neighbours_md(layout: DataLayout, category: str, frame: pl.DataFrame, matri
     """A few items with their nearest neighbours by text vector, titled, so a person can judge the vectors."""
     if frame.height < 2 or not mask.any():
         return "_no vectors_"
-    titles = dict(read_artifact(layout.artifact(category, "items.parquet"), columns=["item_id", "title"]).iter_rows())
+    titles = dict(read_artifact(layout.artifact(category, Artifact.ITEMS), columns=["item_id", "title"]).iter_rows())
     ids = frame["item_id"].to_list()
     queries = [ids[i] for i in np.flatnonzero(mask)[:n_queries]]
     rows = []

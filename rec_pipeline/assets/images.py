@@ -13,6 +13,7 @@ from rec_pipeline.atomic import read_artifact, read_cache, write_json, write_par
 from rec_pipeline.images.fetch import RESULT_SCHEMA, FetchOptions, fetch_images
 from rec_pipeline.plots import image_grid_md
 from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.warehouse import Artifact
 
 FEATURES = "features"
 
@@ -63,7 +64,7 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
         config = step_config(context, config, lake, category)
         options = _fetch_options(config)
         # Only items that survived the k-core: nothing else is trained on or recommended, so nothing else is fetched.
-        catalog = read_artifact(layout.artifact(category, "items.parquet"), columns=["item_id", "image_urls", "in_interactions"])
+        catalog = read_artifact(layout.artifact(category, Artifact.ITEMS), columns=["item_id", "image_urls", "in_interactions"])
         items = catalog.filter(pl.col("in_interactions"))
         wanted = items.with_columns(pl.col("image_urls").list.get(config.image_index, null_on_oob=True).alias("url"))
         requests = [(i, u) for i, u in wanted.filter(pl.col("url").is_not_null()).select("item_id", "url").iter_rows()]
@@ -72,7 +73,7 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
         # An empty request list still gets the full schema: downstream reads columns, not rows.
         results = report.results if report.results.width else pl.DataFrame(schema=RESULT_SCHEMA)
         results = results.with_columns(pl.lit(options.variant, dtype=pl.String).alias("variant"))
-        write_parquet(results, layout.artifact(category, "item_images.parquet"))
+        write_parquet(results, layout.artifact(category, Artifact.ITEM_IMAGES))
         ok = results.filter(pl.col("status") == "ok")
         coverage = ok.height / items.height if items.height else 0.0
         summary = {"items": items.height, "catalog_items_not_fetched": catalog.height - items.height, "with_url": len(requests),
@@ -81,7 +82,7 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
             why = "offline: true" if config.offline else "unreachable: " + ", ".join(report.hosts_unreachable)
             context.log.warning(f"{category}: {summary['deferred']} image URLs deferred ({why}), {summary['backing_off']} backing off "
                                 "until a later run; the models use the content there is")
-        write_json(summary, layout.artifact(category, "item_images.summary.json"))
+        write_json(summary, layout.artifact(category, Artifact.ITEM_IMAGES_SUMMARY))
         coverage_ok[category] = (coverage >= config.min_coverage, f"coverage {coverage:.1%} (min {config.min_coverage:.0%})")
         per_category[category] = {
             **{k: v for k, v in summary.items() if k not in ("failures_by_reason", "hosts_unreachable")},
@@ -134,9 +135,9 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         config = step_config(context, config, lake, category)
         options = _embedding_options(config)
         fingerprint = embedder_fingerprint(options)
-        images = read_artifact(layout.artifact(category, "item_images.parquet")).filter(pl.col("status") == "ok")
+        images = read_artifact(layout.artifact(category, Artifact.ITEM_IMAGES)).filter(pl.col("status") == "ok")
         images = images.with_columns((pl.col("url_hash") + ":" + pl.col("variant") + ":" + pl.lit(fingerprint)).alias("embedding_key"))
-        out_path = layout.artifact(category, "image_embeddings.parquet")
+        out_path = layout.artifact(category, Artifact.IMAGE_EMBEDDINGS)
         cached = pl.DataFrame()
         if (previous := read_cache(out_path, context.log)) is not None:
             cached = previous.unique("embedding_key").select("embedding_key", "vector", "has_vector")
@@ -173,7 +174,7 @@ def image_embeddings(context: dg.AssetExecutionContext, config: ImageEmbeddingsC
         no_nan[category] = (nan_rows == 0, f"{nan_rows} rows with NaN")
         dims_ok[category] = (frame.height == 0 or dim == expected, f"{dim} dimensions (expected {expected})")
         summary = {"embedded_now": todo.height, "reused": reused, "dimensions": dim, "fingerprint": fingerprint}
-        write_json(summary, layout.artifact(category, "image_embeddings.summary.json"))
+        write_json(summary, layout.artifact(category, Artifact.IMAGE_EMBEDDINGS_SUMMARY))
         per_category[category] = {"items_with_embedding": frame.height, **summary,
                                   "why_empty": "no fetched image" if not images.height else "", "backbone": config.model_path or config.backbone, "weights": config.weights,
                                   "unreadable_images": int((~frame["has_vector"]).sum()) if frame.height else 0}

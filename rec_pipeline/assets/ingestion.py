@@ -18,6 +18,7 @@ from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import bar_md
 from rec_pipeline.resources import DataLake, step_config
 from rec_pipeline.schema import ITEM_SCHEMA, REJECTED_SCHEMA
+from rec_pipeline.warehouse import Artifact
 
 INGEST_CODE_VERSION = "2"  # 2: hostile-line verdicts (overflow, id types, non-UTF-8 ids, long lines)
 
@@ -112,9 +113,9 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
         for note in dumps.notes:
             context.log.warning(f"{category}: ignored {note}")
         cfg = step_config(context, config, lake, category)
-        out = layout.artifact(category, "raw_reviews.parquet")
-        rejected = layout.artifact(category, "rejected_reviews.parquet")
-        report, skipped = _ingest_cached(dumps.reviews.path, "reviews", out, rejected, layout.artifact(category, "raw_reviews.report.json"), cfg, context.log)
+        out = layout.artifact(category, Artifact.RAW_REVIEWS)
+        rejected = layout.artifact(category, Artifact.REJECTED_REVIEWS)
+        report, skipped = _ingest_cached(dumps.reviews.path, "reviews", out, rejected, layout.artifact(category, Artifact.RAW_REVIEWS_REPORT), cfg, context.log)
         metadata = _report_metadata(report, skipped, out, rejected)
         metadata["ignored_dumps"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in dumps.notes) or "_none_")
         if report.rows_out:
@@ -152,8 +153,8 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
     for category in context.partition_keys:
         dumps = _dumps(layout, category)
         cfg = step_config(context, config, lake, category)
-        out = layout.artifact(category, "raw_items.parquet")
-        rejected = layout.artifact(category, "rejected_items.parquet")
+        out = layout.artifact(category, Artifact.RAW_ITEMS)
+        rejected = layout.artifact(category, Artifact.REJECTED_ITEMS)
         if dumps.meta is None:
             # Metadata is optional (the real 5-core files ship without it): content features will be empty and
             # the hybrid model falls back to its collaborative part. Said loudly, not silently.
@@ -164,8 +165,8 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
             per_category[category] = {"metadata_dump": "missing", "items": 0, "why": why}
             unique[category] = (True, "no metadata")
             continue
-        staged = layout.artifact(category, "raw_items.lines.parquet")
-        report, skipped = _ingest_cached(dumps.meta.path, "meta", staged, rejected, layout.artifact(category, "raw_items.report.json"), cfg, context.log)
+        staged = layout.artifact(category, Artifact.RAW_ITEMS_LINES)
+        report, skipped = _ingest_cached(dumps.meta.path, "meta", staged, rejected, layout.artifact(category, Artifact.RAW_ITEMS_REPORT), cfg, context.log)
         lines = read_artifact(staged)
         items = lines.sort("source_line").unique(subset=["item_id"], keep="last", maintain_order=True)
         write_parquet(items, out)

@@ -16,6 +16,7 @@ from rec_pipeline.interactions.variants import VariantOptions, collapse_variants
 from rec_pipeline.plots import bar_md
 from rec_pipeline.resources import DataLake, settings_metadata, step_config
 from rec_pipeline.schema import RATING_MAX, RATING_MIN
+from rec_pipeline.warehouse import Artifact, split_artifact
 
 
 class InteractionsConfig(dg.Config):
@@ -75,19 +76,19 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
     core_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category, settings)
-        reviews = read_artifact(layout.artifact(category, "raw_reviews.parquet"))
+        reviews = read_artifact(layout.artifact(category, Artifact.RAW_REVIEWS))
         variant_options = VariantOptions(enabled=cfg.collapse_variants, min_shared_copies=cfg.min_shared_copies,
                                          min_shared_fraction=cfg.min_shared_fraction)
         collapsed = collapse_variants(reviews, variant_options)
-        write_parquet(collapsed.families, layout.artifact(category, "item_families.parquet"))
+        write_parquet(collapsed.families, layout.artifact(category, Artifact.ITEM_FAMILIES))
         deduped = latest_per_pair(collapsed.reviews).collect()
         result = kcore(deduped, cfg.k, iterate=cfg.kcore_iterate)
         frame = result.frame
-        write_parquet(frame, layout.artifact(category, "interactions.parquet"))
+        write_parquet(frame, layout.artifact(category, Artifact.INTERACTIONS))
         stats = interaction_stats(frame)
         variants = collapsed.metadata()
         write_json({"k": cfg.k, "collapse_variants": cfg.collapse_variants, "variants": variants, "pairs": deduped.height,
-                    "rows": frame.height}, layout.artifact(category, "interactions.summary.json"))
+                    "rows": frame.height}, layout.artifact(category, Artifact.INTERACTIONS_SUMMARY))
         context.log.info(
             f"{category}: {reviews.height:,} reviews -> {collapsed.events:,} review events ({collapsed.copies_collapsed:,} variant copies collapsed, "
             f"{collapsed.items_merged:,} asins merged into families) -> {deduped.height:,} unique pairs -> {frame.height:,} in the {cfg.k}-core "
@@ -106,7 +107,7 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
             "density": stats["density"],
             "rating_mean": stats["rating_mean"],
             "rating_histogram": dg.MetadataValue.md(bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")),
-            "path": dg.MetadataValue.path(str(layout.artifact(category, "interactions.parquet"))),
+            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.INTERACTIONS))),
             **settings_metadata(cfg),
         }
         if frame.height < cfg.min_rows:
@@ -153,11 +154,11 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLa
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category)
         options = SplitOptions(cfg.method, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
-        frame = read_artifact(layout.artifact(category, "interactions.parquet"))
+        frame = read_artifact(layout.artifact(category, Artifact.INTERACTIONS))
         result = split_interactions(frame, options)
         for name, part in result.as_dict().items():
-            write_parquet(part, layout.artifact(category, f"splits/{name}.parquet"))
-        write_json({"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train}, layout.artifact(category, "splits/split.json"))
+            write_parquet(part, layout.artifact(category, split_artifact(name)))
+        write_json({"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train}, layout.artifact(category, Artifact.SPLIT_INFO))
         problems = check_splits(result)
         overlap = [p for p in problems if "in both" in p]
         unknown = [p for p in problems if "unknown" in p]

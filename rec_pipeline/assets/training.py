@@ -27,14 +27,13 @@ from rec_pipeline.atomic import write_json, write_parquet
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import line_plot_md
 from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.warehouse import Artifact, split_artifact
 
 TRAINING = "training"
 MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "ncf", "neumf", "hybrid", "autorec", "two_tower")
 KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "autorec", "two_tower"})
 CONTENT_MODELS = frozenset({"hybrid", "two_tower"})
 TRAINING_CODE_VERSION = "3"  # 3: trained on the warm splits (cold items held out)
-COLD_ITEMS_FILE = "splits/cold_items.parquet"
-COLD_INTERACTIONS_FILE = "splits/cold.parquet"
 
 
 class ColdItemsConfig(dg.Config):
@@ -46,7 +45,7 @@ class ColdItemsConfig(dg.Config):
 
 def cold_item_ids(layout: DataLayout, category: str) -> list[str]:
     """The held-out items of the category; none when ``cold_items`` has not run (e.g. a partial materialization)."""
-    path = layout.artifact(category, COLD_ITEMS_FILE)
+    path = layout.artifact(category, Artifact.COLD_ITEMS)
     return pl.read_parquet(path)["item_id"].to_list() if path.exists() else []
 
 
@@ -54,7 +53,7 @@ def warm_split(layout: DataLayout, category: str, name: str) -> pl.DataFrame:
     """``splits/<name>.parquet`` without the held-out cold items: what models train, and are normally evaluated, on."""
     from rec_pipeline.evaluation.cold_items import without_items
 
-    return without_items(pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet")), cold_item_ids(layout, category))
+    return without_items(pl.read_parquet(layout.artifact(category, split_artifact(name))), cold_item_ids(layout, category))
 
 
 @dg.asset(
@@ -75,7 +74,7 @@ def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake:
     per_category: dict[str, dict[str, Any]] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category)
-        interactions = pl.concat([pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet"))
+        interactions = pl.concat([pl.read_parquet(layout.artifact(category, split_artifact(name)))
                                   for name in ("train", "validation", "test")], how="vertical_relaxed")
         content = load_item_content(layout, category)
         with_content = [] if content is None else [
@@ -83,8 +82,8 @@ def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake:
         held_out = select_cold_items(interactions, with_content, cfg.cold_item_fraction, cfg.seed)
         cold = only_items(interactions, held_out)
         held_out_frame = pl.DataFrame({"item_id": held_out}, schema={"item_id": pl.String})
-        write_parquet(held_out_frame, layout.artifact(category, COLD_ITEMS_FILE))
-        write_parquet(cold, layout.artifact(category, COLD_INTERACTIONS_FILE))
+        write_parquet(held_out_frame, layout.artifact(category, Artifact.COLD_ITEMS))
+        write_parquet(cold, layout.artifact(category, Artifact.COLD_INTERACTIONS))
         n_items = interactions["item_id"].n_unique()
         context.log.info(f"{category}: {len(held_out):,} of {len(with_content):,} items with content held out of training "
                          f"({cold.height:,} of {interactions.height:,} interactions)")
@@ -92,7 +91,7 @@ def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake:
             "cold_items": len(held_out), "items_with_content": len(with_content), "items": n_items,
             "cold_interactions": cold.height, "cold_share_of_interactions": round(cold.height / max(1, interactions.height), 4),
             "cold_item_fraction": cfg.cold_item_fraction,
-            "path": dg.MetadataValue.path(str(layout.artifact(category, COLD_INTERACTIONS_FILE))),
+            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.COLD_INTERACTIONS))),
         }
     return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
 
@@ -122,10 +121,10 @@ def model_artifact_dir(layout: DataLayout, category: str, name: str) -> Path:
 def _inputs_fingerprint(layout: DataLayout, category: str, name: str, config: TrainingConfig) -> str:
     """Identity of what a model is trained from: split files, held-out items, content features, settings, code."""
     digest = hashlib.sha256()
-    files = [layout.artifact(category, f"splits/{s}.parquet") for s in ("train", "validation")]
-    files.append(layout.artifact(category, COLD_ITEMS_FILE))
+    files = [layout.artifact(category, split_artifact(s)) for s in ("train", "validation")]
+    files.append(layout.artifact(category, Artifact.COLD_ITEMS))
     if name in CONTENT_MODELS:
-        files += [layout.artifact(category, "item_text_vectors.parquet"), layout.artifact(category, "image_embeddings.parquet")]
+        files += [layout.artifact(category, Artifact.ITEM_TEXT_VECTORS), layout.artifact(category, Artifact.IMAGE_EMBEDDINGS)]
     for path in files:
         if path.exists():
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -140,11 +139,12 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
     """Fit ``name`` on the category's splits and save it; returns the training summary (also saved as JSON)."""
     from rec_pipeline.item_content import empty_content, load_item_content
     from rec_pipeline.models import ModelNotApplicable, TrainingData, TrainOptions, create_model
+    from rec_pipeline.models.artifacts import is_saved_model
 
     model_dir = model_artifact_dir(layout, category, name)
-    summary_path = model_dir.parent / f"{name}.training.json"
+    summary_path = layout.training_summary(category, name)
     fingerprint = _inputs_fingerprint(layout, category, name, config)
-    if not config.force and summary_path.exists() and (model_dir / "model.json").exists():
+    if not config.force and summary_path.exists() and is_saved_model(model_dir):
         previous = json.loads(summary_path.read_text())
         if previous.get("fingerprint") == fingerprint:
             log.info(f"{category}/{name}: data and settings unchanged since the last training: keeping the saved model")

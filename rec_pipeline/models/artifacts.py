@@ -61,3 +61,8 @@ def read_manifest(directory: Path | str) -> dict[str, Any]:
     if payload.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported format_version {payload.get('format_version')!r}")
     return payload
+
+
+def is_saved_model(directory: Path | str) -> bool:
+    """Whether ``directory`` holds a complete saved model (its manifest is written last, inside the swap)."""
+    return (Path(directory) / MANIFEST).is_file()
