@@ -1,10 +1,18 @@
 """Turn chunks of JSON lines into raw frames: a fast vectorized path, and a forgiving per-line path.
 
 Real dumps are overwhelmingly clean, so each chunk is first handed whole to polars' multi-threaded NDJSON
-reader. Only when that fails (a malformed line, a wrong type) is the chunk bisected, so a single bad line
-costs O(log n) small re-reads plus one per-line decode of a few dozen lines, rather than turning the whole
-file into a slow Python loop. Blank lines, which polars skips, are located with one vectorized scan and do
-not leave the fast path.
+reader. Blank lines, which polars skips, are located with one vectorized scan and do not leave the fast path.
+
+A chunk the strict reader refuses is not bisected (a few bad lines per chunk would cost dozens of re-reads): its
+bad lines are found in one pass and only they are decoded one by one, so dirty input costs about what clean input
+does. The pass has three steps, each cheaper than a read and each run only if the one before was not enough:
+
+1. a byte screen (numpy): a line that does not start with ``{`` and end with ``}``, or is not UTF-8, is set
+   aside for the per-line decoder (this catches truncated lines, the commonest kind of damage);
+2. one forgiving read (``ignore_errors``) of the rest: polars then nulls a value it cannot read as its column's
+   type instead of failing, and such values are found from the output (see ``_refused_rows``);
+3. only if that read still fails on syntax: a per-line JSON validity check (``str.json_path_match``) sets aside
+   what the byte screen could not see, and the rest is read once more. Bisection remains as a last resort.
 
 A line's verdict must not depend on its neighbours (which decide whether it is read by polars or by the
 per-line decoder), so the per-line decoder is the reference and the fast path is trusted only where its
@@ -17,13 +25,16 @@ the decoder nulls it and counts it.
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from rec_pipeline.ingest.formats import SourceFormat
 
@@ -38,7 +49,12 @@ _ASCII_INT = re.compile(r"[+-]?[0-9]+")
 _ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # What polars skips as a blank line (other control characters make it fail, and the per-line decoder decides).
-_NOT_BLANK = ~np.isin(np.arange(256), [ord(" "), ord("\t"), ord("\r"), ord("\n")])
+_BLANK_BYTES = [ord(" "), ord("\t"), ord("\r"), ord("\n")]
+_NOT_BLANK = ~np.isin(np.arange(256), _BLANK_BYTES)
+# Past this many lines that may be blank, one vectorized scan of the block beats looking at each of them.
+_FEW_MAYBE_BLANK = 256
+# A key written with a \\u escape ("\\u006fverall" is "overall") hides from a literal search for the key.
+_ESCAPED_KEY = r'\\u[0-9A-Fa-f]{4}[^"]*"\s*:'
 
 
 @dataclass
@@ -46,7 +62,9 @@ class ParsedBlock:
     """Raw rows (the format's raw schema plus ``source_line``) and the lines that could not be decoded.
 
     ``slow_lines`` counts lines decoded one by one in Python (the cost that hostile input must not inflate);
-    ``text_repaired`` counts, per field, text values whose undecodable bytes were replaced by U+FFFD.
+    ``text_repaired`` counts, per field, text values whose undecodable bytes were replaced by U+FFFD; ``dirty``
+    says the strict reader refused the block (or was not tried), a hint that the next block is dirty too.
+    ``line_bounds`` saves the caller a second scan when it needs raw lines (see ``line_texts``).
     """
 
     frame: pl.DataFrame
@@ -55,6 +73,8 @@ class ParsedBlock:
     nulled_fields: dict[str, int] = field(default_factory=dict)
     slow_lines: int = 0
     text_repaired: dict[str, int] = field(default_factory=dict)
+    dirty: bool = False
+    line_bounds: tuple[np.ndarray, np.ndarray] | None = None  # start and end of each line, where already found
 
 
 def _empty_frame(fmt: SourceFormat) -> pl.DataFrame:
@@ -66,23 +86,242 @@ def _count_lines(data: bytes) -> int:
 
 
 def parse_block(
-    data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...], n_lines: int | None = None
+    data: bytes,
+    first_line: int,
+    fmt: SourceFormat,
+    source_file: str,
+    required: tuple[str, ...],
+    n_lines: int | None = None,
+    likely_dirty: bool = False,
 ) -> ParsedBlock:
-    """Parse whole lines ``data`` whose first line has number ``first_line`` (``n_lines`` if already counted)."""
+    """Parse whole lines ``data`` whose first line has number ``first_line`` (``n_lines`` if already counted).
+
+    ``likely_dirty`` (the previous block was dirty) skips the strict read, which would only fail: with bad lines
+    spread through a file, nearly every block holds some, and a failed read costs half a good one.
+    """
     if n_lines is None:
         n_lines = _count_lines(data)
     if n_lines == 0:
         return ParsedBlock(_empty_frame(fmt))
     if fmt.python_literals:
         return _parse_lines_slowly(data, first_line, fmt, source_file, required)
-    whole = _try_fast(data, n_lines, fmt, first_line)
-    if whole is not None:
-        return whole
-    # Something in this chunk is bad. Re-read it in blocks (one vectorized newline scan finds the cuts), and
-    # bisect only the blocks that fail: a few bad lines cost a few small re-reads, not a per-line Python pass.
-    cuts = _line_cuts(data, _BLOCK_LINES)
-    parts = [_parse_bisecting(data[a:b], line, fmt, source_file, required) for a, b, line in _blocks(cuts, first_line, len(data))]
-    return _merge(parts, fmt)
+    if not likely_dirty:
+        whole = _try_fast(data, n_lines, fmt, first_line)
+        if whole is not None:
+            return whole
+    return _parse_dirty(data, first_line, fmt, source_file, required)
+
+
+class _LineTable:
+    """Where each line of a block starts and ends (newline excluded), and which lines polars skips as blank."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.buf = np.frombuffer(data, dtype=np.uint8)
+        self.starts, self.ends = _line_bounds(data)
+        # Each line's length with its newline: lines laid end to end rebuild the block.
+        self.spans = np.append(self.starts[1:], len(data)) - self.starts
+        self.blank = self._blank()
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _blank(self) -> np.ndarray:
+        """Lines of only spaces, tabs and carriage returns; only lines that start with one of those are looked at."""
+        first = self.buf[np.minimum(self.starts, len(self.buf) - 1)]
+        maybe = np.flatnonzero((self.ends == self.starts) | np.isin(first, _BLANK_BYTES))
+        if len(maybe) > _FEW_MAYBE_BLANK:
+            return _blank_lines(self.data)
+        blank = np.zeros(len(self.starts), dtype=bool)
+        for index in maybe.tolist():
+            blank[index] = not self.data[self.starts[index] : self.ends[index]].strip(b" \t\r")
+        return blank
+
+    def misshapen(self) -> np.ndarray:
+        """Non-blank lines that cannot be a JSON object: they do not start with ``{`` and end with ``}`` (``\\r``)."""
+        starts, ends, buf = self.starts, self.ends, self.buf
+        last = np.maximum(ends - 1, 0)
+        before_cr = np.maximum(ends - 2, 0)
+        closed = (buf[last] == ord("}")) | ((buf[last] == ord("\r")) & (ends - 2 >= starts) & (buf[before_cr] == ord("}")))
+        opened = buf[np.minimum(starts, len(buf) - 1)] == ord("{")
+        return ~self.blank & ~(opened & closed)
+
+    def not_utf8(self) -> np.ndarray:
+        """Lines holding bytes that are not UTF-8; the block is decoded once, resuming after each bad line."""
+        bad = np.zeros(len(self.starts), dtype=bool)
+        view, pos = memoryview(self.data), 0
+        while pos < len(self.data):
+            try:
+                codecs.utf_8_decode(view[pos:], "strict", True)
+                break
+            except UnicodeDecodeError as exc:
+                line = int(np.searchsorted(self.ends, pos + exc.start))  # the first line ending at or after the byte
+                bad[line] = True
+                pos = int(self.starts[line] + self.spans[line])
+        return bad
+
+    def line(self, index: int) -> bytes:
+        return self.data[self.starts[index] : self.ends[index]]
+
+
+@dataclass
+class _KeptRead:
+    """One read of some of a block's lines: polars' rows, the table index of each row's line, and its text."""
+
+    frame: pl.DataFrame
+    row_lines: np.ndarray
+    texts: Callable[[], pl.Series]
+
+
+def _join_lines(table: _LineTable, kept: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The kept lines laid end to end (newlines included), and where each starts in that buffer (plus the end)."""
+    index = np.flatnonzero(kept)
+    offsets = np.zeros(len(index) + 1, dtype=np.int64)
+    np.cumsum(table.spans[index], out=offsets[1:])
+    if len(index) == len(table):
+        return table.data, offsets
+    breaks = np.flatnonzero(np.diff(index) != 1)
+    run_first = np.concatenate([index[:1], index[breaks + 1]])
+    run_last = np.concatenate([index[breaks], index[-1:]])
+    view = memoryview(table.data)  # slices of a view are not copies: the join is the only copy
+    ends = table.starts[run_last] + table.spans[run_last]
+    return b"".join([view[a:b] for a, b in zip(table.starts[run_first].tolist(), ends.tolist(), strict=True)]), offsets
+
+
+def _text_series(buffer: bytes, offsets: np.ndarray) -> pl.Series:
+    """The lines of ``buffer`` as a string Series without copying them (they are known to be UTF-8)."""
+    array = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(buffer))
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def _read_kept(table: _LineTable, kept: np.ndarray, fmt: SourceFormat) -> _KeptRead | None:
+    """One forgiving read of the kept lines (refused values become null), or None when polars still fails."""
+    buffer, offsets = _join_lines(table, kept)
+    row_lines = np.flatnonzero(kept & ~table.blank)
+    try:
+        frame = pl.read_ndjson(io.BytesIO(buffer), schema=fmt.raw_schema, ignore_errors=True)
+    except Exception:  # polars raises several error types for bad input
+        return None
+    if frame.height != len(row_lines):
+        return None  # polars skipped a line the blank scan did not: let the slower steps decide
+    rows_in_kept = np.flatnonzero(~table.blank[kept])
+    cache: list[pl.Series] = []
+
+    def texts() -> pl.Series:
+        if not cache:
+            series = _text_series(buffer, offsets)
+            cache.append(series if len(rows_in_kept) == len(series) else series.gather(rows_in_kept))
+        return cache[0]
+
+    return _KeptRead(frame, row_lines, texts)
+
+
+def _not_json(table: _LineTable, kept: np.ndarray) -> np.ndarray:
+    """Kept non-blank lines that are not valid JSON, by one vectorized per-line check (serde_json's grammar).
+
+    It is stricter than polars in places (it refuses nesting past 128 levels): such lines go to the per-line
+    decoder, whose verdict is the reference anyway.
+    """
+    buffer, offsets = _join_lines(table, kept)
+    rows = np.flatnonzero(kept & ~table.blank)
+    texts = _text_series(buffer, offsets).gather(np.flatnonzero(~table.blank[kept]))
+    invalid = texts.str.json_path_match("$").is_null().to_numpy()
+    out = np.zeros(len(table), dtype=bool)
+    out[rows[invalid]] = True
+    return out
+
+
+def _parse_dirty(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
+    """A block the strict reader refused (or was not asked): bad lines found in one pass, only they decoded one by one."""
+    table = _LineTable(data)
+    aside = table.misshapen() | table.not_utf8()
+    read = _read_kept(table, ~aside, fmt)
+    if read is None:
+        aside |= _not_json(table, ~aside)
+        read = _read_kept(table, ~aside, fmt)
+    if read is None:
+        # Something both screens passed still breaks polars: bisect, the slow but sure way.
+        cuts = _line_cuts(data, _BLOCK_LINES)
+        parts = [_parse_bisecting(data[a:b], line, fmt, source_file, required) for a, b, line in _blocks(cuts, first_line, len(data))]
+        merged = _merge(parts, fmt)
+        merged.dirty = True
+        return merged
+    refused = _refused_rows(read.frame, read.texts, fmt) | _disagreeing_rows(read.frame, fmt)
+    slow_index = np.union1d(np.flatnonzero(aside), read.row_lines[refused])
+    fast = read.frame.filter(pl.Series(~refused)).with_columns(
+        pl.Series("source_line", first_line + read.row_lines[~refused], dtype=pl.Int64)
+    )
+    empty = int(table.blank.sum())
+    bounds = (table.starts, table.ends)
+    if not len(slow_index):
+        return ParsedBlock(fast, empty_lines=empty, dirty=False, line_bounds=bounds)
+    lines = [table.line(i) for i in slow_index.tolist()]
+    slow = _decode_lines(lines, (first_line + slow_index).tolist(), fmt, source_file, required)
+    frame = fast.merge_sorted(slow.frame, key="source_line") if slow.frame.height else fast
+    rejected = sorted(slow.rejected, key=lambda row: row["source_line"])
+    return ParsedBlock(
+        frame, rejected, empty + slow.empty_lines, slow.nulled_fields, slow.slow_lines, slow.text_repaired, dirty=True, line_bounds=bounds
+    )
+
+
+def _refused_rows(frame: pl.DataFrame, texts: Callable[[], pl.Series], fmt: SourceFormat) -> np.ndarray:
+    """Rows holding a value that polars' forgiving read nulled because its strict read would refuse it.
+
+    With ``ignore_errors`` polars puts a null where a value cannot be read as its column's type and changes
+    nothing else (``test_forgiving_read_nulls_exactly_what_the_strict_read_refuses`` pins this down), so a
+    refused value is either a null element inside a typed list, or a null in a typed field whose line has a
+    non-null value for that key. String fields take any value as text and never refuse. The key test is on the
+    raw text: a literal ``"key"`` more often than ``"key": null``, or a key spelled with a ``\\u`` escape; it may
+    flag a line that was fine (the decoder then reads it), never miss one.
+    """
+    refused = np.zeros(frame.height, dtype=bool)
+    typed = [name for name, dtype in fmt.raw_schema.items() if dtype != pl.String()]
+    if not typed or not frame.height:
+        return refused
+    inner = [check for name in typed if (check := _element_refused(pl.col(name), fmt.raw_schema[name])) is not None]
+    if inner:
+        refused |= frame.select(pl.any_horizontal(inner).fill_null(False)).to_series().to_numpy()
+    nulls = frame.select([pl.col(name).is_null() for name in typed]).to_numpy()
+    if not (nulls.any(axis=1) & ~refused).any():
+        return refused
+    lines = texts()
+    # Whole-column literal searches are SIMD scans, cheaper than gathering the rows first; regexes see few rows.
+    escapes = np.flatnonzero(lines.str.contains("\\u", literal=True).to_numpy() & nulls.any(axis=1) & ~refused)
+    if len(escapes):
+        refused[escapes[lines.gather(escapes).str.contains(_ESCAPED_KEY).to_numpy()]] = True
+    for column, name in enumerate(typed):
+        if not nulls[:, column].any():
+            continue
+        key = f'"{name}"'
+        rows = np.flatnonzero(nulls[:, column] & ~refused & lines.str.contains(key, literal=True).to_numpy())
+        if not len(rows):
+            continue
+        sub = lines.gather(rows)
+        valued = sub.str.count_matches(key, literal=True) > sub.str.count_matches(re.escape(key) + r"\s*:\s*null")
+        refused[rows[valued.to_numpy()]] = True
+    return refused
+
+
+def _element_refused(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """True where a typed value inside a list or object came out null (None when nothing inside can be refused)."""
+    if isinstance(dtype, pl.List):
+        if dtype.inner == pl.String():
+            return None
+        deeper = _element_refused(pl.element(), dtype.inner)
+        element = pl.element().is_null() if deeper is None else pl.element().is_null() | deeper
+        return expr.list.eval(element).list.any()
+    if isinstance(dtype, pl.Struct):
+        parts = []
+        for fld in dtype.fields:
+            if fld.dtype == pl.String():
+                continue
+            value = expr.struct.field(fld.name)
+            deeper = _element_refused(value, fld.dtype)
+            parts.append(value.is_null() if deeper is None else value.is_null() | deeper)
+        return pl.any_horizontal(parts) if parts else None
+    return None
 
 
 def _line_cuts(data: bytes, every: int) -> np.ndarray:
@@ -101,6 +340,15 @@ def _blocks(cuts: np.ndarray, first_line: int, size: int) -> list[tuple[int, int
             out.append((a, b, line))
             line += _BLOCK_LINES
     return out
+
+
+def line_texts(data: bytes, indices: list[int], bounds: tuple[np.ndarray, np.ndarray] | None = None) -> list[bytes]:
+    """The lines of ``data`` at the given 0-based indices (newline left out), found with one vectorized scan.
+
+    ``bounds`` (a ``ParsedBlock``'s ``line_bounds``) skips the scan.
+    """
+    starts, ends = bounds if bounds is not None else _line_bounds(data)
+    return [data[starts[i] : ends[i]] for i in indices]
 
 
 def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -146,13 +394,13 @@ def _try_fast(data: bytes, n_lines: int, fmt: SourceFormat, first_line: int) -> 
         frame = frame.with_columns(pl.Series("source_line", first_line + np.flatnonzero(~blank), dtype=pl.Int64))
     else:
         return None
-    if _fast_path_disagrees(frame, fmt):
+    if _disagreeing_rows(frame, fmt).any():
         return None
     return ParsedBlock(frame, empty_lines=empty)
 
 
-def _fast_path_disagrees(frame: pl.DataFrame, fmt: SourceFormat) -> bool:
-    """True when some value polars read may not be what the per-line decoder reads (see the module docstring).
+def _disagreeing_rows(frame: pl.DataFrame, fmt: SourceFormat) -> np.ndarray:
+    """Rows where a value polars read may not be what the per-line decoder reads (see the module docstring).
 
     polars writes a list, object or boolean given for a text field as its JSON text: a real id never starts
     with ``[`` or ``{`` and is never ``true``/``false``. It also writes a lone high surrogate escape
@@ -160,7 +408,7 @@ def _fast_path_disagrees(frame: pl.DataFrame, fmt: SourceFormat) -> bool:
     to the decoder, which can tell (a true string passes); NUL is rare enough in real text to cost nothing.
     """
     if frame.height == 0:
-        return False
+        return np.zeros(0, dtype=bool)
     texts = [name for name, dtype in fmt.raw_schema.items() if dtype == pl.String()]
     checks = [pl.col(name).str.contains("\x00", literal=True) for name in texts]
     checks += [
@@ -168,7 +416,12 @@ def _fast_path_disagrees(frame: pl.DataFrame, fmt: SourceFormat) -> bool:
         for name in texts
         if name in ID_FIELDS
     ]
-    return bool(frame.select(pl.any_horizontal(checks).fill_null(False).any()).item()) if checks else False
+    if not checks:
+        return np.zeros(frame.height, dtype=bool)
+    disagrees = pl.any_horizontal(checks).fill_null(False)
+    if not frame.select(disagrees.any()).item():  # the usual answer, without building a row mask
+        return np.zeros(frame.height, dtype=bool)
+    return frame.select(disagrees).to_series().to_numpy()
 
 
 def _parse_bisecting(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
@@ -226,19 +479,28 @@ def _storable(text: str) -> str:
 
 
 def _parse_lines_slowly(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
+    starts, ends = _line_bounds(data)
+    blank = _blank_lines(data)
+    empty = int(blank.sum())  # skipped without a Python-level look: a flood of blank lines costs a vector scan
+    index = np.flatnonzero(~blank)
+    start_list, end_list = starts[index].tolist(), ends[index].tolist()
+    lines = [data[a:b] for a, b in zip(start_list, end_list, strict=True)]
+    block = _decode_lines(lines, (first_line + index).tolist(), fmt, source_file, required)
+    block.empty_lines += empty
+    return block
+
+
+def _decode_lines(
+    lines: list[bytes], numbers: list[int], fmt: SourceFormat, source_file: str, required: tuple[str, ...]
+) -> ParsedBlock:
+    """Decode each line on its own (the reference verdicts); ``numbers`` are their line numbers, ascending."""
     rows: list[dict[str, Any]] = []
     raws: list[bytes] = []
     rejected: list[dict[str, Any]] = []
     nulled: dict[str, int] = {}
     repaired: dict[str, int] = {}
-    starts, ends = _line_bounds(data)
-    blank = _blank_lines(data)
-    empty = int(blank.sum())  # skipped without a Python-level look: a flood of blank lines costs a vector scan
-    decoded = 0
-    start_list, end_list = starts.tolist(), ends.tolist()
-    for index in np.flatnonzero(~blank).tolist():
-        line = data[start_list[index] : end_list[index]]
-        line_no = first_line + index
+    empty = decoded = 0
+    for line, line_no in zip(lines, numbers, strict=True):
         if not line.strip():  # other ASCII whitespace (form feed, vertical tab): empty all the same
             empty += 1
             continue

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from rec_pipeline.atomic import atomic_path
 from rec_pipeline.ingest.chunks import DEFAULT_MAX_LINE_BYTES, Chunk, ReadStatus, iter_chunks
 from rec_pipeline.ingest.formats import FORMATS, NORMALIZERS, SourceFormat, sniff_format
-from rec_pipeline.ingest.lines import ParsedBlock, parse_block, rejection
+from rec_pipeline.ingest.lines import ParsedBlock, line_texts, parse_block, rejection
 from rec_pipeline.ingest.sources import Kind
 from rec_pipeline.schema import ITEM_SCHEMA, RATING_MAX, RATING_MIN, REJECTED_SCHEMA, REVIEW_SCHEMA
 
@@ -37,6 +37,8 @@ _MS_THRESHOLD = 100_000_000_000
 _SNIFF_SCAN_LINES = 10_000
 _SNIFF_SCAN_BYTES = 64 << 20
 _CONTENT_BYTE = re.compile(rb"[^ \t\r\n]")
+# Rejections are few and small (their raw text is cut to 500 characters): collect this many per row group.
+_REJECTED_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,13 @@ class IngestOptions:
     ``max_line_bytes`` bounds memory against hostile input (a gzip bomb expanding to one 3 GB line): longer
     lines are skipped while streaming, never held, and rejected as "line too long". Decoding one line may take
     up to ~30x its size in Python objects, so peak memory is about ``3 * chunk_bytes`` plus that.
+    ``inflater`` names the gzip inflate library ("isal", "zlib-ng", "zlib"); None takes the fastest installed.
     """
 
     chunk_bytes: int = 8 << 20
     progress_every_s: float = 10.0
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    inflater: str | None = None
 
 
 @dataclass
@@ -69,6 +73,7 @@ class IngestReport:
     text_repaired: dict[str, int] = field(default_factory=dict)  # values whose non-UTF-8 bytes became U+FFFD
     slow_path_lines: int = 0  # lines decoded one by one in Python rather than by the vectorized reader
     bom_stripped: bool = False
+    inflater: str = ""  # the gzip inflate library that read the file (the fastest installed, unless configured)
     complete: bool = True
     problem: str | None = None
     compressed_bytes: int = 0
@@ -201,18 +206,21 @@ def ingest_dump(
     required = tuple(r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema))
     last_log = started
     good: pl.DataFrame | None
+    likely_dirty = False  # the previous chunk held bad lines: skip the strict read that would only fail
+    pending_rejections: list[dict[str, Any]] = []
 
     with atomic_path(out_path) as tmp_out, atomic_path(rejected_path) as tmp_rej:
         # zstd level 1: near the ratio of the default level at a fraction of the CPU, which ingest is bound by.
         writer = _BackgroundWriter(tmp_out, _arrow_schema(target_schema), compression="zstd", compression_level=1)
         rej_writer = pq.ParquetWriter(tmp_rej, _arrow_schema(REJECTED_SCHEMA), compression="zstd")
         try:
-            for chunk in iter_chunks(path, options.chunk_bytes, status, options.max_line_bytes):
+            for chunk in iter_chunks(path, options.chunk_bytes, status, options.max_line_bytes, options.inflater):
                 if chunk.long_line is not None:
                     rejected_rows = [_long_line_rejection(path.name, chunk, options.max_line_bytes)]
                     good = None
                 else:
-                    block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines)
+                    block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines, likely_dirty)
+                    likely_dirty = block.dirty
                     good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
                     report.ms_timestamps_converted += converted
                     report.empty_lines += block.empty_lines
@@ -221,12 +229,14 @@ def ingest_dump(
                     repaired.update(block.text_repaired)
                     rejected_rows = list(block.rejected)
                     if bad_rows.height:
-                        raw_lines = chunk.data.split(b"\n")
-                        for line_no, reason in bad_rows.select("source_line", "_reason").iter_rows():
-                            rejected_rows.append(rejection(path.name, line_no, reason, raw_lines[line_no - chunk.first_line]))
+                        numbers, reasons_of = bad_rows["source_line"].to_list(), bad_rows["_reason"].to_list()
+                        raws = line_texts(chunk.data, [n - chunk.first_line for n in numbers], block.line_bounds)
+                        rejected_rows += [rejection(path.name, n, why, raw) for n, why, raw in zip(numbers, reasons_of, raws, strict=True)]
                 if rejected_rows:
                     reasons.update(_reason_key(r["reason"]) for r in rejected_rows)
-                    rej_writer.write_table(pl.DataFrame(rejected_rows, schema=REJECTED_SCHEMA).to_arrow())
+                    pending_rejections += rejected_rows
+                    if len(pending_rejections) >= _REJECTED_BATCH:
+                        _write_rejections(rej_writer, pending_rejections)
                 if good is not None and good.height:
                     writer.write_table(good.select(list(target_schema)).cast(target_schema).to_arrow())
                     report.rows_out += good.height
@@ -238,6 +248,7 @@ def ingest_dump(
                         status.decompressed_bytes / 1e6,
                     )
                     last_log = now
+            _write_rejections(rej_writer, pending_rejections)
         finally:
             writer.close()
             rej_writer.close()
@@ -253,15 +264,23 @@ def ingest_dump(
     report.nulled_fields = dict(sorted(nulled.items()))
     report.text_repaired = dict(sorted(repaired.items()))
     report.bom_stripped = status.bom_stripped
+    report.inflater = status.inflater
     report.seconds = round(time.perf_counter() - started, 3)
     if report.problem:
         log.warning("%s: %s", path.name, report.problem)
     log.info(
-        "%s: done: %s lines, %s rows kept, %s rejected (%s), %s empty lines, %.1f s",
+        "%s: done: %s lines, %s rows kept, %s rejected (%s), %s empty lines, %.1f s (inflated with %s)",
         path.name, f"{report.lines:,}", f"{report.rows_out:,}", f"{report.rejected_total:,}", report.rejected or "none",
-        report.empty_lines, report.seconds,
+        report.empty_lines, report.seconds, report.inflater,
     )
     return report
+
+
+def _write_rejections(writer: pq.ParquetWriter, rows: list[dict[str, Any]]) -> None:
+    """Write the collected rejections as one row group and empty the list (a row group per chunk costs more)."""
+    if rows:
+        writer.write_table(pl.DataFrame(rows, schema=REJECTED_SCHEMA).to_arrow())
+        rows.clear()
 
 
 def _long_line_rejection(source_file: str, chunk: Chunk, max_line_bytes: int) -> dict[str, Any]:
@@ -284,7 +303,7 @@ def _non_blank_lines(data: bytes) -> Iterator[bytes]:
 def _head_lines(path: Path, options: IngestOptions) -> Iterator[bytes]:
     """Non-blank lines from the head of the file, within the sniffing budget (_SNIFF_SCAN_LINES/_BYTES)."""
     lines = scanned = 0
-    with closing(iter_chunks(path, options.chunk_bytes, max_line_bytes=options.max_line_bytes)) as chunks:
+    with closing(iter_chunks(path, options.chunk_bytes, max_line_bytes=options.max_line_bytes, inflater=options.inflater)) as chunks:
         for chunk in chunks:
             for line in _non_blank_lines(chunk.data):
                 yield line
