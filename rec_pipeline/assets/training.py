@@ -30,9 +30,10 @@ from rec_pipeline.resources import DataLake, step_config
 from rec_pipeline.warehouse import Artifact, split_artifact
 
 TRAINING = "training"
-MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "ncf", "neumf", "hybrid", "autorec", "two_tower")
-KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "autorec", "two_tower"})
-CONTENT_MODELS = frozenset({"hybrid", "two_tower"})
+MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "mf_als", "ncf", "neumf", "hybrid", "hybrid_seed000", "autorec",
+               "two_tower")
+KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "hybrid_seed000", "autorec", "two_tower"})
+CONTENT_MODELS = frozenset({"hybrid", "hybrid_seed000", "two_tower"})
 TRAINING_CODE_VERSION = "3"  # 3: trained on the warm splits (cold items held out)
 
 

@@ -117,11 +117,12 @@ def rank_model(
     recommended = {k: np.zeros(prepared.n_items, dtype=bool) for k in options.ks}
     per_user = {metric_key(m, k): np.zeros(n_users) for m in RANKING_METRICS for k in options.ks}
     unscored = prepared.model_columns < 0
+    n_model = len(model.item_ids)  # once: a model may build the list on every call
     n_cases = 0
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
         users = prepared.users[start:stop]
-        scores = _scores(model, users, prepared.model_columns)
+        scores = _scores(model, users, prepared.model_columns, n_model)
         seen_slice = _row_slice(prepared.seen_rows, start, stop)
         scores[prepared.seen_rows[seen_slice] - start, prepared.seen_cols[seen_slice]] = -np.inf
         top = top_k_columns(scores, k_max, ties.for_rows(users))
@@ -132,7 +133,7 @@ def rank_model(
         rel_rows = prepared.relevant_rows[rel_slice] - start
         rel_cols = prepared.relevant_cols[rel_slice]
         if options.protocol == "full":
-            batch_metrics = _full_batch(scores, top, finite_top, rel_rows, rel_cols, options)
+            batch_metrics = _full_batch(top, finite_top, rel_rows, rel_cols, prepared.n_items, options)
         else:
             rated_slice = _row_slice(prepared.rated_rows, start, stop)
             rated = np.zeros_like(scores, dtype=bool)
@@ -167,17 +168,21 @@ def rank_model(
 
 
 def _full_batch(
-    scores: np.ndarray,
     top: np.ndarray,
     finite_top: np.ndarray,
     rel_rows: np.ndarray,
     rel_cols: np.ndarray,
+    n_items: int,
     options: EvaluationOptions,
 ) -> dict[str, np.ndarray]:
-    relevant = np.zeros_like(scores, dtype=bool)
-    relevant[rel_rows, rel_cols] = True
-    hits = np.take_along_axis(relevant, top, axis=1) & finite_top
-    n_relevant = np.bincount(rel_rows, minlength=scores.shape[0])
+    """Hits of each row's top K among its relevant (row, column) pairs, which arrive sorted: one binary search
+    per top-K cell instead of a users x items relevance matrix per batch."""
+    n_rows = top.shape[0]
+    relevant = rel_rows.astype(np.int64) * n_items + rel_cols
+    cells = np.arange(n_rows, dtype=np.int64)[:, None] * n_items + top
+    position = np.minimum(np.searchsorted(relevant, cells), max(relevant.size - 1, 0))
+    hits = (relevant[position] == cells) & finite_top if relevant.size else np.zeros_like(finite_top)
+    n_relevant = np.bincount(rel_rows, minlength=n_rows)
     return ranking_metrics_from_hits(hits, n_relevant, options.ks)
 
 
@@ -205,18 +210,20 @@ def _sampled_batch(
     }
 
 
-def _scores(model: ScoringModel, users: list[str], model_columns: np.ndarray) -> np.ndarray:
-    """Candidate scores as a float64 copy (masking writes into it, never into a model's cached array)."""
+def _scores(model: ScoringModel, users: list[str], model_columns: np.ndarray, n_model: int) -> np.ndarray:
+    """Candidate scores as a copy (masking writes into it, never into a model's cached array), in the model's own
+    float dtype: float32 scores stay float32, which halves the memory every later pass reads and ranks alike."""
     raw = np.asarray(ranking_scores(model, users))
-    n_model = len(model.item_ids)
     if raw.shape != (len(users), n_model):
         raise ValueError(f"score_users returned shape {raw.shape}, expected {(len(users), n_model)}")
-    if np.isnan(raw).any():
+    if not np.issubdtype(raw.dtype, np.floating):
+        raw = raw.astype(np.float64)
+    if raw.size and np.isnan(raw.min()):  # min propagates NaN: one cheap pass instead of a boolean matrix
         raise ValueError("score_users returned NaN scores; a broken model must not be ranked")
     scored = model_columns >= 0
     if scored.all() and n_model == model_columns.size and np.array_equal(model_columns, np.arange(n_model)):
-        return np.array(raw, dtype=np.float64)
-    scores = np.full((len(users), model_columns.size), -np.inf)
+        return raw.copy()
+    scores = np.full((len(users), model_columns.size), -np.inf, dtype=raw.dtype)
     scores[:, scored] = raw[:, model_columns[scored]]
     return scores
 
@@ -241,6 +248,13 @@ def _prepare(
         else default_candidates(train)
     model_column = {item: column for column, item in enumerate(catalog)}
     model_columns = np.array([model_column.get(item, -1) for item in candidate_list], dtype=np.int64)
+    if options.protocol == "full":
+        # Candidates in the model's column order (unscored ones last): when they are the model's items, a batch
+        # of scores is then copied as it comes instead of gathered column by column. Rankings do not depend on
+        # the order (ties follow per-id keys); the sampled protocol keeps it, as its negatives are drawn by position.
+        order = np.argsort(np.where(model_columns < 0, len(catalog), model_columns), kind="stable")
+        candidate_list = [candidate_list[position] for position in order]
+        model_columns = model_columns[order]
     items = pl.DataFrame({"item_id": candidate_list, "col": np.arange(len(candidate_list), dtype=np.int64)},
                          schema={"item_id": pl.String, "col": pl.Int64})
     test_pairs = _pairs(test, with_rating=True)

@@ -2,10 +2,18 @@
 
 Item-based (I-AutoRec, the paper's better variant) by default: each item is a vector of its users' ratings,
 reconstructed through two encoder and two decoder layers; the reconstruction at user u is the prediction.
+
+Memory: nothing is ever dense over users x items, nor over a batch of rows x all columns. A batch enters as a
+``tf.SparseTensor`` (its observed cells only) and the output layer is evaluated only at the cells the loss
+needs (``ObservedCells``), so a step costs O(cells in the batch x hidden units). What remains is linear in the
+number of columns: the first and last layers' weights, ``2 x columns x hidden_units[0]`` floats, and Adam's two
+moments of each (item-based at 1.9M users with the default 256 units: ~4 GB of weights, ~12 GB with Adam),
+plus one code of ``hidden_units[0]`` floats per row for scoring.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -16,12 +24,13 @@ import keras
 import numpy as np
 import polars as pl
 import tensorflow as tf
+from keras import ops
 
-from rec_pipeline.models.base import Recommender, clip_ratings
+from rec_pipeline.models.base import LatentFactors, Recommender, clip_ratings
 from rec_pipeline.models.bias_terms import BiasTerms, fit_bias_terms
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
-from rec_pipeline.models.layers import MaskedRootMeanSquaredError, masked_mse
-from rec_pipeline.models.training import DatasetPair, fit_network, layer_dtype
+from rec_pipeline.models.layers import PACKAGE
+from rec_pipeline.models.training import DatasetPair, fit_network, index_batches, layer_dtype
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 NETWORK_FILE = "network.keras"
@@ -31,9 +40,9 @@ _OUTPUT_LAYER = "reconstruction"
 
 
 class SparseRows:
-    """CSR rows of the rating matrix kept as ragged tensors, densified one batch at a time.
+    """CSR rows of the rating matrix kept as ragged tensors; a batch of rows becomes a ``tf.SparseTensor``.
 
-    The dense matrix (items x users) would not fit for real catalogues; a batch of rows always does.
+    Never densified: a dense batch of item rows over 1.9M users is 7.6 MB per row.
     """
 
     def __init__(self, rows: np.ndarray, columns: np.ndarray, values: np.ndarray, n_rows: int, n_columns: int):
@@ -44,14 +53,52 @@ class SparseRows:
         self._columns = tf.RaggedTensor.from_row_splits(columns[order].astype(np.int64), splits)
         self._values = tf.RaggedTensor.from_row_splits(values[order].astype(np.float32), splits)
 
-    def dense(self, rows: Any) -> tf.Tensor:
-        """Dense float32 [len(rows), n_columns] with 0 for unobserved cells (ratings are >= 1)."""
+    def cells(self, rows: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(position in ``rows``, column, rating) of every observed cell of ``rows``, row-major, int64/float32."""
         rows = tf.cast(rows, tf.int64)
         columns = tf.gather(self._columns, rows)
-        values = tf.gather(self._values, rows)
-        positions = tf.stack([columns.value_rowids(), columns.flat_values], axis=1)
+        return columns.value_rowids(), columns.flat_values, tf.gather(self._values, rows).flat_values
+
+    def sparse(self, rows: Any) -> tf.SparseTensor:
+        """The ratings of ``rows`` as a ``[len(rows), n_columns]`` sparse tensor (canonical row-major order)."""
+        positions, columns, values = self.cells(rows)
         shape = tf.stack([tf.shape(rows, out_type=tf.int64)[0], tf.constant(self.n_columns, tf.int64)])
-        return tf.scatter_nd(positions, values.flat_values, shape)
+        return tf.SparseTensor(tf.stack([positions, columns], axis=1), values, shape)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ObservedCells(keras.layers.Layer):
+    """The reconstruction layer (``Dense(n_columns)`` over the last decoder layer) evaluated only at given cells.
+
+    Inputs: the decoder output ``[batch, units]`` and, per cell, its row position in the batch and its column;
+    output: one float32 prediction per cell, ``code[row] . kernel[:, column] + bias[column]``. Its weights are a
+    ``Dense``'s (``kernel [units, n_columns]``, ``bias [n_columns]``), so scoring reads them the same way.
+    """
+
+    def __init__(self, n_columns: int, initial_bias: float = 0.0, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_columns = int(n_columns)
+        self.initial_bias = float(initial_bias)
+        self.l2 = float(l2)
+
+    def build(self, input_shape: Any) -> None:
+        units = int(input_shape[0][-1])
+        self.kernel = self.add_weight(name="kernel", shape=(units, self.n_columns), initializer="glorot_uniform",
+                                      regularizer=keras.regularizers.L2(self.l2) if self.l2 > 0 else None)
+        self.bias = self.add_weight(name="bias", shape=(self.n_columns,),
+                                    initializer=keras.initializers.Constant(self.initial_bias))
+
+    def call(self, inputs: Any) -> Any:
+        codes, rows, columns = inputs
+        codes = ops.cast(ops.take(codes, rows, axis=0), "float32")
+        weights = ops.take(ops.cast(self.kernel, "float32"), columns, axis=1)
+        return ops.sum(codes * ops.transpose(weights), axis=-1) + ops.take(ops.cast(self.bias, "float32"), columns)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (None,)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_columns": self.n_columns, "initial_bias": self.initial_bias, "l2": self.l2}
 
 
 class AutoRecRecommender(Recommender):
@@ -59,7 +106,11 @@ class AutoRecRecommender(Recommender):
     autoencoder has no input row for them.
 
     After training, the decoder's last hidden layer is cached for every row ("row codes"); the prediction for
-    (row r, column c) is then ``code[r] . W[:, c] + b[c]``, so scoring needs no forward pass.
+    (row r, column c) is then ``code[r] . W[:, c] + b[c]``: a ``LatentFactors`` (row codes on one side, output
+    weights on the other), so scoring needs no forward pass.
+
+    Training batches are sparse rows with the loss on their observed cells (module docstring); ``tf.distribute``
+    cannot split such a batch by row, so ``distribution="mirrored"`` trains on one device.
     """
 
     kind = "autorec"
@@ -76,6 +127,7 @@ class AutoRecRecommender(Recommender):
         self._network: keras.Model | None = None
         self._codes: np.ndarray | None = None
         self._biases: BiasTerms | None = None
+        self._factors: LatentFactors | None = None
 
     def get_config(self) -> dict[str, Any]:
         return {"hidden_units": list(self.hidden_units), "item_based": self.item_based,
@@ -101,14 +153,17 @@ class AutoRecRecommender(Recommender):
             return keras.layers.Dense(units, activation=self.activation, kernel_regularizer=regularizer,
                                       dtype=dtype, name=name)
 
-        ratings = keras.Input(shape=(n_columns,), name="ratings")
+        ratings = keras.Input(shape=(n_columns,), sparse=True, name="ratings")
+        cell_rows = keras.Input(shape=(), dtype="int32", name="cell_rows")
+        cell_columns = keras.Input(shape=(), dtype="int32", name="cell_columns")
         x = dense(code, "encoder_code")(dense(outer, "encoder_hidden")(ratings))
         if options.dropout > 0:
             x = keras.layers.Dropout(options.dropout, seed=options.seed, dtype=dtype, name="code_dropout")(x)
         x = dense(outer, _CODE_LAYER)(x)
-        output = keras.layers.Dense(n_columns, dtype="float32", kernel_regularizer=regularizer, name=_OUTPUT_LAYER,
-                                    bias_initializer=keras.initializers.Constant(mean))(x)
-        return keras.Model(ratings, output, name="autorec")
+        output = ObservedCells(n_columns, initial_bias=mean, l2=options.l2, dtype="float32", name=_OUTPUT_LAYER)(
+            [x, cell_rows, cell_columns])
+        inputs = {"ratings": ratings, "cell_rows": cell_rows, "cell_columns": cell_columns}
+        return keras.Model(inputs, output, name="autorec")
 
     def fit(self, data: TrainingData, options: TrainOptions | None = None,
             logger: logging.Logger | None = None) -> TrainingHistory:
@@ -128,90 +183,106 @@ class AutoRecRecommender(Recommender):
             validation = self._sparse(data.validation, n_rows_total, n_columns_total)
             validation_rows = np.flatnonzero(validation.row_counts).astype(np.int64)
 
+        def rows_dataset(rows: np.ndarray, batch_size: int, shuffle: bool, targets: SparseRows) -> tf.data.Dataset:
+            """Input: the rows' training ratings; target: ``targets``' cells of the same rows (observed only)."""
+            table = tf.constant(rows)
+
+            def batch(positions: tf.Tensor) -> tuple[dict[str, Any], tf.Tensor]:
+                batch_rows = tf.gather(table, positions)
+                cell_rows, cell_columns, values = targets.cells(batch_rows)
+                features = {"ratings": train.sparse(batch_rows), "cell_rows": tf.cast(cell_rows, tf.int32),
+                            "cell_columns": tf.cast(cell_columns, tf.int32)}
+                return features, values
+
+            return (index_batches(len(rows), batch_size, options.seed, shuffle)
+                    .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                    .apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
+                    .prefetch(tf.data.AUTOTUNE))
+
         def make_datasets(batch_size: int) -> DatasetPair:
-            train_ds = (tf.data.Dataset.from_tensor_slices(train_rows)
-                        .shuffle(len(train_rows), seed=options.seed, reshuffle_each_iteration=True)
-                        .batch(batch_size)
-                        .map(lambda rows: (train.dense(rows), train.dense(rows)), num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=True)
-                        .prefetch(tf.data.AUTOTUNE))
+            train_ds = rows_dataset(train_rows, batch_size, True, train)
             val_ds = None
             if validation is not None and len(validation_rows):
-                # Input: the row's training ratings; target: its held-out ratings (observed cells only).
-                val_ds = (tf.data.Dataset.from_tensor_slices(validation_rows)
-                          .batch(batch_size)
-                          .map(lambda rows: (train.dense(rows), validation.dense(rows)))
-                          .prefetch(tf.data.AUTOTUNE))
+                val_ds = rows_dataset(validation_rows, batch_size, False, validation)
             return train_ds, val_ds
 
+        fit_options = options
+        if options.distribution == "mirrored":
+            fit_options = dataclasses.replace(options, distribution="one_device")
+            if logger is not None:
+                logger.warning("autorec: sparse row batches cannot be split across replicas; training on one device")
         network, history = fit_network(
             self.kind,
             lambda: self._build_network(options, n_columns_total, self._biases.mean if self._biases else 3.0),
             make_datasets,
             len(train_rows),
-            options,
+            fit_options,
             self.default_learning_rate,
-            loss=masked_mse,
-            make_metrics=lambda: [MaskedRootMeanSquaredError(name="rmse")],
             logger=logger,
         )
         self._network = network
         self._codes = self._row_codes(network, train, n_rows_total, options.batch_size)
+        self._factors = None
         return history
 
     @staticmethod
     def _row_codes(network: keras.Model, rows: SparseRows, n_rows: int, batch_size: int) -> np.ndarray:
         """Last decoder hidden layer for every row: all that scoring needs besides the output layer."""
-        encoder = keras.Model(network.inputs, network.get_layer(_CODE_LAYER).output)
+        ratings = next(tensor for tensor in network.inputs if tensor.name == "ratings")
+        encoder = keras.Model(ratings, network.get_layer(_CODE_LAYER).output)
         step = max(batch_size, 1024)
-        chunks = [np.asarray(encoder.predict_on_batch(rows.dense(np.arange(start, min(start + step, n_rows)))),
+        chunks = [np.asarray(encoder.predict_on_batch(rows.sparse(np.arange(start, min(start + step, n_rows)))),
                              dtype=np.float32)
                   for start in range(0, n_rows, step)]
         return np.concatenate(chunks)
 
     # ----- scoring ---------------------------------------------------------------------------------------------
-    def _state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, BiasTerms]:
+    def _state(self) -> tuple[LatentFactors, BiasTerms]:
+        """Row codes x output weights as ``LatentFactors`` over (user, item) rows, built once, and the fallback."""
         if self._network is None or self._codes is None or self._biases is None:
             raise RuntimeError("AutoRecRecommender is not fitted: call fit() or load() first")
-        kernel, bias = self._network.get_layer(_OUTPUT_LAYER).get_weights()
-        return self._codes, np.asarray(kernel, np.float32), np.asarray(bias, np.float32), self._biases
+        if self._factors is None:
+            kernel, bias = (np.asarray(array, np.float32) for array in self._network.get_layer(_OUTPUT_LAYER).get_weights())
+            columns, codes = kernel.T, self._codes
+            if self.item_based:  # rows are items: score(u, i) = code_i . W[:, u] + b_u
+                self._factors = LatentFactors(columns, bias, codes, np.zeros(len(codes)))
+            else:  # rows are users: score(u, i) = code_u . W[:, i] + b_i
+                self._factors = LatentFactors(codes, np.zeros(len(codes)), columns, bias)
+        return self._factors, self._biases
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         if len(user_ids) != len(item_ids):
             raise ValueError("user_ids and item_ids must have the same length")
-        codes, kernel, bias, biases = self._state()
+        factors, biases = self._state()
         user_index = self._vocab("users").lookup(user_ids)
         item_index = self._vocab("items").lookup(item_ids)
-        rows, columns = self._rows_columns(user_index, item_index)
         scores = biases.predict(user_index, item_index)
-        known = np.flatnonzero((rows > 0) & (columns > 0))
-        for start in range(0, len(known), 1 << 16):
-            part = known[start:start + (1 << 16)]
-            scores[part] = np.einsum("ij,ji->i", codes[rows[part]], kernel[:, columns[part]]) + bias[columns[part]]
+        known = np.flatnonzero((user_index > 0) & (item_index > 0))
+        scores[known] = factors.pair_scores(user_index[known], item_index[known])
         return clip_ratings(scores)
 
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
         return clip_ratings(self.ranking_scores(user_ids))
 
     def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
-        codes, kernel, bias, biases = self._state()
+        factors, biases = self._state()
         user_index = self._vocab("users").lookup(user_ids)
-        scores = biases.score(user_index)
-        known = np.flatnonzero(user_index > 0)
-        if self.item_based:
-            scores[known] = (codes[1:] @ kernel[:, user_index[known]] + bias[user_index[known]]).T
-        else:
-            scores[known] = codes[user_index[known]] @ kernel[:, 1:] + bias[None, 1:]
+        known = user_index > 0
+        if known.all():
+            return factors.scores(user_index)
+        scores = np.asarray(biases.score(user_index), dtype=np.float32)
+        scores[known] = factors.scores(user_index[known])
         return scores
 
     def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
         user_index = self._vocab("users").lookup(user_ids)
-        return self._state()[3].predict(user_index, np.zeros_like(user_index)).astype(np.float64)
+        return self._state()[1].predict(user_index, np.zeros_like(user_index)).astype(np.float64)
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:
-        codes, _, _, biases = self._state()
-        assert self._network is not None
+        _, biases = self._state()
+        codes = self._codes
+        assert self._network is not None and codes is not None
         self._network.save(directory / NETWORK_FILE)
         (directory / "state.json").write_text(json.dumps({"mean": biases.mean}))
         np.savez(directory / ARRAYS_FILE, row_codes=codes, user_bias=biases.user_bias, item_bias=biases.item_bias)
@@ -222,3 +293,4 @@ class AutoRecRecommender(Recommender):
             self._codes = arrays["row_codes"]
             self._biases = BiasTerms(mean, arrays["user_bias"], arrays["item_bias"])
         self._network = keras.saving.load_model(directory / NETWORK_FILE, compile=False)
+        self._factors = None

@@ -10,11 +10,13 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import polars as pl
+import tensorflow as tf
 
 from rec_pipeline.evaluation.cold_items import UNSEEN_ITEM
 from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
@@ -41,6 +43,99 @@ class ModelNotApplicable(ValueError):
 def clip_ratings(values: np.ndarray) -> np.ndarray:
     """Ratings live on a 1..5 star scale; clipping never hurts RMSE and keeps outputs interpretable."""
     return np.clip(np.asarray(values, dtype=np.float32), RATING_MIN, RATING_MAX)
+
+
+class PairScorer(Protocol):
+    """Scores (user row, item row) pairs from arrays precomputed once per user and per item (rows as in the
+    vocabularies: 0 = unknown), so ranking never runs a network per pair. ``LatentFactors`` is the factorized
+    case; NCF/NeuMF's ``SplitMLP`` precomputes what it can and runs only the MLP per pair."""
+
+    @property
+    def n_items(self) -> int:
+        """Scored items: rows 1..n."""
+        ...
+
+    def scores(self, user_index: np.ndarray) -> np.ndarray:
+        """float32 ``[len(user_index), n_items]``."""
+        ...
+
+    def item_scores(self, user_index: np.ndarray, item_row: int) -> np.ndarray:
+        """float32 score of one item row for each user row."""
+        ...
+
+    def pair_scores(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """float32 scores of aligned (user row, item row) pairs."""
+        ...
+
+
+# Pairs per chunk when LatentFactors scores aligned (user, item) pairs: bounds the gathered rows to ~50 MB.
+_PAIRS_PER_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True)
+class LatentFactors:
+    """Scores that factorize as ``offset + user_bias[u] + item_bias[i] + user_vectors[u] . item_vectors[i]``.
+
+    Rows are model indices: row 0 is the unknown user/item, rows 1..n the vocabulary. MF, the hybrid (whose
+    content towers only change the item side), the two-tower ranker and AutoRec all score this way, so each
+    computes its vectors once (after ``fit`` and ``load``) and ranking a batch of users against every item is
+    one matrix product instead of a forward pass per (user, item) pair. The biases ride inside the product as
+    two extra columns (``[u, b_u + offset, 1] . [i, 1, b_i]``), so the score matrix is written once.
+    """
+
+    user_vectors: np.ndarray
+    user_bias: np.ndarray
+    item_vectors: np.ndarray
+    item_bias: np.ndarray
+    offset: float = 0.0
+    _users: np.ndarray = field(init=False, repr=False)
+    _items: np.ndarray = field(init=False, repr=False)
+    _scored_items: tf.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        users = np.asarray(self.user_vectors, dtype=np.float32)
+        items = np.asarray(self.item_vectors, dtype=np.float32)
+        if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
+            raise ValueError(f"user vectors {users.shape} and item vectors {items.shape} must share their width")
+        user_bias = np.asarray(self.user_bias, dtype=np.float32).reshape(-1)
+        item_bias = np.asarray(self.item_bias, dtype=np.float32).reshape(-1)
+        if len(user_bias) != len(users) or len(item_bias) != len(items):
+            raise ValueError("one bias per user and per item row")
+        augmented_users = np.hstack([users, (user_bias + np.float32(self.offset))[:, None],
+                                     np.ones((len(users), 1), np.float32)])
+        augmented_items = np.hstack([items, np.ones((len(items), 1), np.float32), item_bias[:, None]])
+        object.__setattr__(self, "_users", np.ascontiguousarray(augmented_users))
+        object.__setattr__(self, "_items", np.ascontiguousarray(augmented_items))
+        object.__setattr__(self, "_scored_items", tf.constant(augmented_items[1:]))
+
+    @property
+    def n_items(self) -> int:
+        """Scored items (rows 1..n of ``item_vectors``)."""
+        return int(self._items.shape[0]) - 1
+
+    def scores(self, user_index: np.ndarray) -> np.ndarray:
+        """float32 ``[len(user_index), n_items]``: every item (rows 1..n) for each user row.
+
+        The product runs in TensorFlow, not numpy: in a process where TensorFlow's thread pools are alive,
+        OpenBLAS' own threads contended with them and the same product took 10x longer (15 ms against 1.3 ms
+        for 100 users x 20k items on 2 cores).
+        """
+        users = self._users[np.asarray(user_index)]
+        return tf.linalg.matmul(users, self._scored_items, transpose_b=True).numpy()
+
+    def item_scores(self, user_index: np.ndarray, item_row: int) -> np.ndarray:
+        """float32 score of one item row (0: the unknown item) for each user row."""
+        return self._users[np.asarray(user_index)] @ self._items[item_row]
+
+    def pair_scores(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """float32 scores of aligned (user row, item row) pairs, gathered in bounded chunks."""
+        user_index, item_index = np.asarray(user_index), np.asarray(item_index)
+        out = np.empty(len(user_index), dtype=np.float32)
+        for start in range(0, len(user_index), _PAIRS_PER_CHUNK):
+            stop = start + _PAIRS_PER_CHUNK
+            out[start:stop] = np.einsum("ij,ij->i", self._users[user_index[start:stop]],
+                                        self._items[item_index[start:stop]])
+        return out
 
 
 class Recommender(abc.ABC):
@@ -153,8 +248,10 @@ class Recommender(abc.ABC):
         for start in range(0, len(users), batch):
             chunk = users[start:start + batch]
             raw = np.asarray(self.ranking_scores(chunk))
-            # A float64 copy either way: excluded cells are overwritten and must not touch a model's cached array.
-            scores = np.array(raw if every_column else raw[:, columns], dtype=np.float64)
+            # A copy either way (excluded cells are overwritten and must not touch a model's cached array), in the
+            # model's float dtype: float32 ranks exactly as its float64 widening would, on half the memory.
+            dtype = raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.float64
+            scores = np.array(raw if every_column else raw[:, columns], dtype=dtype)
             for row, user in enumerate(chunk):
                 seen = exclude.get(user)
                 if seen:
@@ -169,7 +266,7 @@ class Recommender(abc.ABC):
                         "user_id": np.asarray(chunk, dtype=object)[rows].tolist(),
                         "rank": (ranks + 1).astype(np.int32),
                         "item_id": item_array[top[keep]].tolist(),
-                        "score": top_scores[keep],
+                        "score": top_scores[keep].astype(np.float64),
                     },
                     schema=RECOMMENDATION_SCHEMA,
                 )

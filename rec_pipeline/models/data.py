@@ -167,7 +167,11 @@ class TrainOptions:
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch curves and throughput of one ``fit``; ``best_epoch`` is 1-based (the weights kept)."""
+    """Per-epoch curves and throughput of one ``fit``; ``best_epoch`` is 1-based (the weights kept).
+
+    ``epoch_seconds`` are the training wall times of each epoch (validation included), so throughput can be read
+    per epoch: the first one also pays graph tracing.
+    """
 
     loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -177,6 +181,7 @@ class TrainingHistory:
     epochs_run: int = 1
     examples_per_second: float = 0.0
     wall_seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
 
     @property
     def best_val_rmse(self) -> float | None:

@@ -16,9 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rec_pipeline.models.base import LatentFactors
 from rec_pipeline.models.data import TrainingData, TrainOptions
 from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
-from rec_pipeline.models.layers import ApplyMask, GlobalBias, IdDropout, KnownMask, SelectByKnown
+from rec_pipeline.models.layers import ApplyMask, GlobalBias, IdDropout, KnownMask, MaskedRows, StitchRows, TakeRows
 from rec_pipeline.models.training import layer_dtype
 from rec_pipeline.models.vocabulary import IdVocabulary
 
@@ -30,6 +31,8 @@ DEFAULT_BIAS_L2 = 0.001
 # 0.72 but warm 0.679 (it memorizes warm items); at 0.05 warm 0.663 but cold 0.86, no better than MF's biases.
 DEFAULT_CONTENT_L2 = 0.05
 DEFAULT_COLD_CONTENT_L2 = 1e-3
+# Items per forward pass when the content towers are run over the whole catalogue after fit and load.
+_ITEM_BATCH = 1 << 13
 
 
 def standardized(vectors: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -158,11 +161,19 @@ class HybridRecommender(PairwiseKerasRecommender):
         b_i = ApplyMask()([embed(item, n_items, 1, options, "item_bias", dtype, self.bias_l2, zeros=True),
                            item_known])
 
-        warm_factors, warm_bias = self._content_tower(options, "", self.content_l2, text, text_mask, image, image_mask)
-        cold_factors, cold_bias = self._content_tower(options, "cold_", self.cold_content_l2, text, text_mask, image,
-                                                      image_mask)
-        content_factors = SelectByKnown(name="selected_content_factors")([warm_factors, cold_factors, item_known])
-        content_bias = SelectByKnown(name="selected_content_bias")([warm_bias, cold_bias, item_known])
+        # Each tower runs only on its own rows (rated items: warm; the rest: cold), then the rows are put back.
+        content_inputs = (text, text_mask, image, image_mask)
+        warm_rows = MaskedRows(name="warm_rows")(item_known)
+        cold_rows = MaskedRows(known=False, name="cold_rows")(item_known)
+
+        def rows_of(rows: Any, prefix: str) -> list[Any]:
+            names = ("text", "text_mask", "image", "image_mask")
+            return [TakeRows(name=f"{prefix}{name}_rows")([x, rows]) for name, x in zip(names, content_inputs, strict=True)]
+
+        warm_factors, warm_bias = self._content_tower(options, "", self.content_l2, *rows_of(warm_rows, "warm_"))
+        cold_factors, cold_bias = self._content_tower(options, "cold_", self.cold_content_l2, *rows_of(cold_rows, "cold_"))
+        content_factors = StitchRows(name="selected_content_factors")([warm_factors, warm_rows, cold_factors, cold_rows])
+        content_bias = StitchRows(name="selected_content_bias")([warm_bias, warm_rows, cold_bias, cold_rows])
 
         item_factors = keras.layers.Add(dtype=dtype, name="item_factors")([q, content_factors])
         interaction = keras.layers.Dot(axes=1, dtype=dtype, name="interaction")([p, item_factors])
@@ -198,6 +209,39 @@ class HybridRecommender(PairwiseKerasRecommender):
                                            name=f"{prefix}content_dropout")(content)
         factors = dense(options.embedding_dim, "content_factors", activation=None)(content)
         return factors, dense(1, "content_bias", activation=None)(content)
+
+    # ----- scoring ---------------------------------------------------------------------------------------------
+    def _build_scorer(self) -> LatentFactors | None:
+        """User vectors/biases from the tables; item factors ``q_i + C(x_i)`` and bias ``b_i + c_b(x_i)`` from one
+        pass of the content towers over every item (row 0: the unknown item), so ranking is a matrix product.
+
+        ``None`` (score per pair through the network) for a subclass whose network is not this factorization.
+        """
+        network = self._fitted_network()
+        names = {layer.name for layer in network.layers}
+        if not {"item_factors", "selected_content_bias", "item_bias", "user_embedding", "user_bias"} <= names:
+            return None
+        assert self._tables is not None
+        item_inputs = {tensor.name: tensor for tensor in network.inputs if tensor.name != "user"}
+        item_side = keras.Model(item_inputs, [network.get_layer("item_factors").output,
+                                              network.get_layer("selected_content_bias").output])
+        n_rows = self._vocab("items").size_with_unknown
+        collaborative = np.where(self._tables["rated"], np.arange(n_rows), 0).astype(np.int32)
+        factors, content_bias = [], []
+        for start in range(0, n_rows, _ITEM_BATCH):
+            rows = np.arange(start, min(start + _ITEM_BATCH, n_rows), dtype=np.int32)
+            inputs = self._network_inputs({"user": np.zeros_like(rows), "item": rows})
+            inputs.pop("user")
+            out_factors, out_bias = item_side.predict_on_batch(inputs)
+            factors.append(np.asarray(out_factors, np.float32))
+            content_bias.append(np.asarray(out_bias, np.float32).reshape(-1))
+        item_bias = np.asarray(network.get_layer("item_bias").get_weights()[0], np.float32)[:, 0]
+        item_bias = np.where(collaborative > 0, item_bias[collaborative], 0.0) + np.concatenate(content_bias)
+        return LatentFactors(
+            np.asarray(network.get_layer("user_embedding").get_weights()[0], np.float32),
+            np.asarray(network.get_layer("user_bias").get_weights()[0], np.float32)[:, 0],
+            np.concatenate(factors), item_bias, offset=float(network.get_layer("global_bias").get_weights()[0]),
+        )
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_extra(self, directory: Path) -> None:

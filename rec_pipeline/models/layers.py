@@ -92,7 +92,8 @@ class BatchRowL2(keras.layers.Layer):
 class SelectByKnown(keras.layers.Layer):
     """``known * when_known + (1 - known) * when_unknown`` per row (``known`` from ``KnownMask``).
 
-    Gradients reach only the branch that was selected, so each branch learns from its own examples.
+    Gradients reach only the branch that was selected, so each branch learns from its own examples. Hybrid
+    networks saved before ``MaskedRows``/``StitchRows`` (which skip the unselected branch's work) use it.
     """
 
     def call(self, inputs: Any) -> Any:
@@ -102,6 +103,61 @@ class SelectByKnown(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedRows(keras.layers.Layer):
+    """Positions (int32, shape ``[n]``) of the batch rows whose mask (``KnownMask``, ``[batch, 1]``) is 1, or 0
+    with ``known=False``.
+
+    With ``TakeRows`` and ``StitchRows`` a branch runs only on the rows that use it: the hybrid's warm content
+    tower on rated items, its cold tower on the rest, instead of both on every row with one result discarded.
+    """
+
+    def __init__(self, known: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.known = bool(known)
+
+    def call(self, mask: Any) -> Any:
+        flags = ops.greater(ops.reshape(ops.cast(mask, "float32"), (-1,)), 0.5)
+        if not self.known:
+            flags = ops.logical_not(flags)
+        return ops.cast(ops.where(flags)[0], "int32")
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (None,)
+
+    def compute_output_spec(self, mask: Any) -> Any:
+        return keras.KerasTensor((None,), dtype="int32")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "known": self.known}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TakeRows(keras.layers.Layer):
+    """``features[rows]``: the rows picked by ``MaskedRows``."""
+
+    def call(self, inputs: Any) -> Any:
+        features, rows = inputs
+        return ops.take(features, rows, axis=0)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (None, *input_shape[0][1:])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class StitchRows(keras.layers.Layer):
+    """Inverse of two ``TakeRows``: rows ``a`` (at positions ``rows_a``) and ``b`` (at ``rows_b``), which together
+    cover the batch once, back in batch order. Each row's gradient reaches only the branch that produced it."""
+
+    def call(self, inputs: Any) -> Any:
+        a, rows_a, b, rows_b = inputs
+        order = ops.argsort(ops.concatenate([rows_a, rows_b], axis=0))
+        return ops.take(ops.concatenate([a, ops.cast(b, a.dtype)], axis=0), order, axis=0)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (None, *input_shape[0][1:])
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -123,40 +179,3 @@ class GlobalBias(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "initial": self.initial}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-def masked_mse(y_true: Any, y_pred: Any) -> Any:
-    """MSE over observed entries only (0 = unobserved, valid because ratings are >= 1), as in AutoRec.
-
-    Per-row values are rescaled so Keras' mean over the batch equals sum(err^2) / n_observed in that batch.
-    """
-    y_true = ops.cast(y_true, "float32")
-    y_pred = ops.cast(y_pred, "float32")
-    mask = ops.cast(ops.greater(y_true, 0.0), "float32")
-    per_row = ops.sum(mask * ops.square(y_true - y_pred), axis=-1)
-    rows = ops.cast(ops.shape(y_true)[0], "float32")
-    return per_row * rows / ops.maximum(ops.sum(mask), 1.0)
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskedRootMeanSquaredError(keras.metrics.Metric):
-    """RMSE over observed entries, accumulated exactly across batches (not a mean of batch RMSEs)."""
-
-    def __init__(self, name: str = "rmse", **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-        self.squared_error = self.add_variable(shape=(), initializer="zeros", name="squared_error")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        y_true = ops.cast(y_true, "float32")
-        mask = ops.cast(ops.greater(y_true, 0.0), "float32")
-        self.squared_error.assign_add(ops.sum(mask * ops.square(y_true - ops.cast(y_pred, "float32"))))
-        self.count.assign_add(ops.sum(mask))
-
-    def result(self) -> Any:
-        return ops.sqrt(self.squared_error / ops.maximum(self.count, 1.0))
-
-    def reset_state(self) -> None:
-        self.squared_error.assign(0.0)
-        self.count.assign(0.0)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
+from rec_pipeline.models.base import LatentFactors
 from rec_pipeline.models.data import TrainOptions
 from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
 from rec_pipeline.models.layers import ApplyMask, GlobalBias, KnownMask
@@ -25,7 +25,8 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
     users/items contribute nothing, so the fallback is exactly mu + the known biases (the classic baseline
     estimate) rather than a learned "unknown" vector.
 
-    Scoring bypasses Keras: with the factors as numpy arrays, ``ranking_scores`` (unclipped) is one matrix product.
+    Scoring bypasses Keras: with the factors as numpy arrays (``LatentFactors``), ``ranking_scores`` (unclipped) is
+    one matrix product per batch of users.
     """
 
     kind = "mf"
@@ -36,8 +37,6 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
         super().__init__()
         self.embedding_l2 = None if embedding_l2 is None else float(embedding_l2)
         self.bias_l2 = None if bias_l2 is None else float(bias_l2)
-        self._factors: dict[str, np.ndarray] | None = None
-        self._mean_weight: float = float("nan")
 
     def get_config(self) -> dict[str, Any]:
         return {"embedding_l2": self.embedding_l2, "bias_l2": self.bias_l2}
@@ -56,29 +55,13 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
         rating = GlobalBias(self._global_mean, name="global_bias", dtype="float32")(summed)
         return keras.Model({"user": user, "item": item}, rating, name="mf")
 
-    def _after_weights_ready(self) -> None:
+    def _build_scorer(self) -> LatentFactors:
+        """The factors as numpy arrays: scoring is one matrix product, no Keras call."""
         network = self._fitted_network()
-        factors = {}
+        tables = {}
         for name in ("user_embedding", "item_embedding", "user_bias", "item_bias"):
             table = np.array(network.get_layer(name).get_weights()[0], dtype=np.float32)
             table[0] = 0.0  # the unknown row is masked out in the network, so it must be here too
-            factors[name] = table
-        factors["user_bias"] = factors["user_bias"][:, 0]
-        factors["item_bias"] = factors["item_bias"][:, 0]
-        self._factors = factors
-        self._mean_weight = float(network.get_layer("global_bias").get_weights()[0])
-
-    def _score_pairs(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
-        f = self._factors
-        assert f is not None
-        dots = np.einsum("ij,ij->i", f["user_embedding"][user_index], f["item_embedding"][item_index])
-        return self._mean_weight + f["user_bias"][user_index] + f["item_bias"][item_index] + dots
-
-    def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
-        self._fitted_network()
-        f = self._factors
-        assert f is not None
-        user_index = self._vocab("users").lookup(user_ids)
-        scores = f["user_embedding"][user_index] @ f["item_embedding"][1:].T
-        scores += self._mean_weight + f["user_bias"][user_index][:, None] + f["item_bias"][None, 1:]
-        return scores
+            tables[name] = table
+        return LatentFactors(tables["user_embedding"], tables["user_bias"][:, 0], tables["item_embedding"],
+                             tables["item_bias"][:, 0], offset=float(network.get_layer("global_bias").get_weights()[0]))

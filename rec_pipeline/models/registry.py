@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rec_pipeline.models.als import ALSMatrixFactorizationRecommender
 from rec_pipeline.models.artifacts import read_manifest
 from rec_pipeline.models.autorec import AutoRecRecommender
 from rec_pipeline.models.base import Recommender
@@ -11,6 +12,7 @@ from rec_pipeline.models.biases import BiasesRecommender
 from rec_pipeline.models.ease import EASERecommender
 from rec_pipeline.models.global_mean import GlobalMeanRecommender
 from rec_pipeline.models.hybrid import HybridRecommender
+from rec_pipeline.models.hybrid_seed000 import HybridSeed000Recommender
 from rec_pipeline.models.mf import MatrixFactorizationRecommender
 from rec_pipeline.models.ncf import NCFRecommender
 from rec_pipeline.models.neumf import NeuMFRecommender
@@ -20,8 +22,8 @@ from rec_pipeline.models.two_tower import TwoTowerRecommender
 MODELS: dict[str, type[Recommender]] = {
     model.kind: model
     for model in (GlobalMeanRecommender, PopularityRecommender, BiasesRecommender, EASERecommender,
-                  MatrixFactorizationRecommender, NCFRecommender, NeuMFRecommender, HybridRecommender, AutoRecRecommender,
-                  TwoTowerRecommender)
+                  MatrixFactorizationRecommender, ALSMatrixFactorizationRecommender, NCFRecommender, NeuMFRecommender,
+                  HybridRecommender, HybridSeed000Recommender, AutoRecRecommender, TwoTowerRecommender)
 }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from keras import ops
 
-from rec_pipeline.models.base import Recommender, clip_ratings
+from rec_pipeline.models.base import LatentFactors, Recommender, clip_ratings
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
 from rec_pipeline.models.hybrid import standardized
 from rec_pipeline.models.keras_base import embed
@@ -166,9 +166,7 @@ class TwoTowerRecommender(Recommender):
         self.user_dropout = float(user_dropout)
         self._network: keras.Model | None = None
         self._mean = float("nan")
-        self._user_vectors: np.ndarray | None = None
-        self._item_vectors: np.ndarray | None = None
-        self._unknown_item_vector: np.ndarray | None = None
+        self._factors: LatentFactors | None = None
 
     def get_config(self) -> dict[str, Any]:
         return {"n_negatives": self.n_negatives, "content_units": self.content_units, "item_dropout": self.item_dropout,
@@ -261,12 +259,19 @@ class TwoTowerRecommender(Recommender):
 
     # ----- scoring ---------------------------------------------------------------------------------------------
     def _compute_vectors(self) -> None:
-        """Run both towers once over every user and item: scoring is then one matrix product."""
+        """Run both towers once over every user and item: scoring is then one matrix product.
+
+        Item row 0, the unknown item, has no id embedding and no content: the content projection's biases alone.
+        """
         network = self._fitted_network()
-        self._user_vectors = _run_tower(network.get_layer("user_tower"), self._vocab("users").size_with_unknown)
-        item_vectors = _run_tower(network.get_layer("item_tower"), self._vocab("items").size_with_unknown)
-        # Row 0, the unknown item: no id embedding and no content, so the content projection's biases alone.
-        self._unknown_item_vector, self._item_vectors = item_vectors[0], item_vectors[1:]
+        users = _run_tower(network.get_layer("user_tower"), self._vocab("users").size_with_unknown)
+        items = _run_tower(network.get_layer("item_tower"), self._vocab("items").size_with_unknown)
+        self._factors = LatentFactors(users, np.zeros(len(users)), items, np.zeros(len(items)))
+
+    def _fitted_factors(self) -> LatentFactors:
+        if self._factors is None:
+            raise RuntimeError("TwoTowerRecommender is not fitted: call fit() or load() first")
+        return self._factors
 
     def _fitted_network(self) -> keras.Model:
         if self._network is None:
@@ -283,15 +288,10 @@ class TwoTowerRecommender(Recommender):
         return clip_ratings(np.full((len(user_ids), len(self._vocab("items"))), self._mean))
 
     def ranking_scores(self, user_ids: Sequence[str]) -> np.ndarray:
-        if self._user_vectors is None or self._item_vectors is None:
-            raise RuntimeError("TwoTowerRecommender is not fitted: call fit() or load() first")
-        return self._user_vectors[self._vocab("users").lookup(user_ids)] @ self._item_vectors.T
+        return self._fitted_factors().scores(self._vocab("users").lookup(user_ids))
 
     def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
-        if self._user_vectors is None or self._unknown_item_vector is None:
-            raise RuntimeError("TwoTowerRecommender is not fitted: call fit() or load() first")
-        user_vectors = self._user_vectors[self._vocab("users").lookup(user_ids)]
-        return (user_vectors @ self._unknown_item_vector).astype(np.float64)
+        return self._fitted_factors().item_scores(self._vocab("users").lookup(user_ids), 0).astype(np.float64)
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:

@@ -188,3 +188,34 @@ def test_ranking_uses_unclipped_ranking_scores_when_the_model_has_them() -> None
     model = Clipped(["a", "b", "c"], {"u": [1.0, 5.4, 6.0]})
     outcome = rank_model(model, ratings([("u", "a", 3.0)]), ratings([("u", "c", 5.0)]), options=EvaluationOptions(ks=(1,)))
     assert outcome.metrics["hr@1"] == 1.0
+
+
+class Float32Table(TableModel):
+    """The same table, scored in float32 as the factorized models return it."""
+
+    def score_users(self, user_ids: list[str]) -> np.ndarray:  # type: ignore[override]
+        return super().score_users(user_ids).astype(np.float32)
+
+
+def _random_ranking_data(seed: int) -> tuple[list[str], dict[str, list[float]], object]:
+    rng = np.random.default_rng(seed)
+    items = [f"i{n:02d}" for n in range(40)]
+    # Scores rounded to a few levels: many ties at and inside the top K, which the seeded keys must settle.
+    rows = {f"u{n}": np.round(rng.normal(size=40), 1).tolist() for n in range(30)}
+    pairs = [(user, item, float(rng.integers(1, 6))) for user in rows for item in rng.choice(items, 6, replace=False)]
+    return items, rows, ratings(pairs)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_metrics_do_not_depend_on_candidate_order_or_score_dtype(seed: int) -> None:
+    items, rows, frame = _random_ranking_data(seed)
+    train, test = frame[::2], frame[1::2]
+    options = EvaluationOptions(ks=(3, 10), seed=seed)
+    reference = rank_candidates(TableModel(items, rows), train, test, options=options, candidates=items)
+    shuffled = list(np.random.default_rng(seed).permutation(items))
+    reordered = TableModel(shuffled, {user: [row[items.index(item)] for item in shuffled] for user, row in rows.items()})
+    for model, candidates in ((reordered, items), (TableModel(items, rows), shuffled), (Float32Table(items, rows), items)):
+        outcome = rank_candidates(model, train, test, options=options, candidates=candidates)
+        for key, values in reference.per_user.items():
+            assert np.array_equal(outcome.per_user[key], values), key
+        assert outcome.metrics == reference.metrics

@@ -67,3 +67,21 @@ def test_top_k_columns_equals_a_full_sort_by_score_then_key(scores: np.ndarray, 
 def test_malformed_keys_are_rejected() -> None:
     with pytest.raises(ValueError, match="shape"):
         top_k_columns(np.zeros((2, 3)), 1, lambda rows: np.zeros((len(rows), 2), dtype=np.uint64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.int64, st.tuples(st.integers(1, 4), st.integers(2, 30)), elements=st.integers(0, 4)),
+       st.integers(1, 12))
+def test_float32_scores_rank_like_their_float64_copy(scores: np.ndarray, k: int) -> None:
+    # Rankings run on the model's own dtype (float32 for the factorized models); widening must not be needed.
+    scores = np.where(scores == 0, -np.inf, scores / 3.0)
+    ties = TieBreaker([f"i{n}" for n in range(scores.shape[1])], seed=2).for_rows([f"u{n}" for n in range(len(scores))])
+    narrow = scores.astype(np.float32)
+    assert np.array_equal(top_k_columns(narrow, k, ties), top_k_columns(narrow.astype(np.float64), k, ties))
+
+
+def test_keys_are_the_same_whatever_the_batch_size() -> None:
+    items = [f"i{n}" for n in range(3000)]  # keys are mixed ~20 rows at a time: 70 users span several chunks
+    users = [f"u{n}" for n in range(70)]
+    ties = TieBreaker(items, seed=9)
+    assert np.array_equal(ties.keys(users)[40:45], ties.keys(users[40:45]))

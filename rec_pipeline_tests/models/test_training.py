@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rec_pipeline.models import TrainOptions, create_model
-from rec_pipeline.models.training import resolve_strategy, tensorboard_available
+from rec_pipeline.models.training import FusedAdam, index_batches, pair_dataset, resolve_strategy, tensorboard_available
 from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def test_early_stopping_restores_the_best_epoch(planted: PlantedRatings) -> None
     assert best - 0.02 < kept <= best + 1e-4
 
 
-@pytest.mark.parametrize("kind", ["ncf", "autorec"])
+@pytest.mark.parametrize("kind", ["mf", "ncf", "autorec"])
 def test_same_seed_gives_identical_predictions(kind: str, planted: PlantedRatings) -> None:
     first = _test_predictions(kind, planted, QUICK)
     assert np.array_equal(first, _test_predictions(kind, planted, QUICK))
@@ -79,3 +79,65 @@ def test_training_without_validation_still_fits(planted: PlantedRatings) -> None
     model = create_model("mf")
     history = model.fit(type(planted.training_data())(planted.train), QUICK)
     assert history.val_loss == [] and history.epochs_run == 2
+
+
+def _epochs(dataset: object, n: int) -> list[list[int]]:
+    return [[int(i) for batch in dataset for i in np.asarray(batch)] for _ in range(n)]  # type: ignore[attr-defined]
+
+
+def test_index_batches_visit_every_example_once_per_epoch_in_a_fresh_seeded_order() -> None:
+    import keras
+
+    keras.utils.set_random_seed(1)
+    first, second = _epochs(index_batches(10, 4, seed=3, shuffle=True), 2)
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert first != second  # reshuffled every epoch, not one fixed order
+    keras.utils.set_random_seed(1)
+    assert _epochs(index_batches(10, 4, seed=3, shuffle=True), 2) == [first, second]
+    keras.utils.set_random_seed(1)
+    assert _epochs(index_batches(10, 4, seed=4, shuffle=True), 1)[0] != first
+    assert [len(batch) for batch in index_batches(10, 4, seed=3, shuffle=True)] == [4, 4, 2]
+    assert _epochs(index_batches(10, 4, seed=3, shuffle=False), 1)[0] == list(range(10))
+
+
+def test_pair_dataset_keeps_features_and_targets_aligned() -> None:
+    features = {"user": np.arange(7, dtype=np.int32), "item": np.arange(7, dtype=np.int32) * 10}
+    targets = np.arange(7, dtype=np.float32) / 2
+    dataset = pair_dataset(features, targets, 3, seed=0, shuffle=True)
+    assert int(dataset.cardinality()) == 3
+    seen = []
+    for x, y in dataset:
+        assert np.array_equal(np.asarray(x["item"]), np.asarray(x["user"]) * 10)
+        assert np.array_equal(np.asarray(y), np.asarray(x["user"]) / 2)
+        seen.extend(np.asarray(x["user"]).tolist())
+    assert sorted(seen) == list(range(7))
+
+
+def test_fused_adam_takes_keras_adam_steps() -> None:
+    import keras
+
+    rng = np.random.default_rng(0)
+    start, gradients = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(4, 5, 3)).astype(np.float32)
+    finals = []
+    for optimizer in (keras.optimizers.Adam(0.1), FusedAdam(0.1)):
+        variable = keras.Variable(start)
+        for gradient in gradients:
+            optimizer.apply_gradients([(gradient, variable)])
+        finals.append(np.asarray(variable))
+    assert np.allclose(finals[0], finals[1], atol=1e-6) and not np.allclose(finals[0], start)
+
+
+def test_history_times_every_epoch(planted: PlantedRatings) -> None:
+    history = create_model("mf").fit(planted.training_data(), QUICK)
+    assert len(history.epoch_seconds) == history.epochs_run == 2
+    assert all(seconds > 0 for seconds in history.epoch_seconds)
+    assert sum(history.epoch_seconds) <= history.wall_seconds
+
+
+def test_autorec_feeds_sparse_rows_and_scores_observed_cells_only(planted: PlantedRatings) -> None:
+    # A dense batch would be rows x every column; these inputs hold only the batch's observed cells.
+    model = create_model("autorec", hidden_units=(8, 4))
+    model.fit(planted.training_data(), QUICK)
+    inputs = {tensor.name: tensor for tensor in model._network.inputs}  # type: ignore[attr-defined]
+    assert inputs["ratings"].sparse and set(inputs) == {"ratings", "cell_rows", "cell_columns"}
+    assert model._network.output.shape == (None,)  # type: ignore[attr-defined]

@@ -1,0 +1,192 @@
+"""Seed project 000's hybrid network, kept as a model of its own so its published figures can be reproduced.
+
+The seed (2018 AMAZON_FASHION, random hold-out; RMSE 0.7526, MAE 0.5157, Pearson 0.820 in ~10 epochs) wired four
+branches side by side and let a small MLP merge them::
+
+    MF       user(32), item(32) -> normalized dot (cosine)                                   -> 1
+    NN       user(32) ++ item(32) -> Dense 16 relu -> Dropout 0.1                          -> 16
+    content  title(64) -> Dense 64 relu ++ image(512) -> Dense 256 relu -> Dense 128 relu  -> 128
+    merge    1 ++ 16 ++ 128 -> Dense 64 linear -> Dense 1
+
+trained on the MAE with Adam at lr 0.01 and Keras 2's ``decay=1e-4`` (lr / (1 + decay * iterations), here the
+equivalent ``InverseTimeDecay`` schedule). The project's own ``hybrid`` differs on purpose (content feeds the item
+factors and bias, MSE, per-row L2); this one is the seed's shape, for comparison under the seed's protocol.
+
+Differences from the seed, all forced by the pipeline's inputs or its interface:
+
+- Content comes from the pipeline's vectors, looked up per item inside the model exactly as the ``hybrid`` does
+  (an item-indexed constant table gathered per batch, standardized per column): the title tower reads the
+  item's text vector (word2vec ``vector_size``, 64 by default; the demo uses 32), the image tower the image
+  embedding (``projection_dim``, 64 by default, where the seed had a 512-d CNN vector). The Dense widths are the
+  seed's whatever the input width is.
+- A missing title or image contributes zeros (its tower's output times the presence mask), where the seed had a
+  vector for every item.
+- Unknown users and items (index 0, also used for items known only by their content) contribute zero embeddings
+  to the MF and NN branches; ``TrainOptions.id_dropout`` trains that case as in the other pairwise models.
+- The last Dense starts its bias at the training mean (the seed's started at zero); this only shortens the
+  first epoch. ``TrainOptions.embedding_dim``, ``dropout`` and ``l2`` do not apply: the sizes and the 0.1
+  dropout are this model's constructor arguments and the seed had no weight penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import keras
+import numpy as np
+import polars as pl
+
+from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
+from rec_pipeline.models.hybrid import HybridRecommender
+from rec_pipeline.models.keras_base import embedding, id_inputs
+from rec_pipeline.models.layers import ApplyMask, KnownMask
+from rec_pipeline.models.ncf import dropped_ids, rating_head
+from rec_pipeline.models.training import DatasetPair, fit_network, layer_dtype, pair_dataset
+from rec_pipeline.models.vocabulary import IdVocabulary
+
+SEED_LEARNING_RATE = 0.01
+SEED_DECAY = 1e-4
+SEED_LOSS = "mae"
+
+
+def seed_learning_rate(learning_rate: float, decay: float) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Keras 2's ``Adam(lr, decay=d)``: lr / (1 + d * iterations), with iterations counted in optimizer steps.
+
+    Keras 3 dropped the ``decay`` argument; ``InverseTimeDecay`` with ``decay_steps=1`` and no staircase is the
+    same formula, so the seed's step sizes are reproduced exactly.
+    """
+    return keras.optimizers.schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)
+
+
+class HybridSeed000Recommender(HybridRecommender):
+    """The seed's four-branch network (module docstring) on the ``hybrid``'s content plumbing.
+
+    It reuses the hybrid's item vocabulary (every item with content, rated or not), its standardized item-indexed
+    content tables gathered per batch, and their save/load; ``text_units``, ``image_units`` and
+    ``content_units`` keep the hybrid's meaning (the title, image and merged content Dense widths). The hybrid's
+    L2 strengths and item dropout do not apply.
+    """
+
+    kind = "hybrid_seed000"
+    default_learning_rate = SEED_LEARNING_RATE
+
+    def __init__(
+        self,
+        embedding_dim: int = 32,
+        nn_units: int = 16,
+        nn_dropout: float = 0.1,
+        text_units: int = 64,
+        image_units: int = 256,
+        content_units: int = 128,
+        merge_units: int = 64,
+        decay: float = SEED_DECAY,
+    ) -> None:
+        super().__init__(text_units=text_units, image_units=image_units, content_units=content_units, item_dropout=0.0)
+        if not 0.0 <= nn_dropout < 1.0:
+            raise ValueError("nn_dropout must lie in [0, 1)")
+        if decay < 0:
+            raise ValueError("decay must be >= 0")
+        self.embedding_dim = int(embedding_dim)
+        self.nn_units = int(nn_units)
+        self.nn_dropout = float(nn_dropout)
+        self.merge_units = int(merge_units)
+        self.decay = float(decay)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "embedding_dim": self.embedding_dim, "nn_units": self.nn_units, "nn_dropout": self.nn_dropout,
+            "text_units": self.text_units, "image_units": self.image_units, "content_units": self.content_units,
+            "merge_units": self.merge_units, "decay": self.decay,
+        }
+
+    # ----- training ---------------------------------------------------------------------------------------------
+    def fit(self, data: TrainingData, options: TrainOptions | None = None,
+            logger: logging.Logger | None = None) -> TrainingHistory:
+        """``PairwiseKerasRecommender.fit`` with the seed's loss (MAE) and decaying learning rate.
+
+        The shared ``fit`` always compiles with MSE and a constant rate; until it takes both from the model, this
+        repeats its few lines of data preparation and calls the same ``fit_network``.
+        """
+        options = options or TrainOptions()
+        self._options = options
+        users = self._users = IdVocabulary.from_column(data.train["user_id"])
+        items = self._items = self._item_vocabulary(data)
+        self._global_mean = float(data.train["rating"].mean())  # type: ignore[arg-type]
+        self._prepare(data)
+
+        def indices(frame: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            features = {"user": users.lookup(frame["user_id"]), "item": items.lookup(frame["item_id"])}
+            return features, frame["rating"].to_numpy().astype(np.float32)
+
+        train_x, train_y = indices(data.train)
+        validation = indices(data.validation) if data.has_validation and data.validation is not None else None
+
+        def make_datasets(batch_size: int) -> DatasetPair:
+            train = pair_dataset(train_x, train_y, batch_size, options.seed, True, self._network_inputs)
+            val = None
+            if validation is not None:
+                val = pair_dataset(validation[0], validation[1], batch_size * 4, options.seed, False,
+                                   self._network_inputs)
+            return train, val
+
+        # fit_network builds Adam from ``options.learning_rate_or(default)``; with no explicit rate it passes the
+        # default through untouched, which is how the schedule reaches the optimizer.
+        schedule = seed_learning_rate(options.learning_rate_or(self.default_learning_rate), self.decay)
+        network, history = fit_network(
+            self.kind,
+            lambda: self._build_network(options, users.size_with_unknown, items.size_with_unknown),
+            make_datasets,
+            len(train_y),
+            dataclasses.replace(options, learning_rate=None),
+            schedule,  # type: ignore[arg-type]
+            loss=SEED_LOSS,
+            logger=logger,
+        )
+        self._network = network
+        self._weights_ready()
+        return history
+
+    # ----- network ----------------------------------------------------------------------------------------------
+    def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
+        assert self._tables is not None
+        dtype = layer_dtype(options)
+        dim = self.embedding_dim
+        no_l2 = dataclasses.replace(options, l2=0.0)  # the seed put no penalty on its embeddings
+        user_in, item_in = id_inputs()
+        text = keras.Input(shape=(self._tables["text"].shape[1],), name="text")
+        text_mask = keras.Input(shape=(1,), name="text_mask")
+        image = keras.Input(shape=(self._tables["image"].shape[1],), name="image")
+        image_mask = keras.Input(shape=(1,), name="image_mask")
+
+        user, item = dropped_ids(user_in, item_in, options)
+        user_known, item_known = KnownMask(name="user_known")(user), KnownMask(name="item_known")(item)
+
+        def looked_up(ids: Any, known: Any, rows: int, name: str) -> Any:
+            return ApplyMask(name=f"{name}_known")([embedding(rows, dim, no_l2, name, dtype)(ids), known])
+
+        mf = keras.layers.Dot(axes=1, normalize=True, dtype=dtype, name="mf_cosine")(
+            [looked_up(user, user_known, n_users, "mf_user_embedding"),
+             looked_up(item, item_known, n_items, "mf_item_embedding")])
+
+        nn = keras.layers.Concatenate(dtype=dtype, name="nn_concat")(
+            [looked_up(user, user_known, n_users, "nn_user_embedding"),
+             looked_up(item, item_known, n_items, "nn_item_embedding")])
+        nn = keras.layers.Dense(self.nn_units, activation="relu", dtype=dtype, name="nn_dense")(nn)
+        nn = keras.layers.Dropout(self.nn_dropout, seed=options.seed + 2, dtype=dtype, name="nn_dropout")(nn)
+
+        title = ApplyMask(name="title_branch")(
+            [keras.layers.Dense(self.text_units, activation="relu", dtype=dtype, name="title_dense")(text), text_mask])
+        picture = ApplyMask(name="image_branch")(
+            [keras.layers.Dense(self.image_units, activation="relu", dtype=dtype, name="image_dense")(image),
+             image_mask])
+        content = keras.layers.Concatenate(dtype=dtype, name="content_concat")([title, picture])
+        content = keras.layers.Dense(self.content_units, activation="relu", dtype=dtype, name="content_dense")(content)
+
+        merged = keras.layers.Concatenate(dtype=dtype, name="merge_concat")([mf, nn, content])
+        merged = keras.layers.Dense(self.merge_units, activation=None, dtype=dtype, name="merge_dense")(merged)
+        rating = rating_head(merged, self._global_mean)
+        inputs = {"user": user_in, "item": item_in, "text": text, "text_mask": text_mask, "image": image,
+                  "image_mask": image_mask}
+        return keras.Model(inputs, rating, name="hybrid_seed000")
