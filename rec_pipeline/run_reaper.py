@@ -6,9 +6,10 @@ its slot claimed: every later Keras step then waits "blocked by limit for pool g
 ``free_slots_after_run_end_seconds`` (dagster.yaml) frees slots of runs that *ended*; this module ends the runs
 that cannot end themselves.
 
-A run is reaped only when it was started on this host (assets tag their run with the host name) and the process
-that wrote its RUN_START event no longer exists. Runs of other hosts (a shared Postgres instance with Celery or
-Kubernetes workers) are never touched: a pid means nothing there.
+A run is reaped only when it was started on this host and the process that wrote its RUN_START event no longer
+exists. "On this host": its steps tagged it with the host name, or the instance keeps runs in local SQLite files,
+which only this host's processes write (a run killed before its first step ran has no tag yet). Runs of other
+hosts (a shared Postgres instance with Celery or Kubernetes workers) are never touched: a pid means nothing there.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return records[0].event_log_entry.dagster_event.pid
 
 
+def _local_storage(instance: dg.DagsterInstance) -> bool:
+    """Whether runs are kept in SQLite files under DAGSTER_HOME (one host by construction)."""
+    return "sqlite" in type(instance.run_storage).__name__.lower()
+
+
 @dataclass(frozen=True)
 class ReapReport:
     failed_runs: list[str]  # STARTED runs whose worker is gone, now marked failed
@@ -59,10 +65,12 @@ class ReapReport:
 def reap_dead_runs(instance: dg.DagsterInstance, host: str | None = None, alive: Callable[[int], bool] = pid_alive) -> ReapReport:
     """Mark this host's STARTED runs with a dead worker as failed, and free the slots of every ended run."""
     host = host or this_host()
+    local = _local_storage(instance)
     failed: list[str] = []
     for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run
-        if run.tags.get(HOST_TAG) != host:
+        tagged = run.tags.get(HOST_TAG)
+        if tagged != host and not (tagged is None and local):
             continue
         pid = _run_worker_pid(instance, run.run_id)
         if pid is None or alive(pid):
