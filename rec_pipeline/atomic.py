@@ -64,7 +64,8 @@ _UMASK = _read_umask()
 _HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host exists (signal 0 checks without signalling)."""
     try:
         os.kill(pid, 0)  # signal 0: existence check only
     except ProcessLookupError:
@@ -108,7 +109,7 @@ def _remove_orphaned_files(directory: Path, pattern: re.Pattern[str]) -> list[Pa
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or match.group(1) != _HOST_TAG or _pid_alive(int(match.group(2))):
+        if match is None or match.group(1) != _HOST_TAG or pid_alive(int(match.group(2))):
             continue
         if entry.is_dir(follow_symlinks=False):  # a model save's temporary directory: remove_orphaned_directories
             continue
@@ -135,7 +136,7 @@ def remove_orphaned_directories(target: Path | str) -> list[Path]:
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or not entry.is_dir(follow_symlinks=False) or match.group(1) != _HOST_TAG or _pid_alive(int(match.group(2))):
+        if match is None or not entry.is_dir(follow_symlinks=False) or match.group(1) != _HOST_TAG or pid_alive(int(match.group(2))):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))

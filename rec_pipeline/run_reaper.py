@@ -14,28 +14,19 @@ hosts (a shared Postgres instance with Celery or Kubernetes workers) are never t
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
 
+from rec_pipeline.atomic import pid_alive
+
 HOST_TAG = "rec_pipeline/host"
 
 
 def this_host() -> str:
     return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 def tag_run_with_host(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
