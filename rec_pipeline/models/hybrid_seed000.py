@@ -31,20 +31,16 @@ Differences from the seed, all forced by the pipeline's inputs or its interface:
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 import keras
-import numpy as np
-import polars as pl
 
-from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
+from rec_pipeline.models.data import TrainOptions
 from rec_pipeline.models.hybrid import HybridRecommender
 from rec_pipeline.models.keras_base import embedding, id_inputs
 from rec_pipeline.models.layers import ApplyMask, KnownMask
 from rec_pipeline.models.ncf import dropped_ids, rating_head
-from rec_pipeline.models.training import DatasetPair, fit_network, layer_dtype, pair_dataset
-from rec_pipeline.models.vocabulary import IdVocabulary
+from rec_pipeline.models.training import layer_dtype
 
 SEED_LEARNING_RATE = 0.01
 SEED_DECAY = 1e-4
@@ -102,51 +98,12 @@ class HybridSeed000Recommender(HybridRecommender):
         }
 
     # ----- training ---------------------------------------------------------------------------------------------
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
-        """``PairwiseKerasRecommender.fit`` with the seed's loss (MAE) and decaying learning rate.
+    loss = SEED_LOSS
 
-        The shared ``fit`` always compiles with MSE and a constant rate; until it takes both from the model, this
-        repeats its few lines of data preparation and calls the same ``fit_network``.
-        """
-        options = options or TrainOptions()
-        self._options = options
-        users = self._users = IdVocabulary.from_column(data.train["user_id"])
-        items = self._items = self._item_vocabulary(data)
-        self._global_mean = float(data.train["rating"].mean())  # type: ignore[arg-type]
-        self._prepare(data)
-
-        def indices(frame: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
-            features = {"user": users.lookup(frame["user_id"]), "item": items.lookup(frame["item_id"])}
-            return features, frame["rating"].to_numpy().astype(np.float32)
-
-        train_x, train_y = indices(data.train)
-        validation = indices(data.validation) if data.has_validation and data.validation is not None else None
-
-        def make_datasets(batch_size: int) -> DatasetPair:
-            train = pair_dataset(train_x, train_y, batch_size, options.seed, True, self._network_inputs)
-            val = None
-            if validation is not None:
-                val = pair_dataset(validation[0], validation[1], batch_size * 4, options.seed, False,
-                                   self._network_inputs)
-            return train, val
-
-        # fit_network builds Adam from ``options.learning_rate_or(default)``; with no explicit rate it passes the
-        # default through untouched, which is how the schedule reaches the optimizer.
+    def _learning_rate(self, options: TrainOptions) -> tuple[TrainOptions, Any]:
+        """The seed's decaying rate: the schedule becomes the default, an explicit rate in ``options`` its start."""
         schedule = seed_learning_rate(options.learning_rate_or(self.default_learning_rate), self.decay)
-        network, history = fit_network(
-            self.kind,
-            lambda: self._build_network(options, users.size_with_unknown, items.size_with_unknown),
-            make_datasets,
-            len(train_y),
-            dataclasses.replace(options, learning_rate=None),
-            schedule,  # type: ignore[arg-type]
-            loss=SEED_LOSS,
-            logger=logger,
-        )
-        self._network = network
-        self._weights_ready()
-        return history
+        return dataclasses.replace(options, learning_rate=None), schedule
 
     # ----- network ----------------------------------------------------------------------------------------------
     def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:

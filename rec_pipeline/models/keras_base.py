@@ -32,6 +32,7 @@ class PairwiseKerasRecommender(Recommender):
     """
 
     default_learning_rate: ClassVar[float] = 1e-3
+    loss: ClassVar[Any] = "mse"  # what the network is compiled with; a model reproducing a paper may train on another
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,13 +104,18 @@ class PairwiseKerasRecommender(Recommender):
             lambda: self._build_network(options, users.size_with_unknown, items.size_with_unknown),
             make_datasets,
             len(train_y),
-            options,
-            self.default_learning_rate,
+            *self._learning_rate(options),
+            loss=self.loss,
             logger=logger,
         )
         self._network = network
         self._weights_ready()
         return history
+
+    def _learning_rate(self, options: TrainOptions) -> tuple[TrainOptions, Any]:
+        """The options ``fit_network`` gets and the default rate it falls back to: a float, or a Keras schedule for
+        a model whose published recipe decays its rate."""
+        return options, self.default_learning_rate
 
     # ----- scoring ---------------------------------------------------------------------------------------------
     def _fitted_network(self) -> keras.Model:

@@ -164,7 +164,7 @@ def fit_network(
     make_datasets: Callable[[int], DatasetPair],
     n_train: int,
     options: TrainOptions,
-    default_learning_rate: float,
+    default_learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     loss: Any = "mse",
     make_metrics: Callable[[], Sequence[Any]] = lambda: [keras.metrics.RootMeanSquaredError(name="rmse")],
     logger: logging.Logger | None = None,
