@@ -159,6 +159,10 @@ def workers(
     config = subprocess.run([str(BIN_DIR / "python"), "-m", "rec_pipeline.deploy", "celery-worker-config"], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, check=True, timeout=60).stdout
     (tmp_path / "celery_worker.yaml").write_text(config)
+    # Create the instance's tables once, before the workers start: two workers opening a fresh Postgres database
+    # at the same moment race to create the schema ("type run_tags already exists"), as any fleet's first start would.
+    with dg.DagsterInstance.from_config(str(postgres_home)):
+        pass
     logs = {name: tmp_path / f"{name}.log" for name in WORKERS}
     with contextlib.ExitStack() as stack:
         stack.callback(_forget_results, list(logs.values()))
