@@ -56,28 +56,43 @@ def generate(n_users: int, n_items: int, n_ratings: int, seed: int = 0) -> Split
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
     users = np.repeat(np.arange(n_users), -(-n_ratings // n_users))[:n_ratings]
     items = rng.choice(n_items, n_ratings, p=popularity / popularity.sum())
-    frame = pl.DataFrame({"user_id": np.char.add("u", users.astype(str)), "item_id": np.char.add("i", items.astype(str)),
-                          "rating": rng.integers(1, 6, n_ratings).astype(np.float32)}).unique(["user_id", "item_id"])
+    frame = pl.DataFrame(
+        {
+            "user_id": np.char.add("u", users.astype(str)),
+            "item_id": np.char.add("i", items.astype(str)),
+            "rating": rng.integers(1, 6, n_ratings).astype(np.float32),
+        }
+    ).unique(["user_id", "item_id"])
     frame = frame.with_columns(pl.lit(0, dtype=pl.Int64).alias("timestamp"))
     held_out = frame.with_columns(pl.int_range(pl.len()).shuffle(seed).over("user_id").alias("_draw"))
-    test = held_out.filter(pl.col("_draw") == 0).drop("_draw").with_columns(pl.lit(5.0, dtype=pl.Float32).alias("rating"))
+    test = (
+        held_out.filter(pl.col("_draw") == 0).drop("_draw").with_columns(pl.lit(5.0, dtype=pl.Float32).alias("rating"))
+    )
     train = held_out.filter(pl.col("_draw") > 0).drop("_draw")
     every = np.arange(max(n_users, n_items))
-    cover = pl.DataFrame({"user_id": np.char.add("u", (every % n_users).astype(str)),
-                          "item_id": np.char.add("i", (every % n_items).astype(str)),
-                          "rating": rng.integers(1, 6, len(every)).astype(np.float32)})
-    content = ItemContent([f"i{i}" for i in range(n_items)], rng.normal(size=(n_items, 64)).astype(np.float32),
-                          rng.random(n_items) > 0.1, rng.normal(size=(n_items, 512)).astype(np.float32),
-                          rng.random(n_items) > 0.1)
+    cover = pl.DataFrame(
+        {
+            "user_id": np.char.add("u", (every % n_users).astype(str)),
+            "item_id": np.char.add("i", (every % n_items).astype(str)),
+            "rating": rng.integers(1, 6, len(every)).astype(np.float32),
+        }
+    )
+    content = ItemContent(
+        [f"i{i}" for i in range(n_items)],
+        rng.normal(size=(n_items, 64)).astype(np.float32),
+        rng.random(n_items) > 0.1,
+        rng.normal(size=(n_items, 512)).astype(np.float32),
+        rng.random(n_items) > 0.1,
+    )
     return Splits(train, test, cover, content)
 
 
 def build(kind: str, splits: Splits) -> object:
     """A fitted model of ``kind`` with (nearly) random weights over every user and item."""
-    from rec_pipeline.models import TrainingData, TrainOptions, create_model
-    from rec_pipeline.models import ease
+    from rec_pipeline.models import TrainingData, TrainOptions, create_model, ease
 
     if kind == "ease":
+
         def random_weights(user_items: object, l2: float) -> np.ndarray:
             n = user_items.shape[1]  # type: ignore[attr-defined]
             return np.random.default_rng(0).normal(0, 0.01, (n, n)).astype(np.float32)
@@ -117,8 +132,11 @@ def main() -> None:
 
     splits = generate(args.users, args.items, args.ratings)
     n_users = splits.test.height
-    print(f"{splits.train.height:,} training ratings, {n_users:,} test users x {args.items:,} items; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    print(
+        f"{splits.train.height:,} training ratings, {n_users:,} test users x {args.items:,} items; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start",
+        flush=True,
+    )
     seconds: dict[str, float] = {}
     rows = []
     for kind in args.models:
@@ -128,26 +146,32 @@ def main() -> None:
         runs, metrics = time_evaluation(model, splits)
         seconds[kind] = statistics.median(runs)
         scale = LARGEST[0] / n_users * LARGEST[1] / args.items
-        rows.append({
-            "model": kind,
-            "evaluation s": f"{seconds[kind]:.1f}" + ("" if len(runs) == 3 else " (1 run)"),
-            "runs": " ".join(f"{run:.1f}" for run in runs),
-            "pairs/s": f"{n_users * args.items / seconds[kind] / 1e6:,.1f}M",
-            "x mf": f"{seconds[kind] / seconds['mf']:.2f}" if "mf" in seconds else "-",
-            "1.9M x 368k (extrapolated)": f"{seconds[kind] * scale / 3600:,.1f} h",
-            "load": f"{os.getloadavg()[0]:.1f}",
-            "ndcg@10": f"{metrics.get('ndcg@10') or 0:.4f}",
-        })
+        rows.append(
+            {
+                "model": kind,
+                "evaluation s": f"{seconds[kind]:.1f}" + ("" if len(runs) == 3 else " (1 run)"),
+                "runs": " ".join(f"{run:.1f}" for run in runs),
+                "pairs/s": f"{n_users * args.items / seconds[kind] / 1e6:,.1f}M",
+                "x mf": f"{seconds[kind] / seconds['mf']:.2f}" if "mf" in seconds else "-",
+                "1.9M x 368k (extrapolated)": f"{seconds[kind] * scale / 3600:,.1f} h",
+                "load": f"{os.getloadavg()[0]:.1f}",
+                "ndcg@10": f"{metrics.get('ndcg@10') or 0:.4f}",
+            }
+        )
         print(f"{kind}: built in {build_seconds:.0f} s; evaluation runs {rows[-1]['runs']} s", flush=True)
         del model
     print()
     print_table(rows)
-    print("\n(load: 1-minute load average after the model's runs; ndcg@10 only shows the runs ranked something: the "
-          "weights are random. EASE at 368k items is refused by max_items.)")
+    print(
+        "\n(load: 1-minute load average after the model's runs; ndcg@10 only shows the runs ranked something: the "
+        "weights are random. EASE at 368k items is refused by max_items.)"
+    )
     if "mf" in seconds:
         print("\nTargets:")
-        print(f"  [{'met' if seconds['mf'] <= 30 else 'MISSED'}] mf full-ranking evaluation {seconds['mf']:.1f} s "
-              f"(target <= 30 s)")
+        print(
+            f"  [{'met' if seconds['mf'] <= 30 else 'MISSED'}] mf full-ranking evaluation {seconds['mf']:.1f} s "
+            f"(target <= 30 s)"
+        )
         for kind, value in seconds.items():
             if kind != "mf":
                 ratio = value / seconds["mf"]

@@ -72,8 +72,9 @@ def _serve(n_images: int, latency: float, control: Connection) -> None:
                 control.send(len(server.requests))
 
 
-def _timed(requests: list[tuple[str, str]], cache: Path, mirror: Path | None,
-           options: FetchOptions) -> tuple[FetchReport, float]:
+def _timed(
+    requests: list[tuple[str, str]], cache: Path, mirror: Path | None, options: FetchOptions
+) -> tuple[FetchReport, float]:
     """The report and the CPU seconds this process (event loop + decode threads, not the server) spent."""
     cpu_started = time.process_time()
     report = fetch_images(requests, cache, mirror, options)
@@ -102,14 +103,18 @@ def compare_clients(requests: list[tuple[str, str]], options: FetchOptions, repe
                 runs[label].append((report.throughput, 1000 * cpu / len(requests)))
     finally:
         transport.CONNECTIONS_PER_CLIENT = default
-    print(f"{len(requests):,} images, latency {latency * 1000:.0f} ms, {options.per_host_limit} in flight to one host; "
-          f"medians of {repeats}")
+    print(
+        f"{len(requests):,} images, latency {latency * 1000:.0f} ms, {options.per_host_limit} in flight to one host; "
+        f"medians of {repeats}"
+    )
     print(f"  {'':<28} {'images/s':>9}  {'CPU/img':>8}  runs (images/s)")
     for label, results in runs.items():
         throughputs = [throughput for throughput, _ in results]
         cpu_ms = statistics.median(cpu for _, cpu in results)
-        print(f"  {label:<28} {statistics.median(throughputs):9.1f}  {cpu_ms:5.2f} ms  "
-              + ", ".join(f"{t:.1f}" for t in throughputs))
+        print(
+            f"  {label:<28} {statistics.median(throughputs):9.1f}  {cpu_ms:5.2f} ms  "
+            + ", ".join(f"{t:.1f}" for t in throughputs)
+        )
 
 
 def offline(n_urls: int, n_hosts: int, dns_delay: float) -> None:
@@ -130,17 +135,23 @@ def offline(n_urls: int, n_hosts: int, dns_delay: float) -> None:
             cpu_started = time.process_time()
             report = fetch_images(requests, Path(scratch), None, options)
             rows.append((label, report, time.process_time() - cpu_started, sum(lookups.values())))
-    print(f"{n_urls:,} URLs on {n_hosts} hosts that do not resolve (EAI_AGAIN after {dns_delay:g} s); "
-          f"max_retries={options.max_retries}, connect_timeout={options.connect_timeout:g} s")
+    print(
+        f"{n_urls:,} URLs on {n_hosts} hosts that do not resolve (EAI_AGAIN after {dns_delay:g} s); "
+        f"max_retries={options.max_retries}, connect_timeout={options.connect_timeout:g} s"
+    )
     print(f"  {'':<24} {'wall':>9}  {'CPU':>7}  {'lookups':>7}  {'deferred':>8}  {'backing off':>11}")
     for label, report, cpu_s, n_lookups in rows:
-        print(f"  {label:<24} {report.elapsed_s:7.2f} s  {cpu_s:5.2f} s  {n_lookups:7d}  {report.deferred:8,}  "
-              f"{report.backing_off:11,}")
+        print(
+            f"  {label:<24} {report.elapsed_s:7.2f} s  {cpu_s:5.2f} s  {n_lookups:7d}  {report.deferred:8,}  "
+            f"{report.backing_off:11,}"
+        )
     first = rows[0][1].elapsed_s
     verdict = "met" if first < OFFLINE_TARGET_S else "MISSED"
-    print(f"target: first run under {OFFLINE_TARGET_S:.0f} s: {verdict} ({first:.1f} s). The floor is one probe per "
-          "host (max_retries + 1 lookups, each up to connect_timeout, plus the in-run backoff) and one fsynced status "
-          "record per URL")
+    print(
+        f"target: first run under {OFFLINE_TARGET_S:.0f} s: {verdict} ({first:.1f} s). The floor is one probe per "
+        "host (max_retries + 1 lookups, each up to connect_timeout, plus the in-run backoff) and one fsynced status "
+        "record per URL"
+    )
 
 
 def main() -> None:
@@ -165,8 +176,13 @@ def main() -> None:
     server = multiprocessing.Process(target=_serve, args=(args.images + n_new, args.latency, child), daemon=True)
     server.start()
     port = parent.recv()
-    options = FetchOptions(max_concurrency=args.concurrency, per_host_limit=args.concurrency,
-                           allowed_networks=("127.0.0.1/32",), image_size=(224, 224), max_retries=1)
+    options = FetchOptions(
+        max_concurrency=args.concurrency,
+        per_host_limit=args.concurrency,
+        allowed_networks=("127.0.0.1/32",),
+        image_size=(224, 224),
+        max_retries=1,
+    )
     base = f"http://127.0.0.1:{port}/img"
     old = [(f"item{n}", f"{base}/{n}.jpg") for n in range(args.images)]
     new = [(f"item{n}", f"{base}/{n}.jpg") for n in range(args.images, args.images + n_new)]
@@ -202,24 +218,37 @@ def main() -> None:
     bound = args.concurrency / args.latency
     fixed = warm.elapsed_s
     expected = cold.elapsed_s * n_new / args.images + fixed
-    print(f"{args.images:,} images of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEG -> 224x224 PNG; "
-          f"latency {args.latency * 1000:.0f} ms; {args.concurrency} in flight")
+    print(
+        f"{args.images:,} images of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEG -> 224x224 PNG; "
+        f"latency {args.latency * 1000:.0f} ms; {args.concurrency} in flight"
+    )
     rows = [
-        ("cold run (network)", cold, cold_cpu, after_cold, f"{cold.throughput:7.1f} img/s  (bound {bound:.0f} img/s, "
-                                                 f"{cold.throughput / bound:.0%} of it)"),
+        (
+            "cold run (network)",
+            cold,
+            cold_cpu,
+            after_cold,
+            f"{cold.throughput:7.1f} img/s  (bound {bound:.0f} img/s, {cold.throughput / bound:.0%} of it)",
+        ),
         ("CPU only (mirror)", cpu, cpu_cpu, 0, f"{cpu.throughput:7.1f} img/s  (decode + resize + write ceiling)"),
         ("warm re-run, 0 new", warm, warm_cpu, after_warm - after_cold, "fixed overhead"),
-        (f"re-run, {n_new} new ({args.new_fraction:.0%})", incremental, incremental_cpu,
-         after_incremental - after_warm,
-         f"{incremental.elapsed_s / cold.elapsed_s:.2%} of cold (target ~{expected / cold.elapsed_s:.2%}: "
-         f"{n_new / args.images:.0%} of cold + fixed)"),
+        (
+            f"re-run, {n_new} new ({args.new_fraction:.0%})",
+            incremental,
+            incremental_cpu,
+            after_incremental - after_warm,
+            f"{incremental.elapsed_s / cold.elapsed_s:.2%} of cold (target ~{expected / cold.elapsed_s:.2%}: "
+            f"{n_new / args.images:.0%} of cold + fixed)",
+        ),
     ]
     print(f"  {'':<24} {'wall':>9}  {'CPU/img':>8}  {'requests':>8}")
     for label, report, cpu_s, requests, note in rows:
         per_image = 1000 * cpu_s / max(1, len(report.results))
         print(f"  {label:<24} {report.elapsed_s:7.3f} s  {per_image:5.2f} ms  {requests:8d}  {note}")
-    print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
-          "(wall times on a shared machine vary; CPU/img is the steadier figure)")
+    print(
+        f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+        "(wall times on a shared machine vary; CPU/img is the steadier figure)"
+    )
 
 
 if __name__ == "__main__":

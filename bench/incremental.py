@@ -55,6 +55,7 @@ SECONDS_PER_DAY = 86_400
 
 # --- a newer dump -------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class AppendReport:
     """What ``append_new_items`` added, so a caller can predict exactly what a re-run must compute."""
@@ -73,8 +74,11 @@ def _read_gzip_lines(path: Path) -> list[str]:
 
 def _write_gzip_lines(path: Path, lines: Sequence[str], compresslevel: int) -> None:
     # Same gzip settings as the sample writer (no name, no time), and atomic: a reader never sees half a dump.
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as out:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as out,
+    ):
         out.write(("\n".join(lines) + "\n").encode("utf-8"))
 
 
@@ -86,13 +90,19 @@ def _valid_reviews(lines: Sequence[str]) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("asin") and record.get("reviewerID") and isinstance(record.get("unixReviewTime"), int):
+        if (
+            isinstance(record, dict)
+            and record.get("asin")
+            and record.get("reviewerID")
+            and isinstance(record.get("unixReviewTime"), int)
+        ):
             records.append(record)
     return records
 
 
-def append_new_items(data_root: Path, spec: SampleSpec, item_share: float = 0.01, review_share: float | None = None,
-                     seed: int = 1) -> AppendReport:
+def append_new_items(
+    data_root: Path, spec: SampleSpec, item_share: float = 0.01, review_share: float | None = None, seed: int = 1
+) -> AppendReport:
     """Replace ``spec``'s 2018 dumps under ``data_root/raw`` with a newer version holding ~``item_share`` new items.
 
     New items get metadata lines drawn by the sample generator itself (titles, features, descriptions, image URLs
@@ -116,26 +126,38 @@ def append_new_items(data_root: Path, spec: SampleSpec, item_share: float = 0.01
     # A small world of its own gives the new items topics, styles and image states drawn like the old ones'.
     n_world = max(2, n_new)
     # Its reviews only feed the metadata's rank field; one per made-up user keeps it valid for any item count.
-    world = generate_world(dataclasses.replace(spec, n_items=n_world, n_users=2 * n_world, n_reviews=2 * n_world, seed=spec.seed + 1000 * seed))
+    world = generate_world(
+        dataclasses.replace(
+            spec, n_items=n_world, n_users=2 * n_world, n_reviews=2 * n_world, seed=spec.seed + 1000 * seed
+        )
+    )
     world_ids = new_ids + random_ids(rng, n_world - n_new, "B0", 8, exclude=frozenset(existing_items | set(new_ids)))
     contents, _ = build_item_content(world, world_ids, rng)
     new_meta = list(meta_records(world, contents, draw_reviews(world), rng))[:n_new]
     has_file = world.item_image_state[:n_new] == IMAGE_OK
-    written = write_item_images(data_root, spec.category, new_ids, world.item_style, has_file, spec.image_size, spec.seed + seed)
+    written = write_item_images(
+        data_root, spec.category, new_ids, world.item_style, has_file, spec.image_size, spec.seed + seed
+    )
 
     old_reviews = _valid_reviews(review_lines)
     users = sorted({r["reviewerID"] for r in old_reviews})
     n_reviews = max(n_new, round(review_share * len(old_reviews)))
     per_new_item = max(1, min(round(len(old_reviews) / max(1, len(existing_items))), n_reviews // (2 * n_new) or 1))
     asins = [i for i in new_ids for _ in range(per_new_item)]
-    asins += [old_reviews[int(j)]["asin"] for j in rng.integers(0, len(old_reviews), size=max(0, n_reviews - len(asins)))]
+    asins += [
+        old_reviews[int(j)]["asin"] for j in rng.integers(0, len(old_reviews), size=max(0, n_reviews - len(asins)))
+    ]
     last = max(r["unixReviewTime"] for r in old_reviews)
     new_lines = []
     for asin in asins:
         record = dict(old_reviews[int(rng.integers(0, len(old_reviews)))])
         stamp = last + int(rng.integers(1, 90)) * SECONDS_PER_DAY
-        record.update(asin=asin, reviewerID=users[int(rng.integers(0, len(users)))], unixReviewTime=stamp,
-                      reviewTime=time.strftime("%m %d, %Y", time.gmtime(stamp)))
+        record.update(
+            asin=asin,
+            reviewerID=users[int(rng.integers(0, len(users)))],
+            unixReviewTime=stamp,
+            reviewTime=time.strftime("%m %d, %Y", time.gmtime(stamp)),
+        )
         new_lines.append(json.dumps(record))
 
     _write_gzip_lines(reviews_path, review_lines + new_lines, spec.compresslevel)
@@ -145,6 +167,7 @@ def append_new_items(data_root: Path, spec: SampleSpec, item_share: float = 0.01
 
 
 # --- one materialization ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AssetRun:
@@ -167,8 +190,12 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def materialize_features(data_root: Path, category: str, assets: Sequence[str] = (*INGESTION_ASSETS, *UPSTREAM_ASSETS, *FEATURE_ASSETS),
-                         ops_config: dict[str, Any] | None = None) -> dict[str, AssetRun]:
+def materialize_features(
+    data_root: Path,
+    category: str,
+    assets: Sequence[str] = (*INGESTION_ASSETS, *UPSTREAM_ASSETS, *FEATURE_ASSETS),
+    ops_config: dict[str, Any] | None = None,
+) -> dict[str, AssetRun]:
     """Materialize ``assets`` for ``category`` on an ephemeral instance; return each asset's duration and metadata.
 
     The demo settings apply (random CNN weights, small Word2Vec), with ``ops_config`` merged over them. The lake
@@ -180,15 +207,27 @@ def materialize_features(data_root: Path, category: str, assets: Sequence[str] =
     from rec_pipeline.demo import demo_ops_config
     from rec_pipeline.resources import DataLake
 
-    by_name = {a.key.to_user_string(): a for module in (ingestion, interactions, catalog, features, images)
-               for a in dg.load_assets_from_modules([module]) if isinstance(a, dg.AssetsDefinition)}
+    by_name = {
+        a.key.to_user_string(): a
+        for module in (ingestion, interactions, catalog, features, images)
+        for a in dg.load_assets_from_modules([module])
+        if isinstance(a, dg.AssetsDefinition)
+    }
     ops = {name: value for name, value in _deep_merge(demo_ops_config(), ops_config or {}).items() if name in assets}
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", [category])
-    result = dg.materialize([by_name[name] for name in assets], instance=instance, partition_key=category,
-                            resources={"lake": DataLake(data_dir=str(data_root))}, run_config={"ops": ops})
-    seconds = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events
-               if e.event_type_value == "STEP_SUCCESS"}
+    result = dg.materialize(
+        [by_name[name] for name in assets],
+        instance=instance,
+        partition_key=category,
+        resources={"lake": DataLake(data_dir=str(data_root))},
+        run_config={"ops": ops},
+    )
+    seconds = {
+        e.step_key: e.event_specific_data.duration_ms / 1000
+        for e in result.all_events
+        if e.event_type_value == "STEP_SUCCESS"
+    }
     runs = {}
     for name in assets:
         events = result.asset_materializations_for_node(name)
@@ -198,6 +237,7 @@ def materialize_features(data_root: Path, category: str, assets: Sequence[str] =
 
 
 # --- the benchmark ------------------------------------------------------------------------------------------------
+
 
 def work_done(asset: str, metadata: dict[str, Any]) -> str:
     """What an asset computed (rather than reused) in a run, from its metadata."""
@@ -213,8 +253,10 @@ def work_done(asset: str, metadata: dict[str, Any]) -> str:
     if asset == "item_images":
         # from_network counts every result that went past the cache, failed DNS lookups included: the sample's
         # broken links (an unresolvable host) are transient failures, retried on every run.
-        return (f"{m.get('from_mirror', 0):,} read, {m.get('from_network', 0):,} retried of {m.get('with_url', 0):,}"
-                f" ({m.get('network_requests', 0)} req)")
+        return (
+            f"{m.get('from_mirror', 0):,} read, {m.get('from_network', 0):,} retried of {m.get('with_url', 0):,}"
+            f" ({m.get('network_requests', 0)} req)"
+        )
     if asset == "image_embeddings":
         return f"{m.get('embedded_now', 0):,} of {m.get('items_with_embedding', 0):,}"
     return ""
@@ -222,14 +264,26 @@ def work_done(asset: str, metadata: dict[str, Any]) -> str:
 
 def _run_child(root: Path, category: str, out: Path, ops_config: dict[str, Any]) -> dict[str, AssetRun]:
     """One materialization in a fresh interpreter, as a Dagster run gets, so import costs are the same each time."""
-    argv = [sys.executable, __file__, "--child-root", str(root), "--category", category, "--child-out", str(out),
-            "--child-ops", json.dumps(ops_config)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--child-root",
+        str(root),
+        "--category",
+        category,
+        "--child-out",
+        str(out),
+        "--child-ops",
+        json.dumps(ops_config),
+    ]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     return {name: AssetRun(**row) for name, row in json.loads(out.read_text()).items()}
 
 
 def _child(root: Path, category: str, out: Path, ops_config: dict[str, Any]) -> None:
-    runs = materialize_features(root, category, assets=(*INGESTION_ASSETS, *UPSTREAM_ASSETS, *FEATURE_ASSETS), ops_config=ops_config)
+    runs = materialize_features(
+        root, category, assets=(*INGESTION_ASSETS, *UPSTREAM_ASSETS, *FEATURE_ASSETS), ops_config=ops_config
+    )
     out.write_text(json.dumps({name: dataclasses.asdict(run) for name, run in runs.items()}))
 
 
@@ -241,8 +295,12 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.01, help="share of new items (and of new reviews) appended")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed afterwards")
-    parser.add_argument("--embed-size", type=int, default=None,
-                        help="image_embeddings input size (default: the demo's 64; 224 is the production default)")
+    parser.add_argument(
+        "--embed-size",
+        type=int,
+        default=None,
+        help="image_embeddings input size (default: the demo's 64; 224 is the production default)",
+    )
     parser.add_argument("--category", default="Bench_Toys")
     parser.add_argument("--child-root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -257,17 +315,27 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as tmp:
         root = args.workdir or Path(tmp)
-        spec = SampleSpec(category=args.category, n_users=args.users or max(50, args.reviews // 12), n_items=args.items,
-                          n_reviews=args.reviews, image_size=args.image_size, seed=11)
+        spec = SampleSpec(
+            category=args.category,
+            n_users=args.users or max(50, args.reviews // 12),
+            n_items=args.items,
+            n_reviews=args.reviews,
+            image_size=args.image_size,
+            seed=11,
+        )
         started = time.perf_counter()
         write_sample(root, spec)
-        print(f"sample: {args.reviews:,} reviews, {args.items:,} items, written in {time.perf_counter() - started:.1f} s")
+        print(
+            f"sample: {args.reviews:,} reviews, {args.items:,} items, written in {time.perf_counter() - started:.1f} s"
+        )
         first = _run_child(root, spec.category, root / "run_first.json", ops)
         same = _run_child(root, spec.category, root / "run_unchanged.json", ops)
         added = append_new_items(root, spec, item_share=args.share)
-        print(f"appended: {len(added.new_item_ids):,} new items ({added.new_image_files:,} with a mirror image, "
-              f"{added.new_image_urls - added.new_image_files} broken links), {added.new_reviews:,} new reviews "
-              f"({added.reviews_of_new_items:,} of new items)")
+        print(
+            f"appended: {len(added.new_item_ids):,} new items ({added.new_image_files:,} with a mirror image, "
+            f"{added.new_image_urls - added.new_image_files} broken links), {added.new_reviews:,} new reviews "
+            f"({added.reviews_of_new_items:,} of new items)"
+        )
         after = _run_child(root, spec.category, root / "run_appended.json", ops)
 
     rows, verdicts = [], []
@@ -277,21 +345,35 @@ def main() -> None:
         target = "n/a (whole dump)" if name in INGESTION_ASSETS else ("ok" if ratio <= TARGET_RATIO else "MISSED")
         if name in FEATURE_ASSETS:
             verdicts.append(ratio <= TARGET_RATIO)
-        rows.append({"asset": name, "first run s": f"{t0:.2f}", "unchanged s": f"{t1:.2f}", f"re-run +{args.share:.0%} s": f"{t2:.2f}",
-                     "ratio": f"{ratio:.1%}", "target <=10%": target,
-                     "computed first": work_done(name, first[name].metadata),
-                     "computed unchanged": work_done(name, same[name].metadata),
-                     f"computed +{args.share:.0%}": work_done(name, after[name].metadata)})
+        rows.append(
+            {
+                "asset": name,
+                "first run s": f"{t0:.2f}",
+                "unchanged s": f"{t1:.2f}",
+                f"re-run +{args.share:.0%} s": f"{t2:.2f}",
+                "ratio": f"{ratio:.1%}",
+                "target <=10%": target,
+                "computed first": work_done(name, first[name].metadata),
+                "computed unchanged": work_done(name, same[name].metadata),
+                f"computed +{args.share:.0%}": work_done(name, after[name].metadata),
+            }
+        )
     print_table(rows)
     total0 = sum(first[n].seconds for n in FEATURE_ASSETS)
     total2 = sum(after[n].seconds for n in FEATURE_ASSETS)
-    print(f"feature assets together: {total0:.2f} s first, {total2:.2f} s after +{args.share:.0%} ({total2 / total0:.1%})")
-    print(f"target (each feature asset's re-run <= {TARGET_RATIO:.0%} of its first run): "
-          f"{'MET' if all(verdicts) else 'MISSED'} ({sum(verdicts)}/{len(verdicts)} assets)")
+    print(
+        f"feature assets together: {total0:.2f} s first, {total2:.2f} s after +{args.share:.0%} ({total2 / total0:.1%})"
+    )
+    print(
+        f"target (each feature asset's re-run <= {TARGET_RATIO:.0%} of its first run): "
+        f"{'MET' if all(verdicts) else 'MISSED'} ({sum(verdicts)}/{len(verdicts)} assets)"
+    )
     quick = [n for n in FEATURE_ASSETS if first[n].seconds < 1.0]
     if quick:
-        print(f"note: {', '.join(quick)} took under 1 s on the first run; their ratio measures the step's fixed cost "
-              "(reading and writing its tables), not per-item work")
+        print(
+            f"note: {', '.join(quick)} took under 1 s on the first run; their ratio measures the step's fixed cost "
+            "(reading and writing its tables), not per-item work"
+        )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def run_pipeline(root: Path, epochs: int) -> float:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", [CATEGORY])
     started = time.perf_counter()
-    result = job.execute_in_process(partition_key=CATEGORY, instance=instance, run_config={"ops": ops}, raise_on_error=True)
+    result = job.execute_in_process(
+        partition_key=CATEGORY, instance=instance, run_config={"ops": ops}, raise_on_error=True
+    )
     assert result.success
     return time.perf_counter() - started
 
@@ -132,7 +134,15 @@ def main() -> None:
     from rec_pipeline.sample import SampleSpec, write_sample
 
     shutil.rmtree(args.out, ignore_errors=True)
-    spec = SampleSpec(category=CATEGORY, release="2018", n_users=args.users, n_items=args.items, n_reviews=args.reviews, sigma=args.sigma, seed=3)
+    spec = SampleSpec(
+        category=CATEGORY,
+        release="2018",
+        n_users=args.users,
+        n_items=args.items,
+        n_reviews=args.reviews,
+        sigma=args.sigma,
+        seed=3,
+    )
     write_sample(args.out, spec)
     truth = json.loads((args.out / "sample_truth" / f"{CATEGORY}.json").read_text())
     wall = run_pipeline(args.out, args.epochs)
@@ -145,26 +155,45 @@ def main() -> None:
     for name, row in models.items():
         m = row["metrics"]
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        rows.append({"model": name, "val_rmse": fmt(m.get("val_rmse")), "test_rmse": fmt(m.get("rmse")), "mae": fmt(m.get("mae")),
-                     "rmse_few": fmt(m.get("rmse_few")), "val_ndcg@10": fmt(m.get("val_ndcg@10")), "ndcg@10": fmt(m.get("ndcg@10")),
-                     "recall@10": fmt(m.get("recall@10")), "coverage@10": fmt(m.get("coverage@10")),
-                     "rmse_cold": fmt(m.get("rmse_cold")), "ndcg_cold@10": fmt(m.get("ndcg_cold@10")),
-                     "train_examples/s": f"{(m.get('train_examples_per_s') or 0):,.0f}"})
-    print(f"\n{args.reviews:,} generated reviews, sigma={truth['sigma']}, noise floor RMSE={truth['noise_floor_rmse']:.4f}; "
-          f"pipeline wall time {wall:.0f} s; ranking protocol: {metrics['protocol']}\n")
+        rows.append(
+            {
+                "model": name,
+                "val_rmse": fmt(m.get("val_rmse")),
+                "test_rmse": fmt(m.get("rmse")),
+                "mae": fmt(m.get("mae")),
+                "rmse_few": fmt(m.get("rmse_few")),
+                "val_ndcg@10": fmt(m.get("val_ndcg@10")),
+                "ndcg@10": fmt(m.get("ndcg@10")),
+                "recall@10": fmt(m.get("recall@10")),
+                "coverage@10": fmt(m.get("coverage@10")),
+                "rmse_cold": fmt(m.get("rmse_cold")),
+                "ndcg_cold@10": fmt(m.get("ndcg_cold@10")),
+                "train_examples/s": f"{(m.get('train_examples_per_s') or 0):,.0f}",
+            }
+        )
+    print(
+        f"\n{args.reviews:,} generated reviews, sigma={truth['sigma']}, noise floor RMSE={truth['noise_floor_rmse']:.4f}; "
+        f"pipeline wall time {wall:.0f} s; ranking protocol: {metrics['protocol']}\n"
+    )
     print_table(rows)
     attainable = attainable_rmse(args.out, truth["sigma"])
-    print(f"\nrmse_few: test ratings of the 20% least-rated training items. Attainable test RMSE (true items, "
-          f"Bayes-estimated users): {attainable:.4f}")
+    print(
+        f"\nrmse_few: test ratings of the 20% least-rated training items. Attainable test RMSE (true items, "
+        f"Bayes-estimated users): {attainable:.4f}"
+    )
 
     held_out = metrics["cold"]
-    print(f"\nrmse_cold, ndcg_cold@10: {held_out['items']} held-out items with content ({held_out['interactions']:,} "
-          f"ratings), ranked among {held_out['candidates']} candidates (themselves and as many warm items).")
+    print(
+        f"\nrmse_cold, ndcg_cold@10: {held_out['items']} held-out items with content ({held_out['interactions']:,} "
+        f"ratings), ranked among {held_out['candidates']} candidates (themselves and as many warm items)."
+    )
 
     recs = json.loads((args.out / "warehouse" / CATEGORY / "recommendations.json").read_text())
     nesting = "; ".join(f"{r['model']} > {r['contains']}: {r['verdict']}" for r in metrics["nesting"])
-    print(f"\nRecommendations from `{recs['model']}` ({recs['selected_by']}): {recs['distinct_items']} distinct items for "
-          f"{recs['users']} users. Nesting check: {nesting}")
+    print(
+        f"\nRecommendations from `{recs['model']}` ({recs['selected_by']}): {recs['distinct_items']} distinct items for "
+        f"{recs['users']} users. Nesting check: {nesting}"
+    )
 
     rmse = {name: row["metrics"].get("rmse") for name, row in models.items()}
     ndcg = {name: row["metrics"].get("ndcg@10") or 0.0 for name, row in models.items()}
@@ -177,18 +206,30 @@ def main() -> None:
         ("biases beats global_mean", rmse["biases"] < rmse["global_mean"]),
         ("mf beats biases", rmse["mf"] < rmse["biases"]),
         ("ncf beats biases", rmse["ncf"] < rmse["biases"]),
-        ("hybrid beats mf and ncf on few-rating items", few.get("hybrid") is not None and few["hybrid"] < min(few["mf"], few["ncf"])),
+        (
+            "hybrid beats mf and ncf on few-rating items",
+            few.get("hybrid") is not None and few["hybrid"] < min(few["mf"], few["ncf"]),
+        ),
         ("hybrid beats mf and ncf on cold items (rmse_cold)", cold["hybrid"] < min(cold["mf"], cold["ncf"])),
-        ("a content model beats every other model on ndcg_cold@10",
-         max(ndcg_cold[m] for m in content_models) > max(v for m, v in ndcg_cold.items() if m not in content_models)),
+        (
+            "a content model beats every other model on ndcg_cold@10",
+            max(ndcg_cold[m] for m in content_models) > max(v for m, v in ndcg_cold.items() if m not in content_models),
+        ),
         (f"best test RMSE {best:.4f} within 10% of the floor {floor:.4f}", best <= 1.10 * floor),
         ("popularity beats global_mean on NDCG@10", ndcg["popularity"] > ndcg["global_mean"]),
-        (f"selected model `{metrics['best_model']}` beats biases on test NDCG@10", ndcg[metrics["best_model"]] > ndcg["biases"]),
-        (f"selected model `{metrics['best_model']}` beats popularity on test NDCG@10",
-         ndcg[metrics["best_model"]] > ndcg["popularity"]),
+        (
+            f"selected model `{metrics['best_model']}` beats biases on test NDCG@10",
+            ndcg[metrics["best_model"]] > ndcg["biases"],
+        ),
+        (
+            f"selected model `{metrics['best_model']}` beats popularity on test NDCG@10",
+            ndcg[metrics["best_model"]] > ndcg["popularity"],
+        ),
     ]
-    print(f"\n(best test RMSE is {best / attainable - 1:+.1%} from the attainable {attainable:.4f}, "
-          f"{best / floor - 1:+.1%} from the floor)")
+    print(
+        f"\n(best test RMSE is {best / attainable - 1:+.1%} from the attainable {attainable:.4f}, "
+        f"{best / floor - 1:+.1%} from the floor)"
+    )
     print("\nTargets:")
     for label, ok in checks:
         print(f"  [{'met' if ok else 'MISSED'}] {label}")

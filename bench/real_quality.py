@@ -88,8 +88,15 @@ def generated_spec():  # type: ignore[no-untyped-def]
     ~27.7k interactions, 3.7k users (median 6, p90 11 ratings), 1.3k items, the top 1% of items holding ~23%."""
     from rec_pipeline.sample import SampleSpec
 
-    return SampleSpec(category=GENERATED.category, release="2018", n_users=4000, n_items=2000, n_reviews=32_000,
-                      variant_families=0.1, seed=11)
+    return SampleSpec(
+        category=GENERATED.category,
+        release="2018",
+        n_users=4000,
+        n_items=2000,
+        n_reviews=32_000,
+        variant_families=0.1,
+        seed=11,
+    )
 
 
 # ----- the pipeline's data and models, the pipeline's way --------------------------------------------------------
@@ -100,9 +107,14 @@ def pipeline_run_config(k: int) -> dict:
 
     demo = demo_ops_config()
     images = {**demo["item_images"]["config"], "offline": True}
-    return {"ops": {"interactions": {"config": {"k": k}}, "item_images": {"config": images},
-                    "image_embeddings": demo["image_embeddings"]},
-            "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return {
+        "ops": {
+            "interactions": {"config": {"k": k}},
+            "item_images": {"config": images},
+            "image_embeddings": demo["image_embeddings"],
+        },
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
 
 
 def run_pipeline(root: Path, dataset: Dataset) -> float:
@@ -117,12 +129,19 @@ def run_pipeline(root: Path, dataset: Dataset) -> float:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # per-call retracing notes, not results
     defs = build_definitions(str(root))
     job = defs.resolve_job_def(MAIN_JOB_NAME)
-    keys = [key for key in defs.resolve_all_asset_keys() if key.to_user_string() not in ("model_metrics", "recommendations")]
+    keys = [
+        key for key in defs.resolve_all_asset_keys() if key.to_user_string() not in ("model_metrics", "recommendations")
+    ]
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("category", [dataset.category])
-        result = job.execute_in_process(partition_key=dataset.category, instance=instance, asset_selection=keys,
-                                        run_config=pipeline_run_config(dataset.k), raise_on_error=True)
+        result = job.execute_in_process(
+            partition_key=dataset.category,
+            instance=instance,
+            asset_selection=keys,
+            run_config=pipeline_run_config(dataset.k),
+            raise_on_error=True,
+        )
     assert result.success
     return time.perf_counter() - started
 
@@ -147,7 +166,9 @@ def project_models(root: Path, category: str) -> tuple[dict, dict[str, float], d
     return models, seconds, skipped
 
 
-def load_splits(root: Path, category: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None, list[str]]:
+def load_splits(
+    root: Path, category: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None, list[str]]:
     """(train, validation, test) as the models were trained on, the cold interactions and the held-out items.
 
     Pipelines with the cold-item hold-out train on the warm splits; older ones on the splits as written.
@@ -159,8 +180,9 @@ def load_splits(root: Path, category: str) -> tuple[pl.DataFrame, pl.DataFrame, 
         from rec_pipeline.assets.training import cold_item_ids, warm_split
         from rec_pipeline.warehouse import Artifact
     except ImportError:
-        train, validation, test = (pl.read_parquet(layout.artifact(category, f"splits/{s}.parquet"))
-                                   for s in ("train", "validation", "test"))
+        train, validation, test = (
+            pl.read_parquet(layout.artifact(category, f"splits/{s}.parquet")) for s in ("train", "validation", "test")
+        )
         return train, validation, test, None, []
     train, validation, test = (warm_split(layout, category, name) for name in ("train", "validation", "test"))
     held_out = cold_item_ids(layout, category)
@@ -177,7 +199,9 @@ class PeerScores:
     given (anything else gets the training mean); ``ranking_scores`` are the peer's own unclipped scores.
     """
 
-    def __init__(self, candidates: list[str], users: list[str], scores: np.ndarray, pairs: pl.DataFrame, fallback: float):
+    def __init__(
+        self, candidates: list[str], users: list[str], scores: np.ndarray, pairs: pl.DataFrame, fallback: float
+    ):
         self._items = list(candidates)
         self._row = {user: row for row, user in enumerate(users)}
         self._scores = scores
@@ -189,8 +213,9 @@ class PeerScores:
         return self._items
 
     def predict(self, user_ids, item_ids) -> np.ndarray:  # type: ignore[no-untyped-def]
-        return np.array([self._pairs.get((u, i), self._fallback) for u, i in zip(user_ids, item_ids, strict=True)],
-                        dtype=np.float32)
+        return np.array(
+            [self._pairs.get((u, i), self._fallback) for u, i in zip(user_ids, item_ids, strict=True)], dtype=np.float32
+        )
 
     def ranking_scores(self, user_ids) -> np.ndarray:  # type: ignore[no-untyped-def]
         rows = [self._row.get(user, -1) for user in user_ids]
@@ -211,19 +236,22 @@ def peers_python(explicit: Path | None) -> Path | None:
 def setup_peers() -> None:
     print(f"creating {PEERS_VENV.relative_to(REPO_DIR)} and installing {PEERS_REQUIREMENTS.name} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    subprocess.run([str(PEERS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(PEERS_REQUIREMENTS)],
-                   check=True)
+    subprocess.run(
+        [str(PEERS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(PEERS_REQUIREMENTS)], check=True
+    )
 
 
-def run_peers(python: Path, work: Path, train: pl.DataFrame, test: pl.DataFrame, candidates: list[str]
-              ) -> tuple[dict[str, PeerScores], dict[str, float], dict[str, str], str]:
+def run_peers(
+    python: Path, work: Path, train: pl.DataFrame, test: pl.DataFrame, candidates: list[str]
+) -> tuple[dict[str, PeerScores], dict[str, float], dict[str, str], str]:
     """Train every peer on ``train`` in the peers venv; read back their scores as ``PeerScores``."""
     work.mkdir(parents=True, exist_ok=True)
     train.select("user_id", "item_id", "rating").write_parquet(work / "train.parquet")
     test.select("user_id", "item_id").write_parquet(work / "test_pairs.parquet")
     pl.DataFrame({"item_id": candidates}).write_parquet(work / "candidates.parquet")
-    proc = subprocess.run([str(python), str(Path(__file__).resolve()), "--peer-worker", str(work)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(python), str(Path(__file__).resolve()), "--peer-worker", str(work)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         reason = "peer subprocess failed: " + " | ".join(tail)
@@ -233,12 +261,19 @@ def run_peers(python: Path, work: Path, train: pl.DataFrame, test: pl.DataFrame,
     models = {}
     for name in report["fitted"]:
         rows = pl.read_parquet(work / f"{name}.scores.parquet")
-        models[name] = PeerScores(candidates, rows["user_id"].to_list(), rows["scores"].to_numpy().astype(np.float64),
-                                  pl.read_parquet(work / f"{name}.predictions.parquet"), fallback)
+        models[name] = PeerScores(
+            candidates,
+            rows["user_id"].to_list(),
+            rows["scores"].to_numpy().astype(np.float64),
+            pl.read_parquet(work / f"{name}.predictions.parquet"),
+            fallback,
+        )
     versions = ", ".join(f"{library} {version}" for library, version in report["versions"].items())
     if report["unknown_users"]:
-        versions += (f"; {report['unknown_users']} test users unknown to training (they rated only held-out cold "
-                     f"items there) get each library's cold-user scores")
+        versions += (
+            f"; {report['unknown_users']} test users unknown to training (they rated only held-out cold "
+            f"items there) get each library's cold-user scores"
+        )
     return models, report["seconds"], report["failed"], versions
 
 
@@ -256,15 +291,22 @@ def peer_worker(work: Path) -> None:
     mean = float(train["rating"].mean())  # type: ignore[arg-type]
     triples = list(train.select("user_id", "item_id", "rating").iter_rows())
     known_users = set(train["user_id"].unique().to_list())
-    report: dict = {"fitted": [], "seconds": {}, "failed": {}, "versions": {},
-                    "unknown_users": sum(user not in known_users for user in users)}
+    report: dict = {
+        "fitted": [],
+        "seconds": {},
+        "failed": {},
+        "versions": {},
+        "unknown_users": sum(user not in known_users for user in users),
+    }
 
     def save(name: str, scores: np.ndarray, rating_model: bool) -> None:
         predicted = np.full(len(pair_rows), mean)
         if rating_model:
             known = pair_cols >= 0
             predicted[known] = np.clip(scores[pair_rows[known], pair_cols[known]], 1.0, 5.0)
-        pl.DataFrame({"user_id": users, "scores": scores.astype(np.float32)}).write_parquet(work / f"{name}.scores.parquet")
+        pl.DataFrame({"user_id": users, "scores": scores.astype(np.float32)}).write_parquet(
+            work / f"{name}.scores.parquet"
+        )
         pairs.with_columns(prediction=pl.Series(predicted)).write_parquet(work / f"{name}.predictions.parquet")
         report["fitted"].append(name)
 
@@ -286,19 +328,23 @@ def peer_worker(work: Path) -> None:
         def cornac_peer(model, rating_model: bool, unknown_user):  # type: ignore[no-untyped-def]
             """``unknown_user(model)``: the scores of a test user absent from training (all their training ratings
             were on held-out cold items): what the library itself falls back to."""
+
             def fit_and_score(name: str) -> None:
                 started = time.perf_counter()
                 model.fit(dataset)
                 report["seconds"][name] = time.perf_counter() - started
                 rows = [model.score(u) if u is not None else unknown_user(model) for u in user_idx]
                 save(name, np.stack([np.asarray(row, dtype=np.float64)[item_idx] for row in rows]), rating_model)
+
             return fit_and_score
 
         # MF: global mean + item bias (its own cold-user path); BPR: item bias; ItemKNN: Cornac's default_score.
         run("cornac_mf", cornac_peer(MF(seed=SEED), True, lambda model: model.score(-1)))
         run("cornac_bpr", cornac_peer(BPR(seed=SEED), False, lambda model: np.copy(model.i_biases)))
-        run("cornac_itemknn", cornac_peer(ItemKNN(verbose=False), True,
-                                          lambda model: np.full(model.num_items, model.default_score())))
+        run(
+            "cornac_itemknn",
+            cornac_peer(ItemKNN(verbose=False), True, lambda model: np.full(model.num_items, model.default_score())),
+        )
     except ImportError as exc:
         for name in ("cornac_mf", "cornac_bpr", "cornac_itemknn"):
             report["failed"][name] = f"cornac does not import: {exc}"
@@ -331,27 +377,43 @@ def peer_worker(work: Path) -> None:
 
 
 # ----- evaluation and report -----------------------------------------------------------------------------------
-def evaluate_all(models: dict, train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame, candidates: list[str]):  # type: ignore[no-untyped-def]
+def evaluate_all(
+    models: dict, train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame, candidates: list[str]
+):  # type: ignore[no-untyped-def]
     from rec_pipeline.evaluation import EvaluationOptions, compare_models, evaluate_model
 
     options = EvaluationOptions(ks=(K,), seed=0)  # model_metrics' defaults: full protocol, relevant = rating >= 4
-    results = {name: evaluate_model(model, train, test, validation=validation, options=options, candidates=candidates)
-               for name, model in models.items()}
+    results = {
+        name: evaluate_model(model, train, test, validation=validation, options=options, candidates=candidates)
+        for name, model in models.items()
+    }
     comparison = compare_models({name: r.user_stats for name, r in results.items()}, BOOTSTRAP_METRICS, 200, seed=0)
     return results, comparison
 
 
-def evaluate_cold(models: dict, train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame, cold: pl.DataFrame,  # type: ignore[type-arg]
-                  held_out: list[str], candidates: list[str]):  # type: ignore[no-untyped-def]
+def evaluate_cold(
+    models: dict,
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    test: pl.DataFrame,
+    cold: pl.DataFrame,  # type: ignore[type-arg]
+    held_out: list[str],
+    candidates: list[str],
+):  # type: ignore[no-untyped-def]
     """The project models on the held-out items, exactly as ``model_metrics`` does (its candidates, its history)."""
     from rec_pipeline.evaluation import EvaluationOptions, cold_candidates, compare_models, evaluate_cold_items
 
     options = EvaluationOptions(ks=(K,), seed=0)
     candidates_cold = cold_candidates(held_out, candidates, options.seed)
     history = pl.concat([validation, test], how="vertical_relaxed")
-    results = {name: evaluate_cold_items(model, train, cold, candidates_cold, history, options)
-               for name, model in models.items() if name not in PEERS}
-    comparison = compare_models({name: r.user_stats for name, r in results.items()}, ("rmse", NDCG, f"recall@{K}"), 200, seed=0)
+    results = {
+        name: evaluate_cold_items(model, train, cold, candidates_cold, history, options)
+        for name, model in models.items()
+        if name not in PEERS
+    }
+    comparison = compare_models(
+        {name: r.user_stats for name, r in results.items()}, ("rmse", NDCG, f"recall@{K}"), 200, seed=0
+    )
     return results, comparison
 
 
@@ -362,18 +424,30 @@ def print_cold(results, comparison, n_held_out: int) -> None:  # type: ignore[no
     for name, result in results.items():
         m = result.metrics
         ranker = name in RANKERS
-        rows.append({"model": name, "rmse_cold": "–" if ranker else f"{m['rmse']:.4f}",
-                     "rmse_cold vs best [95%]": "ranker" if ranker else "best" if comparison.best["rmse"] == name
-                     else comparison.intervals[name]["rmse"].compact(3),
-                     f"ndcg_cold@{K}": f"{m[NDCG]:.4f}", f"recall_cold@{K}": f"{m[f'recall@{K}']:.4f}",
-                     f"ndcg_cold@{K} vs best [95%]": "best" if comparison.best[NDCG] == name
-                     else comparison.intervals[name][NDCG].compact(3)})
+        rows.append(
+            {
+                "model": name,
+                "rmse_cold": "–" if ranker else f"{m['rmse']:.4f}",
+                "rmse_cold vs best [95%]": "ranker"
+                if ranker
+                else "best"
+                if comparison.best["rmse"] == name
+                else comparison.intervals[name]["rmse"].compact(3),
+                f"ndcg_cold@{K}": f"{m[NDCG]:.4f}",
+                f"recall_cold@{K}": f"{m[f'recall@{K}']:.4f}",
+                f"ndcg_cold@{K} vs best [95%]": "best"
+                if comparison.best[NDCG] == name
+                else comparison.intervals[name][NDCG].compact(3),
+            }
+        )
     print_table(rows)
     counts = next(iter(results.values())).counts
-    print(f"\nCold items: {n_held_out:,} items with content held out of all training; {counts['n_test']:,} of their ratings "
-          f"by known users; each user's relevant cold items ranked among {counts['n_candidates']:,} candidates (every "
-          f"cold item + as many sampled warm ones), {counts['n_users_evaluated']:,} users ranked. Models that cannot score "
-          f"an unseen item use their item-agnostic score (rmse: the user/global mean). Peers have no content: not shown.")
+    print(
+        f"\nCold items: {n_held_out:,} items with content held out of all training; {counts['n_test']:,} of their ratings "
+        f"by known users; each user's relevant cold items ranked among {counts['n_candidates']:,} candidates (every "
+        f"cold item + as many sampled warm ones), {counts['n_users_evaluated']:,} users ranked. Models that cannot score "
+        f"an unseen item use their item-agnostic score (rmse: the user/global mean). Peers have no content: not shown."
+    )
 
 
 def cold_checks(results, comparison) -> list[tuple[str, bool | None]]:  # type: ignore[no-untyped-def]
@@ -390,9 +464,14 @@ def cold_checks(results, comparison) -> list[tuple[str, bool | None]]:  # type: 
         ok = gap.low is not None and gap.high is not None and (gap.high < 0 if lower else gap.low > 0)
         a, b = results[model].metrics[metric], results[baseline].metrics[metric]
         better = gap.diff is not None and (gap.diff < 0 if lower else gap.diff > 0)
-        how = "beats it by more than the interval" if ok else (
-            "better, but within the interval" if better else f"missed: worse by {abs(gap.diff or 0.0):.4f}")
-        checks.append((f"cold items: {model} {metric_label[metric]} {a:.4f} vs {baseline} {b:.4f}: {gap.compact(4)}: {how}", ok))
+        how = (
+            "beats it by more than the interval"
+            if ok
+            else ("better, but within the interval" if better else f"missed: worse by {abs(gap.diff or 0.0):.4f}")
+        )
+        checks.append(
+            (f"cold items: {model} {metric_label[metric]} {a:.4f} vs {baseline} {b:.4f}: {gap.compact(4)}: {how}", ok)
+        )
     return checks
 
 
@@ -411,24 +490,38 @@ def print_results(results, comparison, seconds: dict[str, float]) -> None:  # ty
         m = result.metrics
         ranker = name in RANKERS
         rmse_vs = "ranker" if ranker else comparison.intervals[name]["rmse"].compact(3)
-        rows.append({"model": name, "from": source_of(name), "fit_s": f"{seconds.get(name, 0.0):.2f}",
-                     "rmse": "–" if ranker else fmt(m["rmse"]), "mae": "–" if ranker else fmt(m["mae"]),
-                     "rmse vs best [95%]": "best" if comparison.best["rmse"] == name else rmse_vs,
-                     NDCG: fmt(m[NDCG]), f"recall@{K}": fmt(m[f"recall@{K}"]), f"hr@{K}": fmt(m[f"hr@{K}"]),
-                     f"coverage@{K}": fmt(m[f"coverage@{K}"], 3),
-                     f"{NDCG} vs best [95%]": "best" if comparison.best[NDCG] == name
-                     else comparison.intervals[name][NDCG].compact(3)})
+        rows.append(
+            {
+                "model": name,
+                "from": source_of(name),
+                "fit_s": f"{seconds.get(name, 0.0):.2f}",
+                "rmse": "–" if ranker else fmt(m["rmse"]),
+                "mae": "–" if ranker else fmt(m["mae"]),
+                "rmse vs best [95%]": "best" if comparison.best["rmse"] == name else rmse_vs,
+                NDCG: fmt(m[NDCG]),
+                f"recall@{K}": fmt(m[f"recall@{K}"]),
+                f"hr@{K}": fmt(m[f"hr@{K}"]),
+                f"coverage@{K}": fmt(m[f"coverage@{K}"], 3),
+                f"{NDCG} vs best [95%]": "best"
+                if comparison.best[NDCG] == name
+                else comparison.intervals[name][NDCG].compact(3),
+            }
+        )
     print_table(rows)
     any_result = next(iter(results.values()))
     counts = any_result.counts
-    print(f"\n{any_result.protocol}; {counts['n_candidates']:,} candidate items (the training items), "
-          f"{counts['n_users_evaluated']:,} of {counts['n_test_users']:,} test users ranked, {counts['n_test']:,} test "
-          f"ratings; seeded tie-break; intervals: paired bootstrap over users, 200 resamples. Rankers "
-          f"({', '.join(n for n in results if n in RANKERS)}) predict the training mean: rating columns left out.")
+    print(
+        f"\n{any_result.protocol}; {counts['n_candidates']:,} candidate items (the training items), "
+        f"{counts['n_users_evaluated']:,} of {counts['n_test_users']:,} test users ranked, {counts['n_test']:,} test "
+        f"ratings; seeded tie-break; intervals: paired bootstrap over users, 200 resamples. Rankers "
+        f"({', '.join(n for n in results if n in RANKERS)}) predict the training mean: rating columns left out."
+    )
 
 
 def best_of(results, names, metric: str, lower: bool) -> str | None:  # type: ignore[no-untyped-def]
-    defined = [(results[n].metrics[metric], n) for n in names if n in results and results[n].metrics[metric] is not None]
+    defined = [
+        (results[n].metrics[metric], n) for n in names if n in results and results[n].metrics[metric] is not None
+    ]
     if not defined:
         return None
     return (min if lower else max)(defined)[1]
@@ -443,9 +536,18 @@ def check_targets(results, comparison) -> list[tuple[str, bool | None]]:  # type
     if proj and peer:
         gap = comparison.difference(proj, peer, "rmse")
         ok = gap.diff is not None and (gap.diff <= 0 or (gap.low is not None and gap.low <= 0))
-        how = ("better" if gap.diff <= 0 else "within the interval") if ok else f"missed by {gap.diff:.4f} (interval excludes 0)"
-        checks.append((f"best project rating model `{proj}` RMSE {value(proj, 'rmse'):.4f} vs best peer `{peer}` "
-                       f"{value(peer, 'rmse'):.4f}: {gap.compact(4)}: {how}", ok))
+        how = (
+            ("better" if gap.diff <= 0 else "within the interval")
+            if ok
+            else f"missed by {gap.diff:.4f} (interval excludes 0)"
+        )
+        checks.append(
+            (
+                f"best project rating model `{proj}` RMSE {value(proj, 'rmse'):.4f} vs best peer `{peer}` "
+                f"{value(peer, 'rmse'):.4f}: {gap.compact(4)}: {how}",
+                ok,
+            )
+        )
     else:
         checks.append(("RMSE vs peers: no peer rating model ran", None))
     ranker = best_of(results, [name for name in project if name != "popularity"], NDCG, lower=False)
@@ -455,17 +557,34 @@ def check_targets(results, comparison) -> list[tuple[str, bool | None]]:  # type
         ok = gap.diff is not None and gap.diff >= 0
         how = "met" if ok else f"missed by {-gap.diff:.4f}"
         tie = " (tied within the interval)" if not ok and gap.contains_zero else ""
-        checks.append((f"best project ranker `{ranker}` {NDCG} {value(ranker, NDCG):.4f} >= every peer's (best peer "
-                       f"`{peer}` {value(peer, NDCG):.4f}): {gap.compact(4)}: {how}{tie}", ok))
+        checks.append(
+            (
+                f"best project ranker `{ranker}` {NDCG} {value(ranker, NDCG):.4f} >= every peer's (best peer "
+                f"`{peer}` {value(peer, NDCG):.4f}): {gap.compact(4)}: {how}{tie}",
+                ok,
+            )
+        )
     else:
         checks.append((f"{NDCG} vs peers: no peer ran", None))
     if ranker and "popularity" in results:
         gap = comparison.difference(ranker, "popularity", NDCG)
         ok = gap.low is not None and gap.low > 0
-        how = "clearly above" if ok else (f"missed: below by {-gap.diff:.4f}" if gap.diff is not None and gap.diff < 0
-                                          else "missed: not clearly above (the interval reaches 0)")
-        checks.append((f"best project ranker `{ranker}` {NDCG} {value(ranker, NDCG):.4f} vs popularity "
-                       f"{value('popularity', NDCG):.4f}: {gap.compact(4)}: {how}", ok))
+        how = (
+            "clearly above"
+            if ok
+            else (
+                f"missed: below by {-gap.diff:.4f}"
+                if gap.diff is not None and gap.diff < 0
+                else "missed: not clearly above (the interval reaches 0)"
+            )
+        )
+        checks.append(
+            (
+                f"best project ranker `{ranker}` {NDCG} {value(ranker, NDCG):.4f} vs popularity "
+                f"{value('popularity', NDCG):.4f}: {gap.compact(4)}: {how}",
+                ok,
+            )
+        )
     return checks
 
 
@@ -496,7 +615,9 @@ def prepare_root(root: Path, dataset: Dataset, real_dir: Path) -> str | None:
     return None
 
 
-def bench_dataset(dataset: Dataset, real_dir: Path, out: Path, python: Path | None, peer_note: str) -> list[tuple[str, bool | None]]:
+def bench_dataset(
+    dataset: Dataset, real_dir: Path, out: Path, python: Path | None, peer_note: str
+) -> list[tuple[str, bool | None]]:
     label = "generated" if dataset.reviews is None else "real 2018 5-core" + (" + metadata" if dataset.meta else "")
     print(f"\n## {dataset.category} ({label}, k={dataset.k})\n", flush=True)
     root = out / dataset.category
@@ -515,16 +636,20 @@ def bench_dataset(dataset: Dataset, real_dir: Path, out: Path, python: Path | No
     per_user = interactions.group_by("user_id").len()["len"]
     per_item = interactions.group_by("item_id").len()["len"].sort(descending=True)
     top = per_item.head(max(1, per_item.len() // 100)).sum() / interactions.height
-    print(f"{interactions.height:,} interactions, {per_user.len():,} users (median {per_user.median():.0f} ratings, "
-          f"p90 {per_user.quantile(0.9):.0f}), {per_item.len():,} items (median {per_item.median():.0f}, max "
-          f"{per_item.max():,}, top 1% of items hold {top:.0%}); split train/validation/test "
-          f"{train.height:,}/{validation.height:,}/{test.height:,} (temporal leave-last-out"
-          f"{f'; {len(held_out):,} cold items held out' if held_out else ''}); pipeline {wall:.0f} s")
+    print(
+        f"{interactions.height:,} interactions, {per_user.len():,} users (median {per_user.median():.0f} ratings, "
+        f"p90 {per_user.quantile(0.9):.0f}), {per_item.len():,} items (median {per_item.median():.0f}, max "
+        f"{per_item.max():,}, top 1% of items hold {top:.0%}); split train/validation/test "
+        f"{train.height:,}/{validation.height:,}/{test.height:,} (temporal leave-last-out"
+        f"{f'; {len(held_out):,} cold items held out' if held_out else ''}); pipeline {wall:.0f} s"
+    )
     candidates = default_candidates(train)
     models, seconds, skipped = project_models(root, dataset.category)
     failed: dict[str, str] = {}
     if python is not None:
-        peers, peer_seconds, failed, versions = run_peers(python, out / f"{dataset.category}.peers", train, test, candidates)
+        peers, peer_seconds, failed, versions = run_peers(
+            python, out / f"{dataset.category}.peers", train, test, candidates
+        )
         models.update(peers)
         seconds.update(peer_seconds)
         print(f"peers: {versions}; library defaults, seed 42")
@@ -565,8 +690,10 @@ def main() -> None:
     if args.setup_peers and peers_python(args.peers_python) is None:
         setup_peers()
     python = peers_python(args.peers_python)
-    peer_note = (f"no peers venv: run `python bench/real_quality.py --setup-peers` (or python3.11 -m venv {PEERS_VENV.name} "
-                 f"&& pip install -r {PEERS_REQUIREMENTS.name})")
+    peer_note = (
+        f"no peers venv: run `python bench/real_quality.py --setup-peers` (or python3.11 -m venv {PEERS_VENV.name} "
+        f"&& pip install -r {PEERS_REQUIREMENTS.name})"
+    )
     if python is None:
         print(peer_note)
     datasets = [d for d in (*REAL_DATASETS, GENERATED) if not args.only or d.category in args.only]

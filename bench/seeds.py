@@ -78,11 +78,22 @@ class SeedRun:
 SEEDS = (
     SeedRun(
         "seed000",
-        Generated({"category": "Seed000_Fashion", "release": "2018", "n_users": 400, "n_items": 30, "n_reviews": 3_200,
-                   "variant_families": 0.3, "seed": 0},
-                  "2018 AMAZON_FASHION 5-core, 3,176 reviews"),
-        "rmse", "RMSE 0.7526, MAE 0.5157, Pearson 0.820",
-        {"hybrid (seed network)": "hybrid_seed000"}, RATING_ROSTER,
+        Generated(
+            {
+                "category": "Seed000_Fashion",
+                "release": "2018",
+                "n_users": 400,
+                "n_items": 30,
+                "n_reviews": 3_200,
+                "variant_families": 0.3,
+                "seed": 0,
+            },
+            "2018 AMAZON_FASHION 5-core, 3,176 reviews",
+        ),
+        "rmse",
+        "RMSE 0.7526, MAE 0.5157, Pearson 0.820",
+        {"hybrid (seed network)": "hybrid_seed000"},
+        RATING_ROSTER,
         "ratings drawn from a known model (fewer 1 and 5 stars than real dumps: a narrower spread, so Pearson "
         "is not comparable); the towers read the pipeline's 32-d word2vec title vectors and 64-d random-CNN image "
         "embeddings where the seed had 64-d and 512-d",
@@ -93,11 +104,22 @@ SEEDS = (
     ),
     SeedRun(
         "seed001",
-        Generated({"category": "Seed001_Electronics", "release": "2018", "n_users": 2_500, "n_items": 500,
-                   "n_reviews": 30_000, "variant_families": 0.1, "seed": 1},
-                  "2018 Electronics (20.9M reviews) after the > 10 filter"),
-        "rmse", "RMSE: MF 1.5478, deep 1.0620, hybrid 1.0528",
-        {"MF": "mf", "deep": "ncf", "hybrid": "hybrid"}, RATING_ROSTER,
+        Generated(
+            {
+                "category": "Seed001_Electronics",
+                "release": "2018",
+                "n_users": 2_500,
+                "n_items": 500,
+                "n_reviews": 30_000,
+                "variant_families": 0.1,
+                "seed": 1,
+            },
+            "2018 Electronics (20.9M reviews) after the > 10 filter",
+        ),
+        "rmse",
+        "RMSE: MF 1.5478, deep 1.0620, hybrid 1.0528",
+        {"MF": "mf", "deep": "ncf", "hybrid": "hybrid"},
+        RATING_ROSTER,
         "a dense, small stand-in for a catalogue of 786k products; the seed's models map onto the pipeline's: "
         "MF is biased here, deep is NCF (64-32-16), hybrid is the project's content-augmented MF (text and images) "
         "where the seed's added averaged title word2vec to the deep model",
@@ -107,10 +129,11 @@ SEEDS = (
     ),
     SeedRun(
         "seed002",
-        Real(("Magazine_Subscriptions_5.json.gz", "meta_Magazine_Subscriptions.json.gz"),
-             "unnamed 2018 category"),
-        "ndcg@10", "(qualitative: top-10 for a given user)",
-        {"AutoRec": "autorec"}, ("popularity", "ease", "biases", "mf"),
+        Real(("Magazine_Subscriptions_5.json.gz", "meta_Magazine_Subscriptions.json.gz"), "unnamed 2018 category"),
+        "ndcg@10",
+        "(qualitative: top-10 for a given user)",
+        {"AutoRec": "autorec"},
+        ("popularity", "ease", "biases", "mf"),
         "the seed's split is unknown: the pipeline's default (temporal leave-last-out) is used; a real but tiny file",
         "no figure: a top-10 list judged by eye says nothing about ranking quality; here every user's held-out "
         "last rating is ranked among all training items",
@@ -118,11 +141,21 @@ SEEDS = (
     ),
     SeedRun(
         "seed003",
-        Generated({"category": "Seed003_Home", "release": "2023", "n_users": 1_000, "n_items": 200,
-                   "n_reviews": 32_000, "seed": 3},
-                  "a 2023 category (parent_asin)"),
-        "rmse", "(loss curves only)",
-        {"MF by ALS": "mf_als", "MF by SGD": "mf"}, RATING_ROSTER,
+        Generated(
+            {
+                "category": "Seed003_Home",
+                "release": "2023",
+                "n_users": 1_000,
+                "n_items": 200,
+                "n_reviews": 32_000,
+                "seed": 3,
+            },
+            "a 2023 category (parent_asin)",
+        ),
+        "rmse",
+        "(loss curves only)",
+        {"MF by ALS": "mf_als", "MF by SGD": "mf"},
+        RATING_ROSTER,
         "ALS and Adam fit one model (biased MF, per-rating L2: 0.2 for ALS's exact minimum, 0.05 with Adam's early "
         "stopping; 50-d); "
         "the seed's third model, MF with metadata embeddings (main category, price), is not here",
@@ -131,11 +164,22 @@ SEEDS = (
     ),
     SeedRun(
         "seed004",
-        Generated({"category": "Seed004_Movies", "release": "2018", "n_users": 1_000, "n_items": 300,
-                   "n_reviews": 20_000, "variant_families": 0.1, "seed": 4},
-                  "2018 Movies & TV (2018 reviews only)"),
-        "mae", "MAE 0.43 (test), CV 0.39 +- 0.012",
-        {"dense (NCF)": "ncf"}, ("biases", "mf", "mf_als", "ncf"),
+        Generated(
+            {
+                "category": "Seed004_Movies",
+                "release": "2018",
+                "n_users": 1_000,
+                "n_items": 300,
+                "n_reviews": 20_000,
+                "variant_families": 0.1,
+                "seed": 4,
+            },
+            "2018 Movies & TV (2018 reviews only)",
+        ),
+        "mae",
+        "MAE 0.43 (test), CV 0.39 +- 0.012",
+        {"dense (NCF)": "ncf"},
+        ("biases", "mf", "mf_als", "ncf"),
         "reviews of every year, not 2018's alone; the seed's hidden sizes are unknown, NCF's (64-32-16, dropout "
         "0.2) stand in; the pipeline's CV folds all interactions, the seed's only its training part; the test "
         "split is the pipeline's default (temporal leave-last-out)",
@@ -151,8 +195,11 @@ def offline_settings(run: SeedRun) -> dict[str, Any]:
     from rec_pipeline.demo import demo_ops_config
 
     demo = demo_ops_config()
-    ops = {"word2vec_model": demo["word2vec_model"], "image_embeddings": demo["image_embeddings"],
-           "item_images": {"config": {**demo["item_images"]["config"], "offline": True}}}
+    ops = {
+        "word2vec_model": demo["word2vec_model"],
+        "image_embeddings": demo["image_embeddings"],
+        "item_images": {"config": {**demo["item_images"]["config"], "offline": True}},
+    }
     return {"preset": run.preset, "ops": {**ops, **run.settings}}
 
 
@@ -188,14 +235,20 @@ def run_pipeline(root: Path, category: str, run: SeedRun) -> float:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     defs = build_definitions(str(root))
     models = [f"model_{name}" for name in dict.fromkeys([*run.reproduced.values(), *run.roster])]
-    selection = dg.AssetSelection.assets(*models).upstream() | dg.AssetSelection.assets("model_metrics", *run.extra_assets)
+    selection = dg.AssetSelection.assets(*models).upstream() | dg.AssetSelection.assets(
+        "model_metrics", *run.extra_assets
+    )
     keys = list(selection.resolve(defs.resolve_asset_graph()))
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("category", [category])
         result = defs.resolve_job_def(MAIN_JOB_NAME).execute_in_process(
-            partition_key=category, instance=instance, asset_selection=keys, raise_on_error=True,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+            partition_key=category,
+            instance=instance,
+            asset_selection=keys,
+            raise_on_error=True,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
     assert result.success
     return time.perf_counter() - started
 
@@ -217,10 +270,12 @@ def describe_data(root: Path, category: str, run: SeedRun) -> str:
     truth = root / "sample_truth" / f"{category}.json"
     floor = f", noise floor RMSE {json.loads(truth.read_text())['noise_floor_rmse']:.3f}" if truth.exists() else ""
     release = run.data.spec["release"] if isinstance(run.data, Generated) else "2018"
-    return (f"{origin} {release} `{category}`: {frame.height:,} ratings, {frame['user_id'].n_unique():,} users x "
-            f"{frame['item_id'].n_unique():,} items, mean {ratings.mean():.2f} (std {ratings.std():.2f}), "
-            f"{float((ratings == 5).mean()):.0%} 5-star{floor}; {copies:,} variant copies collapsed. Seed: {run.data.seed_dataset}. "
-            f"Also: {run.differences}")
+    return (
+        f"{origin} {release} `{category}`: {frame.height:,} ratings, {frame['user_id'].n_unique():,} users x "
+        f"{frame['item_id'].n_unique():,} items, mean {ratings.mean():.2f} (std {ratings.std():.2f}), "
+        f"{float((ratings == 5).mean()):.0%} 5-star{floor}; {copies:,} variant copies collapsed. Seed: {run.data.seed_dataset}. "
+        f"Also: {run.differences}"
+    )
 
 
 def seed_row(root: Path, category: str, run: SeedRun) -> dict[str, str]:
@@ -240,14 +295,23 @@ def seed_row(root: Path, category: str, run: SeedRun) -> dict[str, str]:
     cv_path = layout.artifact(category, "metrics/cross_validation.json")
     if cv_path.exists():
         for name, cv in json.loads(cv_path.read_text()).items():
-            reproduced.append(f"CV {name} ({cv['k']} folds): {run.metric} {cv['mean'][run.metric]:.4f} +- {cv['std'][run.metric]:.4f}")
+            reproduced.append(
+                f"CV {name} ({cv['k']} folds): {run.metric} {cv['mean'][run.metric]:.4f} +- {cv['std'][run.metric]:.4f}"
+            )
     lower_is_better = run.metric in ("rmse", "mae")
-    candidates = {name: test(name, f"val_{run.metric}") for name in run.roster if test(name, f"val_{run.metric}") is not None}
+    candidates = {
+        name: test(name, f"val_{run.metric}") for name in run.roster if test(name, f"val_{run.metric}") is not None
+    }
     best = (min if lower_is_better else max)(candidates, key=lambda name: candidates[name])
     best_text = ", ".join(f"{m} {_figure(test(best, m))}" for m in figures)
-    return {"seed": run.preset, "data used": describe_data(root, category, run), "published": run.published,
-            "reproduced (test)": "; ".join(reproduced), "pipeline best (test)": f"`{best}` (by val {run.metric}): {best_text}",
-            "protocol weaknesses": run.weaknesses}
+    return {
+        "seed": run.preset,
+        "data used": describe_data(root, category, run),
+        "published": run.published,
+        "reproduced (test)": "; ".join(reproduced),
+        "pipeline best (test)": f"`{best}` (by val {run.metric}): {best_text}",
+        "protocol weaknesses": run.weaknesses,
+    }
 
 
 def print_markdown(rows: list[dict[str, str]]) -> None:

@@ -51,10 +51,48 @@ def synthetic_items(n_items: int, seed: int = 7) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     vocabulary = ["".join(rng.choice(letters, rng.integers(3, 10))) for _ in range(8000)]
-    vocabulary[:40] = ["the", "and", "for", "with", "this", "is", "of", "to", "in", "a", "it", "on", "you", "your",
-                       "are", "be", "can", "not", "all", "from", "steel", "black", "set", "pack", "kitchen", "home",
-                       "cable", "usb", "case", "cover", "light", "water", "bottle", "toy", "kids", "women", "men",
-                       "size", "large", "small"]
+    vocabulary[:40] = [
+        "the",
+        "and",
+        "for",
+        "with",
+        "this",
+        "is",
+        "of",
+        "to",
+        "in",
+        "a",
+        "it",
+        "on",
+        "you",
+        "your",
+        "are",
+        "be",
+        "can",
+        "not",
+        "all",
+        "from",
+        "steel",
+        "black",
+        "set",
+        "pack",
+        "kitchen",
+        "home",
+        "cable",
+        "usb",
+        "case",
+        "cover",
+        "light",
+        "water",
+        "bottle",
+        "toy",
+        "kids",
+        "women",
+        "men",
+        "size",
+        "large",
+        "small",
+    ]
     words = np.array(vocabulary, dtype=object)
 
     def phrases(count: int, low: int, high: int) -> list[str]:
@@ -64,7 +102,7 @@ def synthetic_items(n_items: int, seed: int = 7) -> pl.DataFrame:
         styles = rng.integers(0, len(DECORATIONS), count)
         out, start = [], 0
         for i, length in enumerate(lengths.tolist()):
-            text = " ".join(flat[start:start + length])
+            text = " ".join(flat[start : start + length])
             start += length
             out.append(DECORATIONS[styles[i]].format(text) if decorate[i] else text)
         return out
@@ -79,7 +117,7 @@ def synthetic_items(n_items: int, seed: int = 7) -> pl.DataFrame:
 
     def split(pool: list[str], counts: np.ndarray) -> list[list[str]]:
         ends = np.cumsum(counts).tolist()
-        return [pool[end - count:end] for end, count in zip(ends, counts.tolist(), strict=True)]
+        return [pool[end - count : end] for end, count in zip(ends, counts.tolist(), strict=True)]
 
     features, descriptions = split(feature_pool, n_features), split(description_pool, n_description)
     empty = rng.random(n_items) < 0.02  # items whose text fields are all empty: categories/brand fallback
@@ -145,8 +183,11 @@ def main() -> None:
     sample, _ = clean_item_text(items.head(args.train_items), options, stopwords)
     started = time.perf_counter()
     model = train_word2vec(sample["tokens"], Word2VecOptions(vector_size=args.vector_size, epochs=3, workers=2))
-    print(f"word2vec: {len(model.wv):,} words, trained on {sample.height:,} items in "
-          f"{time.perf_counter() - started:.1f}s", flush=True)
+    print(
+        f"word2vec: {len(model.wv):,} words, trained on {sample.height:,} items in "
+        f"{time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
 
     started = time.perf_counter()
     cleaned, report = clean_item_text(items, options, stopwords)
@@ -166,21 +207,35 @@ def main() -> None:
 
     n = items.height
     rows = []
-    for stage, ours, base in (("clean", ours_clean, base_clean), ("vectorize (mean)", ours_vec, base_vec),
-                              ("clean + vectorize", ours_clean + ours_vec, base_clean + base_vec)):
-        rows.append({"stage": stage, "rec_pipeline_s": f"{ours:.2f}", "baseline_s": f"{base:.2f}",
-                     "rec_pipeline_items_per_s": f"{n / ours:,.0f}", "baseline_items_per_s": f"{n / base:,.0f}",
-                     "speedup": f"{base / ours:.1f}x"})
+    for stage, ours, base in (
+        ("clean", ours_clean, base_clean),
+        ("vectorize (mean)", ours_vec, base_vec),
+        ("clean + vectorize", ours_clean + ours_vec, base_clean + base_vec),
+    ):
+        rows.append(
+            {
+                "stage": stage,
+                "rec_pipeline_s": f"{ours:.2f}",
+                "baseline_s": f"{base:.2f}",
+                "rec_pipeline_items_per_s": f"{n / ours:,.0f}",
+                "baseline_items_per_s": f"{n / base:,.0f}",
+                "speedup": f"{base / ours:.1f}x",
+            }
+        )
     print()
     print_table(rows)
 
-    same_tokens = float(np.mean([a == b for a, b in zip(cleaned["tokens"].to_list(), base_tokens.to_list(),
-                                                        strict=True)]))
+    same_tokens = float(
+        np.mean([a == b for a, b in zip(cleaned["tokens"].to_list(), base_tokens.to_list(), strict=True)])
+    )
     both = ours_mask & (np.linalg.norm(base_vectors, axis=1) > 0)
     cos = np.sum(ours_vectors[both] * base_vectors[both], axis=1) / (
-        np.linalg.norm(ours_vectors[both], axis=1) * np.linalg.norm(base_vectors[both], axis=1))
-    print(f"\nitems with identical tokens in both: {same_tokens:.1%}; mean cosine of the two vectors: "
-          f"{float(cos.mean()):.4f} over {int(both.sum()):,} items")
+        np.linalg.norm(ours_vectors[both], axis=1) * np.linalg.norm(base_vectors[both], axis=1)
+    )
+    print(
+        f"\nitems with identical tokens in both: {same_tokens:.1%}; mean cosine of the two vectors: "
+        f"{float(cos.mean()):.4f} over {int(both.sum()):,} items"
+    )
 
 
 if __name__ == "__main__":

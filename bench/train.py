@@ -67,14 +67,20 @@ class Data:
         self.n_users, self.n_items = n_users, n_items
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame({"user_id": np.char.add("u", self.user.astype(str)),
-                             "item_id": np.char.add("i", self.item.astype(str)), "rating": self.rating})
+        return pl.DataFrame(
+            {
+                "user_id": np.char.add("u", self.user.astype(str)),
+                "item_id": np.char.add("i", self.item.astype(str)),
+                "rating": self.rating,
+            }
+        )
 
     def content(self) -> object:
         from rec_pipeline.models import ItemContent
 
-        return ItemContent([f"i{i}" for i in range(self.n_items)], self.text, self.text_mask, self.image,
-                           self.image_mask)
+        return ItemContent(
+            [f"i{i}" for i in range(self.n_items)], self.text, self.text_mask, self.image, self.image_mask
+        )
 
 
 Epochs = list[tuple[float, float]]  # (wall seconds, process CPU seconds) per epoch
@@ -126,8 +132,15 @@ def plain_keras_mf(data: Data, epochs: int, batch_size: int) -> list[float]:
     model = keras.Model({"user": user, "item": item}, rating)
     model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="mse")
     timer, timed = epoch_timer()
-    model.fit({"user": data.user, "item": data.item}, data.rating, batch_size=batch_size, epochs=epochs,
-              shuffle=True, verbose=0, callbacks=[timer])
+    model.fit(
+        {"user": data.user, "item": data.item},
+        data.rating,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[timer],
+    )
     return timed
 
 
@@ -144,8 +157,11 @@ def seed000_hybrid(data: Data, epochs: int, batch_size: int) -> list[float]:
     q = keras.layers.Embedding(data.n_items, EMBEDDING_DIM)(item)
     collaborative = keras.layers.Dot(axes=1, normalize=True)([p, q])
     neural = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([p, q]))
-    content = keras.layers.Dense(128, activation="relu")(keras.layers.Concatenate()([
-        keras.layers.Dense(64, activation="relu")(title), keras.layers.Dense(256, activation="relu")(image)]))
+    content = keras.layers.Dense(128, activation="relu")(
+        keras.layers.Concatenate()(
+            [keras.layers.Dense(64, activation="relu")(title), keras.layers.Dense(256, activation="relu")(image)]
+        )
+    )
     merged = keras.layers.Dense(64, activation="relu")(keras.layers.Concatenate()([collaborative, neural, content]))
     model = keras.Model({"user": user, "item": item, "title": title, "image": image}, keras.layers.Dense(1)(merged))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mae")
@@ -160,8 +176,9 @@ def project_model(kind: str) -> Callable[[Data, int, int], Epochs]:
         from rec_pipeline.models import TrainingData, TrainOptions, create_model
 
         content = data.content() if kind == "hybrid" else None
-        options = TrainOptions(epochs=epochs, batch_size=batch_size, embedding_dim=EMBEDDING_DIM,
-                               early_stopping_patience=0, seed=0)
+        options = TrainOptions(
+            epochs=epochs, batch_size=batch_size, embedding_dim=EMBEDDING_DIM, early_stopping_patience=0, seed=0
+        )
         logger = logging.getLogger(f"bench.train.{kind}")
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -181,8 +198,12 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=3, help="per model; examples/s is the median over epochs")
-    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow",
-                        help="Keras backend (rec_pipeline trains on TensorFlow; others may come later)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="tensorflow",
+        help="Keras backend (rec_pipeline trains on TensorFlow; others may come later)",
+    )
     parser.add_argument("--only", nargs="*", default=None, help="subset of: keras_mf mf seed000 hybrid")
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend
@@ -204,24 +225,37 @@ def main() -> None:
         per_epoch = [args.interactions / wall for wall, _ in timed]
         rates[key] = statistics.median(per_epoch)
         cpu_rates[key] = statistics.median(args.interactions / cpu for _, cpu in timed)
-        rows.append({"model": label, "examples/s (median)": f"{rates[key]:,.0f}",
-                     "per epoch": " ".join(f"{rate:,.0f}" for rate in per_epoch),
-                     "examples/CPU-s (median)": f"{cpu_rates[key]:,.0f}",
-                     "load": f"{os.getloadavg()[0]:.1f}"})
-        print(f"{label}: {rows[-1]['per epoch']} examples/s; {rows[-1]['examples/CPU-s (median)']} examples/CPU-s",
-              flush=True)
-    print(f"\n{args.interactions:,} interactions, {args.users:,} users, {args.items:,} items, batch {args.batch_size}, "
-          f"backend {args.backend}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+        rows.append(
+            {
+                "model": label,
+                "examples/s (median)": f"{rates[key]:,.0f}",
+                "per epoch": " ".join(f"{rate:,.0f}" for rate in per_epoch),
+                "examples/CPU-s (median)": f"{cpu_rates[key]:,.0f}",
+                "load": f"{os.getloadavg()[0]:.1f}",
+            }
+        )
+        print(
+            f"{label}: {rows[-1]['per epoch']} examples/s; {rows[-1]['examples/CPU-s (median)']} examples/CPU-s",
+            flush=True,
+        )
+    print(
+        f"\n{args.interactions:,} interactions, {args.users:,} users, {args.items:,} items, batch {args.batch_size}, "
+        f"backend {args.backend}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
+    )
     print_table(rows)
-    print("\n(load: the 1-minute load average when the model finished; examples/CPU-s counts this process's CPU time,\n"
-          " tf.data threads included, and moves less than wall time when other processes share the cores)")
+    print(
+        "\n(load: the 1-minute load average when the model finished; examples/CPU-s counts this process's CPU time,\n"
+        " tf.data threads included, and moves less than wall time when other processes share the cores)"
+    )
     print("\nTargets (on wall-clock examples/s):")
     for mine, theirs, factor in (("mf", "keras_mf", 0.9), ("hybrid", "seed000", 1.5)):
         if mine in rates and theirs in rates:
             ratio = rates[mine] / rates[theirs]
             verdict = "met" if ratio >= factor else "MISSED"
-            print(f"  [{verdict}] {contenders[mine][0]} at {ratio:.2f}x {contenders[theirs][0]} (target >= {factor}x; "
-                  f"per CPU-second {cpu_rates[mine] / cpu_rates[theirs]:.2f}x)")
+            print(
+                f"  [{verdict}] {contenders[mine][0]} at {ratio:.2f}x {contenders[theirs][0]} (target >= {factor}x; "
+                f"per CPU-second {cpu_rates[mine] / cpu_rates[theirs]:.2f}x)"
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def atomic_path(target: Path | str, *, sweep: bool = True) -> Iterator[Path]:
         remove_orphaned_temporaries(target)
     # The temporary name keeps the target's suffix (Keras and gensim pick formats by extension) and names its
     # writer (host tag and pid) so that a later writer can tell an orphan from a live sibling's file.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{_HOST_TAG}-{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.{_HOST_TAG}-{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -136,7 +138,12 @@ def remove_orphaned_directories(target: Path | str) -> list[Path]:
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or not entry.is_dir(follow_symlinks=False) or match.group(1) != _HOST_TAG or pid_alive(int(match.group(2))):
+        if (
+            match is None
+            or not entry.is_dir(follow_symlinks=False)
+            or match.group(1) != _HOST_TAG
+            or pid_alive(int(match.group(2)))
+        ):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))

@@ -41,7 +41,17 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
         coincidental_copies=args.coincidental_copies,
     )
     manifest = write_sample(layout.root, spec)
-    print(json.dumps({"category": spec.category, "release": spec.release, "data_dir": str(layout.root), "files": [str(p) for p in manifest.paths]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "category": spec.category,
+                "release": spec.release,
+                "data_dir": str(layout.root),
+                "files": [str(p) for p in manifest.paths],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -91,10 +101,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not any(layout.raw_dir.glob(f"*{args.category}*")):
         print(f"generating sample dumps for {args.category} in {layout.raw_dir} ...", flush=True)
         # With variant copies, as real 2014/2018 dumps have them, so the demo shows them collapsed.
-        write_sample(layout.root, SampleSpec(category=args.category, release=args.release, variant_families=0.1, coincidental_copies=5))
+        write_sample(
+            layout.root,
+            SampleSpec(category=args.category, release=args.release, variant_families=0.1, coincidental_copies=5),
+        )
     settings_file = settings_path(layout.root)
     if write_demo_settings(settings_file):
-        print(f"wrote the demo's offline settings to {settings_file} (every later launch on this data reads them)", flush=True)
+        print(
+            f"wrote the demo's offline settings to {settings_file} (every later launch on this data reads them)",
+            flush=True,
+        )
     else:
         print(f"using the settings in {settings_file}", flush=True)
     defs = build_definitions(str(layout.root))
@@ -104,7 +120,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sync_category_partitions(instance, layout.raw_dir)
         job = defs.resolve_job_def(MAIN_JOB_NAME)
         print(f"running job {MAIN_JOB_NAME} for partition {args.category} (open the UI with `make ui`)", flush=True)
-        result = job.execute_in_process(partition_key=args.category, instance=instance, run_config=run_config, raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=args.category, instance=instance, run_config=run_config, raise_on_error=False
+        )
     if not result.success:
         print("the demo run failed; see the step errors above", file=sys.stderr)
         return 1
@@ -123,13 +141,23 @@ def demo_screen(layout: DataLayout, category: str) -> str:
     table = layout.artifact(category, Artifact.COMPARISON)
     if table.exists():
         protocol = json.loads(metrics.read_text()).get("protocol") if metrics.exists() else None
-        lines += ["", f"Model comparison on the test split of {category} (protocol: {protocol}):", "", table.read_text().rstrip()]
+        lines += [
+            "",
+            f"Model comparison on the test split of {category} (protocol: {protocol}):",
+            "",
+            table.read_text().rstrip(),
+        ]
     recs = layout.artifact(category, Artifact.RECOMMENDATIONS)
     if recs.exists():
-        counts = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS), columns=["user_id"])["user_id"].value_counts()
+        counts = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS), columns=["user_id"])[
+            "user_id"
+        ].value_counts()
         user = counts.sort(["count", "user_id"], descending=[True, False])["user_id"][0]
         lines += ["", format_report(user_report(layout, category, user, 10), 10)]
-        lines += ["", f"More: rec-pipeline recommend --category {category} --user <USER_ID>   (or open the UI: make ui)"]
+        lines += [
+            "",
+            f"More: rec-pipeline recommend --category {category} --user <USER_ID>   (or open the UI: make ui)",
+        ]
     return "\n".join(lines)
 
 
@@ -137,7 +165,10 @@ def format_report(report: dict[str, Any], n: int) -> str:
     lines = [f"User {report['user_id']} in {report['category']} (model: {report['model']})", "", "Top-rated history:"]
     lines += [f"  {row['rating']:.0f}*  {row['item_id']}  {row.get('title') or ''}" for row in report["history"]]
     lines += ["", f"Top {n} recommendations:"]
-    lines += [f"  {row['rank']:>2}. {row['item_id']}  {row['score']:.2f}  {row.get('title') or ''}" for row in report["recommendations"]]
+    lines += [
+        f"  {row['rank']:>2}. {row['item_id']}  {row['score']:.2f}  {row.get('title') or ''}"
+        for row in report["recommendations"]
+    ]
     return "\n".join(lines)
 
 
@@ -170,7 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--reviews", type=int, default=30000)
     sample.add_argument("--sigma", type=float, default=0.5)
     sample.add_argument("--seed", type=int, default=7)
-    sample.add_argument("--variant-families", type=float, default=0.1, help="share of items listed under extra variant asins (2014/2018)")
+    sample.add_argument(
+        "--variant-families",
+        type=float,
+        default=0.1,
+        help="share of items listed under extra variant asins (2014/2018)",
+    )
     sample.add_argument("--coincidental-copies", type=int, default=5, help="reviews copied once onto an unrelated item")
     sample.set_defaults(func=cmd_make_sample)
 
@@ -204,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet(verbose: bool) -> None:
     """Keep the default output to what a user reads: no library INFO chatter, beta warnings or TF banners."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

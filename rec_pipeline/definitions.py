@@ -25,8 +25,15 @@ def build_definitions(data_dir: str | None = None, deploy: DeploySettings = Depl
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         jobs=automation.build_jobs(),
-        schedules=[automation.build_retrain_schedule(os.environ.get(RETRAIN_CRON_ENV, automation.DEFAULT_RETRAIN_CRON))],
-        sensors=[automation.landing_sensor, automation.run_failure_recorder, automation.automation_sensor, automation.run_reaper],
+        schedules=[
+            automation.build_retrain_schedule(os.environ.get(RETRAIN_CRON_ENV, automation.DEFAULT_RETRAIN_CRON))
+        ],
+        sensors=[
+            automation.landing_sensor,
+            automation.run_failure_recorder,
+            automation.automation_sensor,
+            automation.run_reaper,
+        ],
         resources={"lake": lake},
         executor=build_executor(deploy),
     )

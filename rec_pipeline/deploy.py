@@ -124,7 +124,9 @@ def k8s_pod_config(settings: K8sSettings, *, gpu: bool) -> dict[str, Any]:
         "env": [{"name": "REC_PIPELINE_DATA_DIR", "value": settings.data_root}],
         "volume_mounts": [{"name": DATA_VOLUME, "mount_path": settings.data_root}],
     }
-    pod: dict[str, Any] = {"volumes": [{"name": DATA_VOLUME, "persistent_volume_claim": {"claim_name": settings.data_claim}}]}
+    pod: dict[str, Any] = {
+        "volumes": [{"name": DATA_VOLUME, "persistent_volume_claim": {"claim_name": settings.data_claim}}]
+    }
     if gpu:
         # Extended resources are requested by their limit (a quantity, hence a string); Kubernetes sets the request.
         container["resources"] = {"limits": {"nvidia.com/gpu": str(settings.gpus_per_step)}}
@@ -140,7 +142,9 @@ def k8s_config_tags(settings: K8sSettings, *, gpu: bool) -> dict[str, str]:
 
 def gpu_steps(defs: dg.Definitions) -> list[str]:
     """Names of the ops in the ``gpu`` pool (the Keras steps), as ``per_step_k8s_config`` keys them."""
-    return sorted({a.op.name for a in defs.assets or () if isinstance(a, dg.AssetsDefinition) and a.op.pool == GPU_POOL})
+    return sorted(
+        {a.op.name for a in defs.assets or () if isinstance(a, dg.AssetsDefinition) and a.op.pool == GPU_POOL}
+    )
 
 
 def k8s_executor_config(settings: K8sSettings, defs: dg.Definitions) -> dict[str, Any]:

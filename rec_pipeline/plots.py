@@ -155,7 +155,13 @@ def _compact_number(value: float) -> str:
         return "n/a"
     if value == int(value):
         number = int(value)
-        return f"{number / 1e6:.1f}M" if abs(number) >= 1e6 else f"{number / 1e3:.1f}k" if abs(number) >= 1e4 else str(number)
+        return (
+            f"{number / 1e6:.1f}M"
+            if abs(number) >= 1e6
+            else f"{number / 1e3:.1f}k"
+            if abs(number) >= 1e4
+            else str(number)
+        )
     return f"{value:.3g}"
 
 

@@ -29,7 +29,9 @@ def item_titles(layout: DataLayout, category: str) -> pl.DataFrame:
     for artifact in (Artifact.ITEMS, Artifact.RAW_ITEMS):
         path = layout.artifact(category, artifact)
         if path.exists():
-            return pl.read_parquet(path, columns=["item_id", "title"]).unique("item_id", keep="first", maintain_order=True)
+            return pl.read_parquet(path, columns=["item_id", "title"]).unique(
+                "item_id", keep="first", maintain_order=True
+            )
     return pl.DataFrame(schema={"item_id": pl.String, "title": pl.String})
 
 
@@ -45,13 +47,17 @@ def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, hi
         raise UserInputError(f"no category {category!r} under {layout.root}; known: {known}")
     recs_path = layout.artifact(category, Artifact.RECOMMENDATIONS)
     if not recs_path.exists():
-        raise UserInputError(f"no recommendations for {category!r} under {layout.root} yet: materialize the `recommendations` asset first")
+        raise UserInputError(
+            f"no recommendations for {category!r} under {layout.root} yet: materialize the `recommendations` asset first"
+        )
     recs = pl.read_parquet(recs_path)
     mine = recs.filter(pl.col("user_id") == user_id).sort("rank").head(n)
     if mine.height == 0:
         users = recs["user_id"].unique().sort()
         sample = ", ".join(users.head(3).to_list())
-        raise UserInputError(f"user {user_id!r} not in category {category!r} ({users.len():,} users); try one of: {sample}")
+        raise UserInputError(
+            f"user {user_id!r} not in category {category!r} ({users.len():,} users); try one of: {sample}"
+        )
     titles = item_titles(layout, category)
     interactions = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS))
     past = (
@@ -67,5 +73,9 @@ def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, hi
         "user_id": user_id,
         "model": model,
         "history": past.select("item_id", "rating", "title").to_dicts(),
-        "recommendations": mine.drop("title", strict=False).join(titles, on="item_id", how="left").sort("rank").select("rank", "item_id", "score", "title").to_dicts(),
+        "recommendations": mine.drop("title", strict=False)
+        .join(titles, on="item_id", how="left")
+        .sort("rank")
+        .select("rank", "item_id", "score", "title")
+        .to_dicts(),
     }

@@ -47,7 +47,9 @@ def _explicit_run_config(context: dg.AssetExecutionContext, op: str) -> dict[str
     return dict(entry.get("config") or {})
 
 
-def step_config(context: dg.AssetExecutionContext, config: ConfigT, lake: DataLake, category: str, settings: Settings | None = None) -> ConfigT:
+def step_config(
+    context: dg.AssetExecutionContext, config: ConfigT, lake: DataLake, category: str, settings: Settings | None = None
+) -> ConfigT:
     """The effective settings of this asset for one category: Config defaults < settings file < its category
     block < the run's explicit config. Logs the values that differ from the defaults and where they came from."""
     op = context.op_def.name
@@ -60,7 +62,9 @@ def step_config(context: dg.AssetExecutionContext, config: ConfigT, lake: DataLa
     except (SettingsError, ValueError) as exc:
         raise dg.Failure(description=f"{op} ({category}): {exc}") from exc
     if sources:
-        context.log.info(f"{category}/{op} settings: " + ", ".join(f"{k}={merged[k]!r} ({s})" for k, s in sorted(sources.items())))
+        context.log.info(
+            f"{category}/{op} settings: " + ", ".join(f"{k}={merged[k]!r} ({s})" for k, s in sorted(sources.items()))
+        )
     return resolved
 
 

@@ -53,7 +53,9 @@ class ReapReport:
     freed_runs: list[str]  # ended runs that still held pool slots, now freed
 
 
-def reap_dead_runs(instance: dg.DagsterInstance, host: str | None = None, alive: Callable[[int], bool] = pid_alive) -> ReapReport:
+def reap_dead_runs(
+    instance: dg.DagsterInstance, host: str | None = None, alive: Callable[[int], bool] = pid_alive
+) -> ReapReport:
     """Mark this host's STARTED runs with a dead worker as failed, and free the slots of every ended run."""
     host = host or this_host()
     local = _local_storage(instance)
@@ -66,15 +68,21 @@ def reap_dead_runs(instance: dg.DagsterInstance, host: str | None = None, alive:
         pid = _run_worker_pid(instance, run.run_id)
         if pid is None or alive(pid):
             continue
-        instance.report_run_failed(run, f"run worker (pid {pid} on {host}) is gone (killed or out of memory): marked failed by run_reaper")
+        instance.report_run_failed(
+            run, f"run worker (pid {pid} on {host}) is gone (killed or out of memory): marked failed by run_reaper"
+        )
         failed.append(run.run_id)
     freed: list[str] = []
     storage = instance.event_log_storage
     if storage.supports_global_concurrency_limits:
         holding = storage.get_concurrency_run_ids()
         if holding:
-            ended = instance.get_run_records(dg.RunsFilter(run_ids=list(holding), statuses=[
-                dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS]))
+            ended = instance.get_run_records(
+                dg.RunsFilter(
+                    run_ids=list(holding),
+                    statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS],
+                )
+            )
             for record in ended:
                 storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
                 freed.append(record.dagster_run.run_id)

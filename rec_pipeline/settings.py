@@ -80,7 +80,9 @@ def _op_block(block: Any, where: str, path: Path) -> dict[str, dict[str, Any]]:
         if entry is None:
             continue
         if not isinstance(entry, Mapping) or set(entry) - {"config"}:
-            raise SettingsError(f"{path}: `{where}.{op}` must hold only `config: {{...}}` (the shape of Dagster run config)")
+            raise SettingsError(
+                f"{path}: `{where}.{op}` must hold only `config: {{...}}` (the shape of Dagster run config)"
+            )
         config = entry.get("config") or {}
         if not isinstance(config, Mapping):
             raise SettingsError(f"{path}: `{where}.{op}.config` must be a mapping of setting names to values")
@@ -93,7 +95,9 @@ def parse_settings(document: Any, path: Path) -> Settings:
     if document is None:
         return Settings(path=path)
     if not isinstance(document, Mapping):
-        raise SettingsError(f"{path}: expected a mapping with `ops:` and/or `categories:`, got {type(document).__name__}")
+        raise SettingsError(
+            f"{path}: expected a mapping with `ops:` and/or `categories:`, got {type(document).__name__}"
+        )
     unknown = set(document) - {"ops", "categories", "preset"}
     if unknown:
         raise SettingsError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: preset, ops, categories")
@@ -112,9 +116,13 @@ def parse_settings(document: Any, path: Path) -> Settings:
     if preset is not None:
         base = load_preset(str(preset), path)
         ops = {op: {**base.ops.get(op, {}), **ops.get(op, {})} for op in set(base.ops) | set(ops)}
-        categories = {c: {op: {**base.categories.get(c, {}).get(op, {}), **categories.get(c, {}).get(op, {})}
-                          for op in set(base.categories.get(c, {})) | set(categories.get(c, {}))}
-                      for c in set(base.categories) | set(categories)}
+        categories = {
+            c: {
+                op: {**base.categories.get(c, {}).get(op, {}), **categories.get(c, {}).get(op, {})}
+                for op in set(base.categories.get(c, {})) | set(categories.get(c, {}))
+            }
+            for c in set(base.categories) | set(categories)
+        }
     return Settings(path=path, ops=ops, categories=categories, preset=str(preset) if preset is not None else None)
 
 
@@ -167,7 +175,9 @@ def merge_config(
         for name, value in layer.items():
             if name not in defaults:
                 where = f"{settings.path}" if source.startswith("settings") else "run config"
-                raise SettingsError(f"{where}: `{op}` has no setting {name!r}; its settings are: {', '.join(sorted(defaults))}")
+                raise SettingsError(
+                    f"{where}: `{op}` has no setting {name!r}; its settings are: {', '.join(sorted(defaults))}"
+                )
             merged[name] = value
             if value != defaults[name] or source == "run config":
                 sources[name] = source

@@ -47,8 +47,12 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
         }
     if (rows := _rows(art(Artifact.INTERACTIONS))) is not None:
         frame = pl.read_parquet(art(Artifact.INTERACTIONS), columns=["user_id", "item_id"])
-        assets["interactions"] = {"rows": rows, "users": frame["user_id"].n_unique(), "items": frame["item_id"].n_unique(),
-                                  **(_json(art(Artifact.INTERACTIONS_SUMMARY)) or {})}
+        assets["interactions"] = {
+            "rows": rows,
+            "users": frame["user_id"].n_unique(),
+            "items": frame["item_id"].n_unique(),
+            **(_json(art(Artifact.INTERACTIONS_SUMMARY)) or {}),
+        }
     if art(Artifact.TRAIN).exists():
         assets["splits"] = {name: _rows(art(artifact)) for name, artifact in SPLITS.items()}
         assets["splits"].update(_json(art(Artifact.SPLIT_INFO)) or {})

@@ -71,5 +71,8 @@ def report_artifact(asset: str) -> Artifact:
 
 def summary_artifact(asset: str) -> Artifact | None:
     """The JSON summary an asset writes beside its table, if it writes one."""
-    return {"interactions": Artifact.INTERACTIONS_SUMMARY, "item_images": Artifact.ITEM_IMAGES_SUMMARY,
-            "image_embeddings": Artifact.IMAGE_EMBEDDINGS_SUMMARY}.get(asset)
+    return {
+        "interactions": Artifact.INTERACTIONS_SUMMARY,
+        "item_images": Artifact.ITEM_IMAGES_SUMMARY,
+        "image_embeddings": Artifact.IMAGE_EMBEDDINGS_SUMMARY,
+    }.get(asset)

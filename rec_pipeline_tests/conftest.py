@@ -29,7 +29,8 @@ def write_lines(path: Path, lines: Iterable[str | bytes | dict], compress: bool 
     """Write JSON lines (dicts are serialized, str/bytes written as they are) to a real (gzip) file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = b"".join(
-        (json.dumps(line).encode() if isinstance(line, dict) else line.encode() if isinstance(line, str) else line) + b"\n"
+        (json.dumps(line).encode() if isinstance(line, dict) else line.encode() if isinstance(line, str) else line)
+        + b"\n"
         for line in lines
     )
     if compress:

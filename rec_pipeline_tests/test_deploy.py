@@ -27,7 +27,9 @@ from rec_pipeline.deploy import (
     k8s_pod_config,
 )
 
-K8S = K8sSettings(data_claim="recs-data", data_root="/mnt/recs", gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"})
+K8S = K8sSettings(
+    data_claim="recs-data", data_root="/mnt/recs", gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"}
+)
 
 
 def test_the_default_deployment_keeps_dagsters_own_executor() -> None:
@@ -36,15 +38,21 @@ def test_the_default_deployment_keeps_dagsters_own_executor() -> None:
 
 
 def test_celery_settings_come_from_the_environment_and_reach_every_job(tmp_path: Path) -> None:
-    settings = DeploySettings.from_env({
-        "REC_PIPELINE_EXECUTOR": "Celery",
-        "REC_PIPELINE_CELERY_BROKER": "pyamqp://rec@mq.internal//",
-        "REC_PIPELINE_CELERY_BACKEND": "redis://cache.internal:6379/3",
-        "REC_PIPELINE_CELERY_QUEUE": "recs",
-    })
-    assert settings == DeploySettings("celery", CelerySettings("pyamqp://rec@mq.internal//", "redis://cache.internal:6379/3", "recs"))
+    settings = DeploySettings.from_env(
+        {
+            "REC_PIPELINE_EXECUTOR": "Celery",
+            "REC_PIPELINE_CELERY_BROKER": "pyamqp://rec@mq.internal//",
+            "REC_PIPELINE_CELERY_BACKEND": "redis://cache.internal:6379/3",
+            "REC_PIPELINE_CELERY_QUEUE": "recs",
+        }
+    )
+    assert settings == DeploySettings(
+        "celery", CelerySettings("pyamqp://rec@mq.internal//", "redis://cache.internal:6379/3", "recs")
+    )
     defs = build_definitions(str(tmp_path), settings)
-    jobs = [defs.resolve_job_def(name) for name in ("recommender_pipeline", "ingest_and_features", "retrain_and_evaluate")]
+    jobs = [
+        defs.resolve_job_def(name) for name in ("recommender_pipeline", "ingest_and_features", "retrain_and_evaluate")
+    ]
     assert {job.executor_def.name for job in jobs} == {"celery"}
 
 
@@ -64,14 +72,20 @@ def test_the_worker_config_file_passes_dagster_celerys_own_validation(tmp_path: 
 
 
 def test_gpu_steps_are_the_keras_steps_of_the_gpu_pool(tmp_path: Path) -> None:
-    assert gpu_steps(build_definitions(str(tmp_path))) == sorted({"image_embeddings"} | {f"model_{name}" for name in KERAS_MODELS})
+    assert gpu_steps(build_definitions(str(tmp_path))) == sorted(
+        {"image_embeddings"} | {f"model_{name}" for name in KERAS_MODELS}
+    )
 
 
 def _rendered_pod(user_config: UserDefinedDagsterK8sConfig) -> dict[str, Any]:
     """The pod spec dagster-k8s would submit for a step with this config, as Kubernetes' API sees it (camelCase)."""
     job_config = DagsterK8sJobConfig(job_image="rec-pipeline:test", dagster_home="/opt/dagster/dagster_home")
-    job = construct_dagster_k8s_job(job_config, args=["dagster", "api", "execute_step"], job_name="dagster-step-test",
-                                    user_defined_k8s_config=user_config)
+    job = construct_dagster_k8s_job(
+        job_config,
+        args=["dagster", "api", "execute_step"],
+        job_name="dagster-step-test",
+        user_defined_k8s_config=user_config,
+    )
     return ApiClient().sanitize_for_serialization(job)["spec"]["template"]["spec"]
 
 
@@ -79,7 +93,11 @@ def _step_config(executor_config: dict[str, Any], op: str) -> UserDefinedDagster
     """How the k8s executor's step handler combines the config for all steps with the one for ``op``."""
     every_step = UserDefinedDagsterK8sConfig.from_dict(executor_config["step_k8s_config"])
     this_step = UserDefinedDagsterK8sConfig.from_dict(executor_config["per_step_k8s_config"].get(op, {}))
-    return K8sContainerContext(run_k8s_config=every_step).merge(K8sContainerContext(run_k8s_config=this_step)).run_k8s_config
+    return (
+        K8sContainerContext(run_k8s_config=every_step)
+        .merge(K8sContainerContext(run_k8s_config=this_step))
+        .run_k8s_config
+    )
 
 
 def test_k8s_executor_config_passes_dagster_k8s_schema(tmp_path: Path) -> None:
@@ -105,9 +123,11 @@ def test_keras_step_pods_get_a_gpu_node_a_gpu_and_the_data_volume_once(tmp_path:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert [v for v in pod["volumes"] if v["name"] == "rec-pipeline-data"] == [
-        {"name": "rec-pipeline-data", "persistentVolumeClaim": {"claimName": "recs-data"}}]
+        {"name": "rec-pipeline-data", "persistentVolumeClaim": {"claimName": "recs-data"}}
+    ]
     assert [m for m in container["volumeMounts"] if m["name"] == "rec-pipeline-data"] == [
-        {"name": "rec-pipeline-data", "mountPath": "/mnt/recs"}]
+        {"name": "rec-pipeline-data", "mountPath": "/mnt/recs"}
+    ]
     assert {"name": "REC_PIPELINE_DATA_DIR", "value": "/mnt/recs"} in container["env"]
 
 
@@ -125,6 +145,9 @@ def test_other_step_pods_get_the_data_volume_and_no_gpu(tmp_path: Path) -> None:
 def test_config_tags_parse_with_dagster_k8s_own_tag_reader(gpu: bool) -> None:
     parsed = get_user_defined_k8s_config(k8s_config_tags(K8S, gpu=gpu))  # validates the schema and every k8s field name
     expected = k8s_pod_config(K8S, gpu=gpu)
-    assert parsed.container_config == expected["container_config"] and parsed.pod_spec_config == expected["pod_spec_config"]
+    assert (
+        parsed.container_config == expected["container_config"]
+        and parsed.pod_spec_config == expected["pod_spec_config"]
+    )
     pod = _rendered_pod(parsed)
     assert ("nodeSelector" in pod) is gpu

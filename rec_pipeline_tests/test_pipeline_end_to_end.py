@@ -32,20 +32,41 @@ def materialized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.Exe
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", [CATEGORY])
     job = build_definitions(str(root)).resolve_job_def(MAIN_JOB_NAME)
-    result = job.execute_in_process(partition_key=CATEGORY, instance=instance, run_config={"ops": ops}, raise_on_error=False)
+    result = job.execute_in_process(
+        partition_key=CATEGORY, instance=instance, run_config={"ops": ops}, raise_on_error=False
+    )
     return root, result
 
 
 @pytest.mark.slow
-def test_every_asset_materializes_and_every_blocking_check_passes(materialized: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+def test_every_asset_materializes_and_every_blocking_check_passes(
+    materialized: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
     _, result = materialized
     assert result.success
     keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"raw_reviews", "raw_items", "interactions", "splits", "item_text", "word2vec_model", "item_text_vectors",
-            "item_images", "image_embeddings", "model_metrics", "recommendations"} <= keys
+    assert {
+        "raw_reviews",
+        "raw_items",
+        "interactions",
+        "splits",
+        "item_text",
+        "word2vec_model",
+        "item_text_vectors",
+        "item_images",
+        "image_embeddings",
+        "model_metrics",
+        "recommendations",
+    } <= keys
     assert {f"model_{m}" for m in MODEL_NAMES} <= keys
-    checks = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name): e.asset_check_evaluation_data.passed
-              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    checks = {
+        (
+            e.asset_check_evaluation_data.asset_key.to_user_string(),
+            e.asset_check_evaluation_data.check_name,
+        ): e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     failed = [k for k, ok in checks.items() if not ok]
     assert not failed, failed
     assert ("raw_reviews", "input_complete") in checks and ("recommendations", "excludes_rated_items") in checks
@@ -63,7 +84,9 @@ def test_sample_dirt_is_counted_not_lost(materialized: tuple[Path, dg.ExecuteInP
 
 
 @pytest.mark.slow
-def test_metrics_cover_every_model_and_the_bias_baseline_beats_the_mean(materialized: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+def test_metrics_cover_every_model_and_the_bias_baseline_beats_the_mean(
+    materialized: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
     root, _ = materialized
     metrics = json.loads(DataLayout(root).artifact(CATEGORY, "metrics/metrics.json").read_text())
     assert set(metrics["models"]) == set(MODEL_NAMES)
@@ -73,7 +96,9 @@ def test_metrics_cover_every_model_and_the_bias_baseline_beats_the_mean(material
 
 
 @pytest.mark.slow
-def test_recommendations_exclude_rated_items_and_the_cli_shows_them(materialized: tuple[Path, dg.ExecuteInProcessResult], capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommendations_exclude_rated_items_and_the_cli_shows_them(
+    materialized: tuple[Path, dg.ExecuteInProcessResult], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, _ = materialized
     layout = DataLayout(root)
     recs = pl.read_parquet(layout.artifact(CATEGORY, "recommendations.parquet"))
@@ -95,7 +120,9 @@ def test_cross_validation_reports_mean_and_std(materialized: tuple[Path, dg.Exec
     from rec_pipeline.assets.evaluation import MetricsConfig, evaluate_category
 
     root, _ = materialized
-    outcome = evaluate_category(DataLayout(root), CATEGORY, MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1), _Log())
+    outcome = evaluate_category(
+        DataLayout(root), CATEGORY, MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1), _Log()
+    )
     cv = json.loads(DataLayout(root).artifact(CATEGORY, "metrics/cross_validation.json").read_text())
     assert cv["biases"]["k"] == 3 and len(cv["biases"]["folds"]) == 3
     assert cv["biases"]["std"]["rmse"] >= 0 and 0 < cv["biases"]["mean"]["rmse"] < 2

@@ -41,7 +41,9 @@ def test_png_md_round_trips_the_bytes_and_sanitises_the_alt_text():
 
 
 def test_line_plot_is_a_small_decodable_png():
-    markdown = line_plot_md({"train": [1.2, 0.9, 0.7, 0.65], "validation": [1.3, 1.0, 0.9, 0.88]}, "MF training", "epoch", "MSE")
+    markdown = line_plot_md(
+        {"train": [1.2, 0.9, 0.7, 0.65], "validation": [1.3, 1.0, 0.9, 0.88]}, "MF training", "epoch", "MSE"
+    )
     alt, _, image = only_png(markdown)
     assert alt == "MF training"
     assert image.size == (320, 240)  # 4x3 in at 80 dpi
@@ -67,15 +69,21 @@ def test_scatter_subsamples_to_max_points_and_says_so():
     rng = np.random.default_rng(1)
     actual = rng.integers(1, 6, size=50_000).astype(float)
     predicted = actual + rng.normal(scale=0.8, size=actual.size)
-    alt, _, _ = only_png(scatter_md(actual, predicted, "predicted vs actual", "actual", "predicted", max_points=500, diagonal=True))
+    alt, _, _ = only_png(
+        scatter_md(actual, predicted, "predicted vs actual", "actual", "predicted", max_points=500, diagonal=True)
+    )
     assert alt == "predicted vs actual (500 of 50,000 points)"
 
 
 def test_scatter_is_deterministic_for_a_seed():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=3000), rng.normal(size=3000)
-    assert scatter_md(x, y, "s", "x", "y", max_points=100, seed=5) == scatter_md(x, y, "s", "x", "y", max_points=100, seed=5)
-    assert scatter_md(x, y, "s", "x", "y", max_points=100, seed=5) != scatter_md(x, y, "s", "x", "y", max_points=100, seed=6)
+    assert scatter_md(x, y, "s", "x", "y", max_points=100, seed=5) == scatter_md(
+        x, y, "s", "x", "y", max_points=100, seed=5
+    )
+    assert scatter_md(x, y, "s", "x", "y", max_points=100, seed=5) != scatter_md(
+        x, y, "s", "x", "y", max_points=100, seed=6
+    )
 
 
 def test_scatter_of_few_points_keeps_the_plain_title():
@@ -133,7 +141,9 @@ def test_image_grid_skips_unreadable_files(tmp_path):
     good = [write_photo(tmp_path / f"{i}.png", i, size=(30, 30)) for i in range(2)]
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not a png at all")
-    markdown = image_grid_md([corrupt, good[0], tmp_path / "missing.jpg", None, good[1]], columns=8, thumb=20, title="t")
+    markdown = image_grid_md(
+        [corrupt, good[0], tmp_path / "missing.jpg", None, good[1]], columns=8, thumb=20, title="t"
+    )
     assert "(2 images, 3 unreadable skipped)" in markdown
     _, _, image = only_png(markdown)
     assert image.size == (2 * 20 + 2, 20)

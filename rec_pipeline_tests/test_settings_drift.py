@@ -19,10 +19,14 @@ from rec_pipeline.text.clean import TextCleaningOptions
 from rec_pipeline.text.word2vec import Word2VecOptions
 
 PAIRS: list[tuple[type[dg.Config], type]] = [
-    (images.ItemImagesConfig, FetchOptions), (images.ImageEmbeddingsConfig, EmbeddingOptions),
-    (features.Word2VecConfig, Word2VecOptions), (features.ItemTextConfig, TextCleaningOptions),
-    (training.TrainingConfig, TrainOptions), (interactions.InteractionsConfig, VariantOptions),
-    (ingestion.IngestConfig, IngestOptions), (interactions.SplitsConfig, SplitOptions),
+    (images.ItemImagesConfig, FetchOptions),
+    (images.ImageEmbeddingsConfig, EmbeddingOptions),
+    (features.Word2VecConfig, Word2VecOptions),
+    (features.ItemTextConfig, TextCleaningOptions),
+    (training.TrainingConfig, TrainOptions),
+    (interactions.InteractionsConfig, VariantOptions),
+    (ingestion.IngestConfig, IngestOptions),
+    (interactions.SplitsConfig, SplitOptions),
 ]
 # Different name or shape on purpose: the Config takes one side of a square image and megabytes; the options
 # take (width, height) and bytes. Config field -> (options field, conversion).
@@ -42,15 +46,20 @@ def _default(field: dataclasses.Field) -> object:
 
 
 @pytest.mark.parametrize("config, options", PAIRS, ids=lambda c: c.__name__)
-def test_a_setting_shared_by_a_config_and_its_domain_options_has_one_default(config: type[dg.Config], options: type) -> None:
+def test_a_setting_shared_by_a_config_and_its_domain_options_has_one_default(
+    config: type[dg.Config], options: type
+) -> None:
     config_defaults = dict(config().model_dump())
     for (owner, name), (target, convert) in CONVERTED.items():
         if owner == config.__name__:
             config_defaults[target] = convert(config_defaults.pop(name))
-    shared = [f for f in dataclasses.fields(options) if f.name in config_defaults and _default(f) is not dataclasses.MISSING]
+    shared = [
+        f for f in dataclasses.fields(options) if f.name in config_defaults and _default(f) is not dataclasses.MISSING
+    ]
     assert shared, f"{config.__name__} and {options.__name__} share no setting: the pair is wrong"
     for field in shared:
         value = config_defaults[field.name]
         expected = _default(field)
-        assert (list(value) if isinstance(value, tuple | list) else value) == (list(expected) if isinstance(expected, tuple | list) else expected), (
-            f"{config.__name__}.{field.name} defaults to {value!r} but {options.__name__}.{field.name} to {expected!r}")
+        assert (list(value) if isinstance(value, tuple | list) else value) == (
+            list(expected) if isinstance(expected, tuple | list) else expected
+        ), f"{config.__name__}.{field.name} defaults to {value!r} but {options.__name__}.{field.name} to {expected!r}"

@@ -22,10 +22,16 @@ from rec_pipeline.warehouse import Artifact
 def build_catalog(raw_items: pl.DataFrame, families: pl.DataFrame, rated_items: pl.Series) -> pl.DataFrame:
     """Family-merged metadata plus a row (no text, no image) for each rated item that has no metadata at all."""
     merged = merge_family_items(raw_items, families)
-    missing = pl.DataFrame({"item_id": rated_items.unique().sort()}).filter(~pl.col("item_id").is_in(merged["item_id"].implode()))
+    missing = pl.DataFrame({"item_id": rated_items.unique().sort()}).filter(
+        ~pl.col("item_id").is_in(merged["item_id"].implode())
+    )
     if missing.height:
         blank = missing.with_columns(
-            *[pl.lit(None, dtype=dtype).alias(name) for name, dtype in ITEM_SCHEMA.items() if name != "item_id" and not isinstance(dtype, pl.List)],
+            *[
+                pl.lit(None, dtype=dtype).alias(name)
+                for name, dtype in ITEM_SCHEMA.items()
+                if name != "item_id" and not isinstance(dtype, pl.List)
+            ],
             *[pl.lit([], dtype=dtype).alias(name) for name, dtype in ITEM_SCHEMA.items() if isinstance(dtype, pl.List)],
             pl.concat_list(pl.col("item_id")).alias("members"),
         ).select(merged.columns)
@@ -34,8 +40,12 @@ def build_catalog(raw_items: pl.DataFrame, families: pl.DataFrame, rated_items: 
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name="features", kinds={"polars", "parquet"}, code_version="1",
-    deps=["raw_items", "interactions"], backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=CATEGORY_PARTITIONS,
+    group_name="features",
+    kinds={"polars", "parquet"},
+    code_version="1",
+    deps=["raw_items", "interactions"],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec("unique_items", asset="items", description="One row per item (family key).")],
     description="Item catalog: metadata merged per variant family (keyed like interactions), flagged `in_interactions`.",
@@ -52,7 +62,9 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
         write_parquet(catalog, layout.artifact(category, Artifact.ITEMS))
         in_core = catalog.filter(pl.col("in_interactions"))
         with_metadata = int((in_core["source_line"].is_not_null()).sum())
-        context.log.info(f"{category}: {catalog.height:,} catalog items, {in_core.height:,} rated in the k-core, {with_metadata:,} of those with metadata")
+        context.log.info(
+            f"{category}: {catalog.height:,} catalog items, {in_core.height:,} rated in the k-core, {with_metadata:,} of those with metadata"
+        )
         per_category[category] = {
             "items": catalog.height,
             "metadata_rows": raw.height,
@@ -61,8 +73,16 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
             "rated_with_title": int(in_core["title"].is_not_null().sum()),
             "rated_with_image_url": int((in_core["image_urls"].list.len() > 0).sum()),
             "largest_family": int(catalog["members"].list.len().max() or 0) if catalog.height else 0,
-            "preview": dg.MetadataValue.md(md_table(in_core.head(5).select("item_id", "title", pl.col("members").list.len().alias("variants")).to_dicts())),
+            "preview": dg.MetadataValue.md(
+                md_table(
+                    in_core.head(5)
+                    .select("item_id", "title", pl.col("members").list.len().alias("variants"))
+                    .to_dicts()
+                )
+            ),
             "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.ITEMS))),
         }
         unique[category] = (catalog["item_id"].n_unique() == catalog.height, f"{catalog.height} items")
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[combined_check("unique_items", unique, "items")])
+    return dg.MaterializeResult(
+        metadata=merge_category_metadata(per_category), check_results=[combined_check("unique_items", unique, "items")]
+    )

@@ -54,8 +54,11 @@ def _table_metrics(k: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str,
     """(validation, test, cold-item protocol) metrics with bootstrap intervals; the table adds coverage@K, which has
     none (a property of the whole user set, see ``evaluation.bootstrap``). The cold ones are shown as ``rmse_cold``
     and ``ndcg_cold@K``."""
-    return (("rmse", f"ndcg@{k}"), ("rmse", "mae", "pearson", "rmse_few", f"ndcg@{k}", f"recall@{k}", f"hr@{k}", f"map@{k}"),
-            ("rmse", f"ndcg@{k}"))
+    return (
+        ("rmse", f"ndcg@{k}"),
+        ("rmse", "mae", "pearson", "rmse_few", f"ndcg@{k}", f"recall@{k}", f"hr@{k}", f"map@{k}"),
+        ("rmse", f"ndcg@{k}"),
+    )
 
 
 def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, log: Any) -> dict[str, Any]:
@@ -83,8 +86,13 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     held_out = cold_item_ids(layout, category)
     cold_path = layout.artifact(category, Artifact.COLD_INTERACTIONS)
     cold = pl.read_parquet(cold_path) if held_out and cold_path.exists() else None
-    options = EvaluationOptions(ks=tuple(config.ks), protocol=config.protocol, n_negatives=config.n_negatives,
-                                relevance_threshold=config.relevance_threshold, seed=config.seed)
+    options = EvaluationOptions(
+        ks=tuple(config.ks),
+        protocol=config.protocol,
+        n_negatives=config.n_negatives,
+        relevance_threshold=config.relevance_threshold,
+        seed=config.seed,
+    )
     candidates = default_candidates(train)
     # Cold ranking: the held-out items among as many sampled warm items; the user's warm items are never ranked.
     candidates_cold = cold_candidates(held_out, candidates, config.seed) if cold is not None else []
@@ -102,7 +110,9 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
             log.warning(f"{category}: no saved model `{name}` ({reason}); skipped")
             continue
         model = load_model(model_dir)
-        result = evaluate_model(model, train, test, validation=validation, options=options, logger=log, candidates=candidates)
+        result = evaluate_model(
+            model, train, test, validation=validation, options=options, logger=log, candidates=candidates
+        )
         # Validation: the same protocol and candidates, the user's training items excluded; it picks the model.
         validated = evaluate_model(model, train, validation, options=options, candidates=candidates)
         row = result.to_dict()
@@ -111,64 +121,114 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
             # Replaces the test split's own rmse_cold segment, which the splits leave empty (every test item is trained).
             on_cold = evaluate_cold_items(model, train, cold, candidates_cold, warm_history, options)
             row["metrics"].update(cold_metrics(on_cold))
-            row["counts"].update({"n_cold_ratings": on_cold.counts["n_test"],
-                                  "n_cold_users_evaluated": on_cold.counts["n_users_evaluated"]})
+            row["counts"].update(
+                {
+                    "n_cold_ratings": on_cold.counts["n_test"],
+                    "n_cold_users_evaluated": on_cold.counts["n_users_evaluated"],
+                }
+            )
             stats["cold"][name] = on_cold.user_stats
         row["metrics"]["train_examples_per_s"] = training.get("history", {}).get("examples_per_second")
         history = training.get("history", {})
-        row["training"] = {"best_epoch": history.get("best_epoch"), "epochs_run": history.get("epochs_run"),
-                           "max_epochs": model.options.epochs if model.options else None,
-                           "curve_length": len(history.get("val_loss") or history.get("loss") or [])}
+        row["training"] = {
+            "best_epoch": history.get("best_epoch"),
+            "epochs_run": history.get("epochs_run"),
+            "max_epochs": model.options.epochs if model.options else None,
+            "curve_length": len(history.get("val_loss") or history.get("loss") or []),
+        }
         results[name] = row
         stats["test"][name], stats["val"][name] = result.user_stats, validated.user_stats
         scatter[name] = (result.scatter_actual, result.scatter_predicted)
-        log.info(f"{category}/{name}: test RMSE {row['metrics'].get('rmse')}, NDCG@{k} {row['metrics'].get(f'ndcg@{k}')}, "
-                 f"val NDCG@{k} {row['metrics'].get(f'val_ndcg@{k}')}")
+        log.info(
+            f"{category}/{name}: test RMSE {row['metrics'].get('rmse')}, NDCG@{k} {row['metrics'].get(f'ndcg@{k}')}, "
+            f"val NDCG@{k} {row['metrics'].get(f'val_ndcg@{k}')}"
+        )
     if not results:
         raise dg.Failure(f"{category}: no trained model to evaluate; materialize the training group first")
     val_metrics, test_metrics, cold_table_metrics = _table_metrics(k)
-    selection_metric = _selection_metric(results, [config.selection_metric, f"val_ndcg@{k}", "val_rmse", "rmse"], log, category)
+    selection_metric = _selection_metric(
+        results, [config.selection_metric, f"val_ndcg@{k}", "val_rmse", "rmse"], log, category
+    )
     if selection_metric.startswith("val_") and selection_metric[4:] not in val_metrics and "@" in selection_metric:
         val_metrics = (*val_metrics, selection_metric[4:])
     comparison = None
     if config.bootstrap_resamples > 0:
         comparison = compare_models(stats["test"], test_metrics, config.bootstrap_resamples, config.seed).merged(
-            compare_models(stats["val"], val_metrics, config.bootstrap_resamples, config.seed, prefix="val_"))
+            compare_models(stats["val"], val_metrics, config.bootstrap_resamples, config.seed, prefix="val_")
+        )
         if stats["cold"]:
-            comparison = comparison.merged(compare_models(stats["cold"], cold_table_metrics, config.bootstrap_resamples,
-                                                          config.seed, rename=cold_metric_name))
+            comparison = comparison.merged(
+                compare_models(
+                    stats["cold"], cold_table_metrics, config.bootstrap_resamples, config.seed, rename=cold_metric_name
+                )
+            )
     selection = select_model(results, selection_metric, comparison)
     best = selection["model"]
-    columns = (*(f"val_{m}" for m in val_metrics[:2]), *test_metrics, *(cold_metric_name(m) for m in cold_table_metrics),
-               f"coverage@{k}")
+    columns = (
+        *(f"val_{m}" for m in val_metrics[:2]),
+        *test_metrics,
+        *(cold_metric_name(m) for m in cold_table_metrics),
+        f"coverage@{k}",
+    )
     table = comparison_table_md(results, metrics=columns, bootstrap=comparison)
     if cold is not None:
         n_cold = next(iter(results.values()))["counts"].get("n_cold_ratings", 0)
-        table += (f"\nCold items (`rmse_cold`, `ndcg_cold@{k}`): {len(held_out):,} items with content held out of every model's "
-                  f"training; {n_cold:,} of their ratings, ranked among {len(candidates_cold):,} candidates (the cold items and "
-                  f"as many sampled warm ones). Models that cannot score an unseen item use their item-agnostic fallback.\n")
-    table += (f"\nRecommendations use `{best}`: best {selection_metric} ("
-              + ", ".join(f"{row['model']} {row['value']:.4f}" for row in selection["top"]) + ").\n")
+        table += (
+            f"\nCold items (`rmse_cold`, `ndcg_cold@{k}`): {len(held_out):,} items with content held out of every model's "
+            f"training; {n_cold:,} of their ratings, ranked among {len(candidates_cold):,} candidates (the cold items and "
+            f"as many sampled warm ones). Models that cannot score an unseen item use their item-agnostic fallback.\n"
+        )
+    table += (
+        f"\nRecommendations use `{best}`: best {selection_metric} ("
+        + ", ".join(f"{row['model']} {row['value']:.4f}" for row in selection["top"])
+        + ").\n"
+    )
     nesting = nesting_report(results, comparison)
     art = lambda artifact: layout.artifact(category, artifact)  # noqa: E731 - a local shorthand
-    write_json({"protocol": options.protocol_name, "ks": list(config.ks), "n_candidates": len(candidates), "best_model": best,
-                "cold": {"items": len(held_out), "interactions": cold.height if cold is not None else 0,
-                         "candidates": len(candidates_cold)},
-                "selection_metric": selection_metric, "selection": selection, "bootstrap": comparison.to_dict() if comparison else None,
-                "nesting": nesting, "models": results}, art(Artifact.METRICS))
+    write_json(
+        {
+            "protocol": options.protocol_name,
+            "ks": list(config.ks),
+            "n_candidates": len(candidates),
+            "best_model": best,
+            "cold": {
+                "items": len(held_out),
+                "interactions": cold.height if cold is not None else 0,
+                "candidates": len(candidates_cold),
+            },
+            "selection_metric": selection_metric,
+            "selection": selection,
+            "bootstrap": comparison.to_dict() if comparison else None,
+            "nesting": nesting,
+            "models": results,
+        },
+        art(Artifact.METRICS),
+    )
     write_parquet(results_frame(results), art(Artifact.METRICS_TABLE))
     if comparison is not None:
-        table += ("\nDifference to the best model of each column, with its paired bootstrap "
-                  f"{comparison.level:.0%} interval (an interval containing 0 is a tie):\n\n" + difference_table_md(comparison, columns))
+        table += (
+            "\nDifference to the best model of each column, with its paired bootstrap "
+            f"{comparison.level:.0%} interval (an interval containing 0 is a tie):\n\n"
+            + difference_table_md(comparison, columns)
+        )
     if config.cv_folds > 1:
         cv = cross_validate_models(layout, category, config, options, log)
         write_json(cv, art(Artifact.CROSS_VALIDATION))
-        table += (f"\n\nCross-validation ({config.cv_folds} folds, mean ± std):\n\n"
-                  + comparison_table_md(cv, metrics=("rmse", "mae", f"ndcg@{k}")))
+        table += f"\n\nCross-validation ({config.cv_folds} folds, mean ± std):\n\n" + comparison_table_md(
+            cv, metrics=("rmse", "mae", f"ndcg@{k}")
+        )
     write_bytes((table + "\n").encode(), art(Artifact.COMPARISON))
     y_true, y_pred = scatter[best]
-    return {"best": best, "table": table, "results": results, "scatter": (y_true, y_pred), "protocol": options.protocol_name,
-            "selection": selection, "nesting": nesting, "n_candidates": len(candidates)}
+    return {
+        "best": best,
+        "table": table,
+        "results": results,
+        "scatter": (y_true, y_pred),
+        "protocol": options.protocol_name,
+        "selection": selection,
+        "nesting": nesting,
+        "n_candidates": len(candidates),
+    }
 
 
 def _selection_metric(results: dict[str, Any], preferred: list[str], log: Any, category: str) -> str:
@@ -186,13 +246,17 @@ def select_model(results: dict[str, Any], metric: str, comparison: Any) -> dict[
     from rec_pipeline.evaluation import lower_is_better, select_best
 
     best = select_best(results, metric)
-    defined = [(name, row["metrics"][metric]) for name, row in results.items() if row["metrics"].get(metric) is not None]
+    defined = [
+        (name, row["metrics"][metric]) for name, row in results.items() if row["metrics"].get(metric) is not None
+    ]
     defined.sort(key=lambda pair: pair[1], reverse=not lower_is_better(metric))
     defined.sort(key=lambda pair: pair[0] != best)  # stable: the selected model first even on an exact tie
     top = []
     for name, value in defined[:3]:
         interval = comparison.intervals.get(name, {}).get(metric) if comparison is not None else None
-        top.append({"model": name, "value": float(value), "vs_best": interval.to_dict() if interval is not None else None})
+        top.append(
+            {"model": name, "value": float(value), "vs_best": interval.to_dict() if interval is not None else None}
+        )
     return {"metric": metric, "model": best, "top": top}
 
 
@@ -207,8 +271,11 @@ def nesting_report(results: dict[str, Any], comparison: Any) -> list[dict[str, A
             continue
         value, base_value = results[model]["metrics"].get(NESTING_METRIC), results[base]["metrics"].get(NESTING_METRIC)
         training = results[model].get("training", {})
-        still_improving = (training.get("curve_length", 0) > 1 and training.get("max_epochs") is not None
-                           and training.get("epochs_run") == training.get("max_epochs") == training.get("best_epoch"))
+        still_improving = (
+            training.get("curve_length", 0) > 1
+            and training.get("max_epochs") is not None
+            and training.get("epochs_run") == training.get("max_epochs") == training.get("best_epoch")
+        )
         row.update(value=value, base_value=base_value)
         if value is None or base_value is None:
             verdict = "not judged: undefined"
@@ -226,7 +293,9 @@ def nesting_report(results: dict[str, Any], comparison: Any) -> list[dict[str, A
     return rows
 
 
-def cross_validate_models(layout: DataLayout, category: str, config: MetricsConfig, options: Any, log: Any) -> dict[str, Any]:
+def cross_validate_models(
+    layout: DataLayout, category: str, config: MetricsConfig, options: Any, log: Any
+) -> dict[str, Any]:
     """k-fold CV (folds stratified by user) of the chosen models, each fold trained from scratch."""
     from rec_pipeline.evaluation import cross_validate
     from rec_pipeline.models import TrainingData, TrainOptions, create_model
@@ -239,22 +308,35 @@ def cross_validate_models(layout: DataLayout, category: str, config: MetricsConf
         out[name] = cross_validate(
             lambda name=name: create_model(name),
             lambda model, train_fold, val_fold: model.fit(TrainingData(train_fold, val_fold), train_options),
-            interactions, k=config.cv_folds, seed=config.seed, options=options,
+            interactions,
+            k=config.cv_folds,
+            seed=config.seed,
+            options=options,
         )
     return out
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"numpy", "polars"}, code_version="2",
-    deps=[*(f"model_{name}" for name in MODEL_NAMES), "cold_items"], backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=CATEGORY_PARTITIONS,
+    group_name=EVALUATION,
+    kinds={"numpy", "polars"},
+    code_version="2",
+    deps=[*(f"model_{name}" for name in MODEL_NAMES), "cold_items"],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[dg.AssetCheckSpec("nested_models_not_worse", asset="model_metrics", blocking=False,
-                                   description="MF contains biases, NeuMF and the hybrid contain MF, biases contain the global mean: "
-                                               "after training none may be clearly worse on validation RMSE than what it contains.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "nested_models_not_worse",
+            asset="model_metrics",
+            blocking=False,
+            description="MF contains biases, NeuMF and the hybrid contain MF, biases contain the global mean: "
+            "after training none may be clearly worse on validation RMSE than what it contains.",
+        )
+    ],
     description="Every model on one candidate set (items seen in training): RMSE, MAE, Pearson, Recall/NDCG/HR/MAP@K and coverage "
-                "on validation and test, RMSE and NDCG@K on the held-out cold items, paired bootstrap intervals against the "
-                "best, "
-                "and the model `recommendations` uses.",
+    "on validation and test, RMSE and NDCG@K on the held-out cold items, paired bootstrap intervals against the "
+    "best, "
+    "and the model `recommendations` uses.",
 )
 def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake: DataLake) -> dg.MaterializeResult:
     per_category: dict[str, dict[str, Any]] = {}
@@ -265,9 +347,14 @@ def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake
         best_row = outcome["results"][outcome["best"]]
         selection = outcome["selection"]
         violations = [r for r in outcome["nesting"] if r["verdict"].startswith("violation")]
-        nesting[category] = (not violations, "; ".join(f"{r['model']} worse than {r['contains']} "
-                                                         f"({r['value']:.4f} vs {r['base_value']:.4f})" for r in violations)
-                             or "no violation")
+        nesting[category] = (
+            not violations,
+            "; ".join(
+                f"{r['model']} worse than {r['contains']} ({r['value']:.4f} vs {r['base_value']:.4f})"
+                for r in violations
+            )
+            or "no violation",
+        )
         per_category[category] = {
             "best_model": outcome["best"],
             "selected_by": selection["metric"],
@@ -276,10 +363,24 @@ def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake
             "protocol": outcome["protocol"],
             "candidates": outcome["n_candidates"],
             "comparison": dg.MetadataValue.md(outcome["table"]),
-            "nesting": dg.MetadataValue.md(md_table([{k: r.get(k) for k in ("model", "contains", "value", "base_value", "verdict")}
-                                                     for r in outcome["nesting"]])),
-            "predicted_vs_actual": dg.MetadataValue.md(scatter_md(y_true, y_pred, f"{outcome['best']}: predicted vs actual",
-                                                                  "actual rating", "predicted rating", diagonal=True)),
+            "nesting": dg.MetadataValue.md(
+                md_table(
+                    [
+                        {k: r.get(k) for k in ("model", "contains", "value", "base_value", "verdict")}
+                        for r in outcome["nesting"]
+                    ]
+                )
+            ),
+            "predicted_vs_actual": dg.MetadataValue.md(
+                scatter_md(
+                    y_true,
+                    y_pred,
+                    f"{outcome['best']}: predicted vs actual",
+                    "actual rating",
+                    "predicted rating",
+                    diagonal=True,
+                )
+            ),
             "metrics_path": dg.MetadataValue.path(str(lake.layout.artifact(category, Artifact.METRICS))),
         }
     check = combined_check("nested_models_not_worse", nesting, "model_metrics", severity=dg.AssetCheckSeverity.WARN)
@@ -290,25 +391,46 @@ def _selection_md(selection: dict[str, Any]) -> str:
     rows = []
     for row in selection["top"]:
         interval = row.get("vs_best") or {}
-        ci = "best" if row["model"] == selection["model"] else (
-            f"{interval['diff']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval.get("low") is not None else "–")
+        ci = (
+            "best"
+            if row["model"] == selection["model"]
+            else (
+                f"{interval['diff']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+                if interval.get("low") is not None
+                else "–"
+            )
+        )
         rows.append({"model": row["model"], selection["metric"]: row["value"], "difference to best (95% CI)": ci})
     return md_table(rows)
 
 
 @dg.asset(
-    partitions_def=CATEGORY_PARTITIONS, group_name=EVALUATION, kinds={"polars", "parquet"}, code_version="2",
-    deps=[model_metrics], backfill_policy=dg.BackfillPolicy.single_run(), automation_condition=dg.AutomationCondition.eager(),
+    partitions_def=CATEGORY_PARTITIONS,
+    group_name=EVALUATION,
+    kinds={"polars", "parquet"},
+    code_version="2",
+    deps=[model_metrics],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec("excludes_rated_items", asset="recommendations",
-                          description="No user is recommended an item they already rated; no duplicates."),
-        dg.AssetCheckSpec("not_one_list", asset="recommendations", blocking=False,
-                          description="The recommendations name at least 2 x n distinct items: not (nearly) the same list for everybody."),
+        dg.AssetCheckSpec(
+            "excludes_rated_items",
+            asset="recommendations",
+            description="No user is recommended an item they already rated; no duplicates.",
+        ),
+        dg.AssetCheckSpec(
+            "not_one_list",
+            asset="recommendations",
+            blocking=False,
+            description="The recommendations name at least 2 x n distinct items: not (nearly) the same list for everybody.",
+        ),
     ],
     description="Top-N items per user from the best ranker on validation (MetricsConfig.selection_metric), among the items seen in "
-                "training and excluding already-rated items, with titles.",
+    "training and excluding already-rated items, with titles.",
 )
-def recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, lake: DataLake) -> dg.MaterializeResult:
+def recommendations(
+    context: dg.AssetExecutionContext, config: RecommendationsConfig, lake: DataLake
+) -> dg.MaterializeResult:
     from rec_pipeline.models import load_model
 
     layout = lake.layout
@@ -320,7 +442,11 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         metrics = json.loads(layout.artifact(category, Artifact.METRICS).read_text())
         name = config.model or metrics["best_model"]
         selection = metrics.get("selection") or {}
-        selected_by = "RecommendationsConfig.model" if config.model else f"best {selection.get('metric', metrics.get('selection_metric'))}"
+        selected_by = (
+            "RecommendationsConfig.model"
+            if config.model
+            else f"best {selection.get('metric', metrics.get('selection_metric'))}"
+        )
         model = load_model(layout.model_dir(category, name))
         # The candidate set of model_metrics: recommending what no model was evaluated on would be unmeasured.
         candidates = warm_split(layout, category, "train")["item_id"].unique().to_list()
@@ -333,27 +459,52 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         distinct = recs["item_id"].n_unique()
         coverage = distinct / max(1, len(candidates))
         write_parquet(recs, layout.artifact(category, Artifact.RECOMMENDATIONS))
-        write_json({"model": name, "selected_by": selected_by, "n": config.n, "users": len(users), "distinct_items": distinct,
-                    "catalog_coverage": coverage}, layout.artifact(category, Artifact.RECOMMENDATIONS_INFO))
+        write_json(
+            {
+                "model": name,
+                "selected_by": selected_by,
+                "n": config.n,
+                "users": len(users),
+                "distinct_items": distinct,
+                "catalog_coverage": coverage,
+            },
+            layout.artifact(category, Artifact.RECOMMENDATIONS_INFO),
+        )
         leaked = recs.join(rated, on=["user_id", "item_id"], how="inner").height
         duplicates = recs.height - recs.select("user_id", "item_id").unique().height
         outcomes[category] = (leaked == 0 and duplicates == 0, f"{leaked} already-rated, {duplicates} duplicates")
         # At least 2n distinct items (capped by what can exist): below that nearly everybody got the same list.
         needed = min(2 * config.n, len(candidates), recs.height)
-        variety[category] = (distinct >= needed, f"{distinct:,} distinct items in {recs.height:,} recommendations from `{name}` "
-                                                 f"(at least {needed} expected)")
-        context.log.info(f"{category}: {recs.height:,} recommendations for {len(users):,} users from `{name}` ({selected_by}), "
-                         f"{distinct:,} distinct items")
+        variety[category] = (
+            distinct >= needed,
+            f"{distinct:,} distinct items in {recs.height:,} recommendations from `{name}` "
+            f"(at least {needed} expected)",
+        )
+        context.log.info(
+            f"{category}: {recs.height:,} recommendations for {len(users):,} users from `{name}` ({selected_by}), "
+            f"{distinct:,} distinct items"
+        )
         per_category[category] = {
-            "model": name, "selected_by": selected_by, "users": len(users), "rows": recs.height, "distinct_items": distinct,
-            "catalog_coverage": round(coverage, 4), "candidates": len(candidates),
-            "preview": dg.MetadataValue.md(md_table(
-                recs.head(10).select("user_id", "rank", "item_id", pl.col("score").round(3), "title").to_dicts())),
+            "model": name,
+            "selected_by": selected_by,
+            "users": len(users),
+            "rows": recs.height,
+            "distinct_items": distinct,
+            "catalog_coverage": round(coverage, 4),
+            "candidates": len(candidates),
+            "preview": dg.MetadataValue.md(
+                md_table(
+                    recs.head(10).select("user_id", "rank", "item_id", pl.col("score").round(3), "title").to_dicts()
+                )
+            ),
             "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.RECOMMENDATIONS))),
         }
         if selection.get("top") and not config.model:
             per_category[category]["selection"] = dg.MetadataValue.md(_selection_md(selection))
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[
-        combined_check("excludes_rated_items", outcomes, "recommendations"),
-        combined_check("not_one_list", variety, "recommendations", severity=dg.AssetCheckSeverity.WARN),
-    ])
+    return dg.MaterializeResult(
+        metadata=merge_category_metadata(per_category),
+        check_results=[
+            combined_check("excludes_rated_items", outcomes, "recommendations"),
+            combined_check("not_one_list", variety, "recommendations", severity=dg.AssetCheckSeverity.WARN),
+        ],
+    )

@@ -44,7 +44,9 @@ def _dumps(layout: DataLayout, category: str) -> CategoryDumps:
     return found[category]
 
 
-def _ingest_cached(source: Path, kind: str, out: Path, rejected: Path, sidecar: Path, config: IngestConfig, log: Any) -> tuple[IngestReport, bool]:
+def _ingest_cached(
+    source: Path, kind: str, out: Path, rejected: Path, sidecar: Path, config: IngestConfig, log: Any
+) -> tuple[IngestReport, bool]:
     """Ingest ``source`` unless the same file (name, size, mtime) was already ingested by this code version."""
     stamp = {"fingerprint": fingerprint([source]), "code_version": INGEST_CODE_VERSION}
     if not config.force and sidecar.exists() and out.exists() and rejected.exists():
@@ -53,12 +55,23 @@ def _ingest_cached(source: Path, kind: str, out: Path, rejected: Path, sidecar: 
             report = IngestReport(**previous["report"])
             # Trust, but verify: a truncated or damaged output would otherwise be reused forever. Reading every
             # page costs a fraction of re-ingesting and catches flipped bytes in columns this run does not read.
-            problem = parquet_problem(out, report.rows_out, full=True) or parquet_problem(rejected, report.rejected_total, full=True)
+            problem = parquet_problem(out, report.rows_out, full=True) or parquet_problem(
+                rejected, report.rejected_total, full=True
+            )
             if problem is None:
                 log.info(f"{source.name} unchanged since the last ingestion: reusing {out.name}")
                 return report, True
-            log.warning(f"{source.name} is unchanged but its output {out} or {rejected.name} is damaged ({problem}): ingesting again")
-    report = ingest_dump(source, kind, out, rejected, IngestOptions(chunk_bytes=config.chunk_mb << 20, max_line_bytes=config.max_line_mb << 20), logger=log)
+            log.warning(
+                f"{source.name} is unchanged but its output {out} or {rejected.name} is damaged ({problem}): ingesting again"
+            )
+    report = ingest_dump(
+        source,
+        kind,
+        out,
+        rejected,
+        IngestOptions(chunk_bytes=config.chunk_mb << 20, max_line_bytes=config.max_line_mb << 20),
+        logger=log,
+    )
     report_dict = {k: v for k, v in report.to_dict().items() if k != "rejected_total"}
     write_json({"stamp": stamp, "report": report_dict}, sidecar)
     return report, False
@@ -97,7 +110,12 @@ def _report_metadata(report: IngestReport, skipped: bool, out: Path, rejected: P
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[
         dg.AssetCheckSpec("has_rows", asset="raw_reviews", description="At least one review survived ingestion."),
-        dg.AssetCheckSpec("input_complete", asset="raw_reviews", description="The dump was read to its end (not truncated).", blocking=False),
+        dg.AssetCheckSpec(
+            "input_complete",
+            asset="raw_reviews",
+            description="The dump was read to its end (not truncated).",
+            blocking=False,
+        ),
     ],
     description="Reviews of one category normalized to the common schema (all releases), with rejected lines quarantined.",
 )
@@ -115,7 +133,15 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
         cfg = step_config(context, config, lake, category)
         out = layout.artifact(category, Artifact.RAW_REVIEWS)
         rejected = layout.artifact(category, Artifact.REJECTED_REVIEWS)
-        report, skipped = _ingest_cached(dumps.reviews.path, "reviews", out, rejected, layout.artifact(category, Artifact.RAW_REVIEWS_REPORT), cfg, context.log)
+        report, skipped = _ingest_cached(
+            dumps.reviews.path,
+            "reviews",
+            out,
+            rejected,
+            layout.artifact(category, Artifact.RAW_REVIEWS_REPORT),
+            cfg,
+            context.log,
+        )
         metadata = _report_metadata(report, skipped, out, rejected)
         metadata["ignored_dumps"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in dumps.notes) or "_none_")
         if report.rows_out:
@@ -123,7 +149,9 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
             metadata.update(
                 users=stats["users"],
                 items=stats["items"],
-                rating_histogram=dg.MetadataValue.md(bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")),
+                rating_histogram=dg.MetadataValue.md(
+                    bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")
+                ),
             )
         per_category[category] = metadata
         has_rows[category] = (report.rows_out > 0, f"{report.rows_out} rows")
@@ -143,7 +171,11 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
     kinds={"polars", "parquet"},
     code_version=INGEST_CODE_VERSION,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=[dg.AssetCheckSpec("unique_items", asset="raw_items", description="One row per item after merging repeated metadata lines.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "unique_items", asset="raw_items", description="One row per item after merging repeated metadata lines."
+        )
+    ],
     description="Product metadata of one category in the common item schema; repeated asin lines merged (last wins).",
 )
 def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: DataLake) -> dg.MaterializeResult:
@@ -166,7 +198,15 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
             unique[category] = (True, "no metadata")
             continue
         staged = layout.artifact(category, Artifact.RAW_ITEMS_LINES)
-        report, skipped = _ingest_cached(dumps.meta.path, "meta", staged, rejected, layout.artifact(category, Artifact.RAW_ITEMS_REPORT), cfg, context.log)
+        report, skipped = _ingest_cached(
+            dumps.meta.path,
+            "meta",
+            staged,
+            rejected,
+            layout.artifact(category, Artifact.RAW_ITEMS_REPORT),
+            cfg,
+            context.log,
+        )
         lines = read_artifact(staged)
         items = lines.sort("source_line").unique(subset=["item_id"], keep="last", maintain_order=True)
         write_parquet(items, out)
@@ -177,8 +217,13 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
             with_title=int(items["title"].is_not_null().sum()),
             with_image_url=int((items["image_urls"].list.len() > 0).sum()),
             price_known=int(items["price"].is_not_null().sum()),
-            preview=dg.MetadataValue.md(md_table(items.select("item_id", "title", "brand", "price").head(5).to_dicts())),
+            preview=dg.MetadataValue.md(
+                md_table(items.select("item_id", "title", "brand", "price").head(5).to_dicts())
+            ),
         )
         per_category[category] = metadata
         unique[category] = (items["item_id"].n_unique() == items.height, f"{items.height} items")
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[combined_check("unique_items", unique, "raw_items")])
+    return dg.MaterializeResult(
+        metadata=merge_category_metadata(per_category),
+        check_results=[combined_check("unique_items", unique, "raw_items")],
+    )

@@ -37,7 +37,9 @@ class SplitsConfig(dg.Config):
     seed: int = 42
 
 
-def _too_small_message(category: str, config: InteractionsConfig, rows: int, pairs: int, copies: int, deduped: pl.DataFrame) -> str:
+def _too_small_message(
+    category: str, config: InteractionsConfig, rows: int, pairs: int, copies: int, deduped: pl.DataFrame
+) -> str:
     state = "empty" if rows == 0 else f"tiny ({rows:,} interactions, min_rows {config.min_rows:,})"
     collapsed = f" after collapsing {copies:,} variant copies" if copies else ""
     message = f"{category}: the {config.k}-core is {state}{collapsed} ({pairs:,} distinct (user, item) pairs before the k-core)"
@@ -45,8 +47,10 @@ def _too_small_message(category: str, config: InteractionsConfig, rows: int, pai
     if suggestion is None:
         return message + "; no k >= 2 keeps enough interactions: this dump is too small to train on"
     k, kept = suggestion
-    return (f"{message}; k={k} keeps {kept:,} interactions. Set it once in settings.yaml: "
-            f"`categories: {{{category}: {{ops: {{interactions: {{config: {{k: {k}}}}}}}}}}}`")
+    return (
+        f"{message}; k={k} keeps {kept:,} interactions. Set it once in settings.yaml: "
+        f"`categories: {{{category}: {{ops: {{interactions: {{config: {{k: {k}}}}}}}}}}}`"
+    )
 
 
 @dg.asset(
@@ -58,11 +62,17 @@ def _too_small_message(category: str, config: InteractionsConfig, rows: int, pai
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec("enough_interactions", asset="interactions", blocking=True,
-                          description="The k-core is not empty or tiny; otherwise no model step runs, and the check names a k that works."),
+        dg.AssetCheckSpec(
+            "enough_interactions",
+            asset="interactions",
+            blocking=True,
+            description="The k-core is not empty or tiny; otherwise no model step runs, and the check names a k that works.",
+        ),
         dg.AssetCheckSpec("ratings_in_range", asset="interactions"),
         dg.AssetCheckSpec("no_duplicate_pairs", asset="interactions"),
-        dg.AssetCheckSpec("kcore_invariant", asset="interactions", description="Every user and item has at least k ratings."),
+        dg.AssetCheckSpec(
+            "kcore_invariant", asset="interactions", description="Every user and item has at least k ratings."
+        ),
     ],
     description="One rating per (user, item) (variant copies collapsed into one event, the latest kept), filtered to a true k-core.",
 )
@@ -77,8 +87,11 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category, settings)
         reviews = read_artifact(layout.artifact(category, Artifact.RAW_REVIEWS))
-        variant_options = VariantOptions(enabled=cfg.collapse_variants, min_shared_copies=cfg.min_shared_copies,
-                                         min_shared_fraction=cfg.min_shared_fraction)
+        variant_options = VariantOptions(
+            enabled=cfg.collapse_variants,
+            min_shared_copies=cfg.min_shared_copies,
+            min_shared_fraction=cfg.min_shared_fraction,
+        )
         collapsed = collapse_variants(reviews, variant_options)
         write_parquet(collapsed.families, layout.artifact(category, Artifact.ITEM_FAMILIES))
         deduped = latest_per_pair(collapsed.reviews).collect()
@@ -87,8 +100,16 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
         write_parquet(frame, layout.artifact(category, Artifact.INTERACTIONS))
         stats = interaction_stats(frame)
         variants = collapsed.metadata()
-        write_json({"k": cfg.k, "collapse_variants": cfg.collapse_variants, "variants": variants, "pairs": deduped.height,
-                    "rows": frame.height}, layout.artifact(category, Artifact.INTERACTIONS_SUMMARY))
+        write_json(
+            {
+                "k": cfg.k,
+                "collapse_variants": cfg.collapse_variants,
+                "variants": variants,
+                "pairs": deduped.height,
+                "rows": frame.height,
+            },
+            layout.artifact(category, Artifact.INTERACTIONS_SUMMARY),
+        )
         context.log.info(
             f"{category}: {reviews.height:,} reviews -> {collapsed.events:,} review events ({collapsed.copies_collapsed:,} variant copies collapsed, "
             f"{collapsed.items_merged:,} asins merged into families) -> {deduped.height:,} unique pairs -> {frame.height:,} in the {cfg.k}-core "
@@ -106,12 +127,16 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
             "items": stats["items"],
             "density": stats["density"],
             "rating_mean": stats["rating_mean"],
-            "rating_histogram": dg.MetadataValue.md(bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")),
+            "rating_histogram": dg.MetadataValue.md(
+                bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")
+            ),
             "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.INTERACTIONS))),
             **settings_metadata(cfg),
         }
         if frame.height < cfg.min_rows:
-            message = _too_small_message(category, cfg, frame.height, deduped.height, collapsed.copies_collapsed, deduped)
+            message = _too_small_message(
+                category, cfg, frame.height, deduped.height, collapsed.copies_collapsed, deduped
+            )
             context.log.error(message)
             enough[category] = (False, message)
         else:
@@ -120,7 +145,10 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
         dup_pairs = frame.height - frame.select("user_id", "item_id").unique().height
         in_range[category] = (out_of_range == 0, f"{out_of_range} ratings outside [{RATING_MIN}, {RATING_MAX}]")
         no_dups[category] = (dup_pairs == 0, f"{dup_pairs} duplicate pairs")
-        core_ok[category] = (is_kcore(frame, cfg.k) or not cfg.kcore_iterate, f"k={cfg.k}" + ("" if cfg.kcore_iterate else " (one-pass filter: not checked)"))
+        core_ok[category] = (
+            is_kcore(frame, cfg.k) or not cfg.kcore_iterate,
+            f"k={cfg.k}" + ("" if cfg.kcore_iterate else " (one-pass filter: not checked)"),
+        )
     return dg.MaterializeResult(
         metadata=merge_category_metadata(per_category),
         check_results=[
@@ -142,7 +170,11 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec("disjoint", asset="splits", description="No (user, item) pair in two splits."),
-        dg.AssetCheckSpec("evaluated_known_to_training", asset="splits", description="Every validation/test user and item appears in training."),
+        dg.AssetCheckSpec(
+            "evaluated_known_to_training",
+            asset="splits",
+            description="Every validation/test user and item appears in training.",
+        ),
     ],
     description="Seeded train/validation/test splits: temporal leave-last-out (default) or random stratified by user.",
 )
@@ -158,7 +190,10 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLa
         result = split_interactions(frame, options)
         for name, part in result.as_dict().items():
             write_parquet(part, layout.artifact(category, split_artifact(name)))
-        write_json({"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train}, layout.artifact(category, Artifact.SPLIT_INFO))
+        write_json(
+            {"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train},
+            layout.artifact(category, Artifact.SPLIT_INFO),
+        )
         problems = check_splits(result)
         overlap = [p for p in problems if "in both" in p]
         unknown = [p for p in problems if "unknown" in p]
@@ -170,7 +205,14 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLa
             "seed": cfg.seed,
             **{f"{name}_rows": n for name, n in sizes.items()},
             "moved_to_train": result.moved_to_train,
-            "sizes": dg.MetadataValue.md(md_table([{"split": k, "rows": v, "users": result.as_dict()[k]["user_id"].n_unique()} for k, v in sizes.items()])),
+            "sizes": dg.MetadataValue.md(
+                md_table(
+                    [
+                        {"split": k, "rows": v, "users": result.as_dict()[k]["user_id"].n_unique()}
+                        for k, v in sizes.items()
+                    ]
+                )
+            ),
         }
     return dg.MaterializeResult(
         metadata=merge_category_metadata(per_category),

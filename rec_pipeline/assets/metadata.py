@@ -43,7 +43,12 @@ def merge_category_metadata(per_category: Mapping[str, Mapping[str, Any]]) -> di
     return merged
 
 
-def combined_check(name: str, outcomes: Mapping[str, tuple[bool, str]], asset_key: str, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+def combined_check(
+    name: str,
+    outcomes: Mapping[str, tuple[bool, str]],
+    asset_key: str,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
     """One check result over the categories of a run: passes only if every category passes."""
     failed = {c: msg for c, (ok, msg) in outcomes.items() if not ok}
     details = "; ".join(f"{c}: {msg}" for c, (_, msg) in outcomes.items())

@@ -30,8 +30,20 @@ from rec_pipeline.resources import DataLake, step_config
 from rec_pipeline.warehouse import Artifact, split_artifact
 
 TRAINING = "training"
-MODEL_NAMES = ("global_mean", "popularity", "biases", "ease", "mf", "mf_als", "ncf", "neumf", "hybrid", "hybrid_seed000", "autorec",
-               "two_tower")
+MODEL_NAMES = (
+    "global_mean",
+    "popularity",
+    "biases",
+    "ease",
+    "mf",
+    "mf_als",
+    "ncf",
+    "neumf",
+    "hybrid",
+    "hybrid_seed000",
+    "autorec",
+    "two_tower",
+)
 KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "hybrid_seed000", "autorec", "two_tower"})
 CONTENT_MODELS = frozenset({"hybrid", "hybrid_seed000", "two_tower"})
 TRAINING_CODE_VERSION = "3"  # 3: trained on the warm splits (cold items held out)
@@ -54,7 +66,9 @@ def warm_split(layout: DataLayout, category: str, name: str) -> pl.DataFrame:
     """``splits/<name>.parquet`` without the held-out cold items: what models train, and are normally evaluated, on."""
     from rec_pipeline.evaluation.cold_items import without_items
 
-    return without_items(pl.read_parquet(layout.artifact(category, split_artifact(name))), cold_item_ids(layout, category))
+    return without_items(
+        pl.read_parquet(layout.artifact(category, split_artifact(name))), cold_item_ids(layout, category)
+    )
 
 
 @dg.asset(
@@ -65,7 +79,7 @@ def warm_split(layout: DataLayout, category: str, name: str) -> pl.DataFrame:
     deps=["splits", "item_text_vectors", "image_embeddings"],
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="A seeded share (cold_item_fraction) of the items with content, held out of every model's training: their "
-                "interactions (from all splits) are the cold set on which model_metrics reports rmse_cold and ndcg_cold@K.",
+    "interactions (from all splits) are the cold set on which model_metrics reports rmse_cold and ndcg_cold@K.",
 )
 def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake: DataLake) -> dg.MaterializeResult:
     from rec_pipeline.evaluation.cold_items import only_items, select_cold_items
@@ -75,22 +89,39 @@ def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake:
     per_category: dict[str, dict[str, Any]] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category)
-        interactions = pl.concat([pl.read_parquet(layout.artifact(category, split_artifact(name)))
-                                  for name in ("train", "validation", "test")], how="vertical_relaxed")
+        interactions = pl.concat(
+            [
+                pl.read_parquet(layout.artifact(category, split_artifact(name)))
+                for name in ("train", "validation", "test")
+            ],
+            how="vertical_relaxed",
+        )
         content = load_item_content(layout, category)
-        with_content = [] if content is None else [
-            item for item, text, image in zip(content.item_ids, content.text_mask, content.image_mask, strict=True) if text or image]
+        with_content = (
+            []
+            if content is None
+            else [
+                item
+                for item, text, image in zip(content.item_ids, content.text_mask, content.image_mask, strict=True)
+                if text or image
+            ]
+        )
         held_out = select_cold_items(interactions, with_content, cfg.cold_item_fraction, cfg.seed)
         cold = only_items(interactions, held_out)
         held_out_frame = pl.DataFrame({"item_id": held_out}, schema={"item_id": pl.String})
         write_parquet(held_out_frame, layout.artifact(category, Artifact.COLD_ITEMS))
         write_parquet(cold, layout.artifact(category, Artifact.COLD_INTERACTIONS))
         n_items = interactions["item_id"].n_unique()
-        context.log.info(f"{category}: {len(held_out):,} of {len(with_content):,} items with content held out of training "
-                         f"({cold.height:,} of {interactions.height:,} interactions)")
+        context.log.info(
+            f"{category}: {len(held_out):,} of {len(with_content):,} items with content held out of training "
+            f"({cold.height:,} of {interactions.height:,} interactions)"
+        )
         per_category[category] = {
-            "cold_items": len(held_out), "items_with_content": len(with_content), "items": n_items,
-            "cold_interactions": cold.height, "cold_share_of_interactions": round(cold.height / max(1, interactions.height), 4),
+            "cold_items": len(held_out),
+            "items_with_content": len(with_content),
+            "items": n_items,
+            "cold_interactions": cold.height,
+            "cold_share_of_interactions": round(cold.height / max(1, interactions.height), 4),
             "cold_item_fraction": cfg.cold_item_fraction,
             "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.COLD_INTERACTIONS))),
         }
@@ -125,7 +156,10 @@ def _inputs_fingerprint(layout: DataLayout, category: str, name: str, config: Tr
     files = [layout.artifact(category, split_artifact(s)) for s in ("train", "validation")]
     files.append(layout.artifact(category, Artifact.COLD_ITEMS))
     if name in CONTENT_MODELS:
-        files += [layout.artifact(category, Artifact.ITEM_TEXT_VECTORS), layout.artifact(category, Artifact.IMAGE_EMBEDDINGS)]
+        files += [
+            layout.artifact(category, Artifact.ITEM_TEXT_VECTORS),
+            layout.artifact(category, Artifact.IMAGE_EMBEDDINGS),
+        ]
     for path in files:
         if path.exists():
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -153,12 +187,21 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
     train, validation = warm_split(layout, category, "train"), warm_split(layout, category, "validation")
     content = load_item_content(layout, category) if name in CONTENT_MODELS else None
     if name in CONTENT_MODELS and content is None:
-        log.warning(f"{category}/{name}: no item text vectors or image embeddings: the {name} model trains on ids alone")
+        log.warning(
+            f"{category}/{name}: no item text vectors or image embeddings: the {name} model trains on ids alone"
+        )
         content = empty_content(train["item_id"].unique().sort().to_list())
     options = TrainOptions(
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, embedding_dim=config.embedding_dim,
-        l2=config.l2, dropout=config.dropout, early_stopping_patience=config.early_stopping_patience, seed=config.seed,
-        mixed_precision=config.mixed_precision, distribution=config.distribution,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        embedding_dim=config.embedding_dim,
+        l2=config.l2,
+        dropout=config.dropout,
+        early_stopping_patience=config.early_stopping_patience,
+        seed=config.seed,
+        mixed_precision=config.mixed_precision,
+        distribution=config.distribution,
         checkpoint_dir=layout.category_dir(category) / "checkpoints" / name,
         tensorboard_dir=layout.category_dir(category) / "tensorboard" / name if name in KERAS_MODELS else None,
     )
@@ -174,14 +217,31 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
         # from an earlier, smaller catalogue is removed so evaluation never scores it against the new splits.
         log.warning(f"{category}/{name}: skipped: {exc}")
         shutil.rmtree(model_dir, ignore_errors=True)
-        skipped = {"model": name, "fingerprint": fingerprint, "skipped_reason": str(exc), "history": {}, "best_val_rmse": None,
-                   "train_rows": train.height, "validation_rows": validation.height, "path": str(model_dir), "skipped_unchanged": False}
+        skipped = {
+            "model": name,
+            "fingerprint": fingerprint,
+            "skipped_reason": str(exc),
+            "history": {},
+            "best_val_rmse": None,
+            "train_rows": train.height,
+            "validation_rows": validation.height,
+            "path": str(model_dir),
+            "skipped_unchanged": False,
+        }
         write_json(skipped, summary_path)
         return skipped
     model.save(model_dir)
-    summary = {"model": name, "fingerprint": fingerprint, "history": history.to_dict(), "best_val_rmse": history.best_val_rmse,
-               "train_rows": train.height, "validation_rows": validation.height, "path": str(model_dir),
-               "tensorboard_dir": str(options.tensorboard_dir) if options.tensorboard_dir else None, "skipped_unchanged": False}
+    summary = {
+        "model": name,
+        "fingerprint": fingerprint,
+        "history": history.to_dict(),
+        "best_val_rmse": history.best_val_rmse,
+        "train_rows": train.height,
+        "validation_rows": validation.height,
+        "path": str(model_dir),
+        "tensorboard_dir": str(options.tensorboard_dir) if options.tensorboard_dir else None,
+        "skipped_unchanged": False,
+    }
     write_json(summary, summary_path)
     return summary
 
@@ -204,7 +264,9 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     if any(len(v) > 1 for v in curves.values()):
         loss_name = "sampled-softmax loss" if summary["model"] == "two_tower" else "MSE loss"
         plotted = {k: v for k, v in curves.items() if v}
-        metadata["training_curves"] = dg.MetadataValue.md(line_plot_md(plotted, f"{summary['model']} training", "epoch", loss_name))
+        metadata["training_curves"] = dg.MetadataValue.md(
+            line_plot_md(plotted, f"{summary['model']} training", "epoch", loss_name)
+        )
     if summary.get("tensorboard_dir"):
         metadata["tensorboard_logs"] = dg.MetadataValue.path(summary["tensorboard_dir"])
     return metadata
@@ -225,12 +287,14 @@ def build_model_asset(name: str) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool="gpu" if name in KERAS_MODELS else None,
         description=f"The `{name}` recommender trained on the training split without the cold items (early stopping on "
-                    "validation).",
+        "validation).",
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: DataLake) -> dg.MaterializeResult:
         settings = lake.settings()
         per_category = {
-            c: _summary_metadata(train_one(lake.layout, c, name, step_config(context, config, lake, c, settings), context.log))
+            c: _summary_metadata(
+                train_one(lake.layout, c, name, step_config(context, config, lake, c, settings), context.log)
+            )
             for c in context.partition_keys
         }
         return dg.MaterializeResult(metadata=merge_category_metadata(per_category))

@@ -50,8 +50,14 @@ class UserStatistics:
                 raise ValueError(f"sum {name!r} has shape {values.shape}; expected one value per user")
 
 
-def user_statistics(users: Sequence[str], user_of_pair: np.ndarray, actual: np.ndarray, predicted: np.ndarray,
-                    segments: np.ndarray, ranking: RankingOutcome) -> UserStatistics:
+def user_statistics(
+    users: Sequence[str],
+    user_of_pair: np.ndarray,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    segments: np.ndarray,
+    ranking: RankingOutcome,
+) -> UserStatistics:
     """Collect the sums of one evaluation: ``users`` the split's sorted unique users, ``user_of_pair`` each rated
     pair's index in them, ``segments`` each pair's popularity segment, ``ranking`` the split's ranking outcome."""
     n_users = len(users)
@@ -66,9 +72,14 @@ def user_statistics(users: Sequence[str], user_of_pair: np.ndarray, actual: np.n
         return np.bincount(user_of_pair, weights=weights, minlength=n_users).astype(np.float64)
 
     sums = {
-        "n": per_user(), "sq_err": per_user(error**2), "abs_err": per_user(np.abs(error)),
-        "sx": per_user(actual), "sy": per_user(predicted), "sxx": per_user(actual**2),
-        "syy": per_user(predicted**2), "sxy": per_user(actual * predicted),
+        "n": per_user(),
+        "sq_err": per_user(error**2),
+        "abs_err": per_user(np.abs(error)),
+        "sx": per_user(actual),
+        "sy": per_user(predicted),
+        "sxx": per_user(actual**2),
+        "syy": per_user(predicted**2),
+        "sxy": per_user(actual * predicted),
     }
     for segment in SEGMENTS:
         in_segment = segments == segment
@@ -127,8 +138,9 @@ def metric_value(stats: UserStatistics, metric: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def bootstrap_samples(stats: Mapping[str, UserStatistics], metrics: Sequence[str], n_resamples: int = DEFAULT_RESAMPLES,
-                      seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+def bootstrap_samples(
+    stats: Mapping[str, UserStatistics], metrics: Sequence[str], n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
     """``n_resamples`` values of every metric for every model, from the same seeded resamples of users.
 
     Every model must have been evaluated on the same users (one split, one candidate set), else the resamples
@@ -142,7 +154,9 @@ def bootstrap_samples(stats: Mapping[str, UserStatistics], metrics: Sequence[str
         if users is None:
             users = model_stats.users
         elif model_stats.users != users:
-            raise ValueError(f"{name} was evaluated on other users than the first model; a paired bootstrap needs the same")
+            raise ValueError(
+                f"{name} was evaluated on other users than the first model; a paired bootstrap needs the same"
+            )
     n_users = len(users or [])
     out = {name: {metric: np.full(n_resamples, np.nan) for metric in metrics} for name in stats}
     if n_users == 0:
@@ -155,7 +169,7 @@ def bootstrap_samples(stats: Mapping[str, UserStatistics], metrics: Sequence[str
         weights = weights.astype(np.float64)
         for name, model_stats in stats.items():
             for metric, values in _resampled(model_stats, metrics, weights).items():
-                out[name][metric][start:start + size] = values
+                out[name][metric][start : start + size] = values
     return out
 
 
@@ -191,8 +205,9 @@ class Interval:
         return {"diff": self.diff, "low": self.low, "high": self.high, "tied": self.contains_zero}
 
 
-def difference_interval(a: np.ndarray, b: np.ndarray, a_value: float | None, b_value: float | None,
-                        level: float = DEFAULT_LEVEL) -> Interval:
+def difference_interval(
+    a: np.ndarray, b: np.ndarray, a_value: float | None, b_value: float | None, level: float = DEFAULT_LEVEL
+) -> Interval:
     """Interval of ``a - b`` from paired resamples ``a`` and ``b`` (resamples undefined for either are left out;
     fewer than half usable gives no interval)."""
     diff = None if a_value is None or b_value is None else float(a_value - b_value)

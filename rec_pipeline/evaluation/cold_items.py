@@ -41,8 +41,9 @@ UNSEEN_ITEM = "\x00unseen item"
 _COLD_METRICS = ("rmse", "mae")
 
 
-def select_cold_items(interactions: pl.DataFrame, content_items: Collection[str], fraction: float,
-                      seed: int) -> list[str]:
+def select_cold_items(
+    interactions: pl.DataFrame, content_items: Collection[str], fraction: float, seed: int
+) -> list[str]:
     """A seeded ``fraction`` (rounded, at least one when positive) of the items that are in ``interactions`` and
     have content, sorted; empty when ``fraction`` is 0 or no item qualifies."""
     if not 0.0 <= fraction < 1.0:
@@ -66,8 +67,12 @@ def only_items(frame: pl.DataFrame, items: Collection[str]) -> pl.DataFrame:
     return frame.filter(pl.col("item_id").cast(pl.String).is_in(list(items)))
 
 
-def cold_candidates(cold_items: Collection[str], warm_items: Collection[str], seed: int,
-                    warm_per_cold: float = WARM_CANDIDATES_PER_COLD_ITEM) -> list[str]:
+def cold_candidates(
+    cold_items: Collection[str],
+    warm_items: Collection[str],
+    seed: int,
+    warm_per_cold: float = WARM_CANDIDATES_PER_COLD_ITEM,
+) -> list[str]:
     """Every cold item plus a seeded sample of ``warm_per_cold`` warm items per cold item, sorted."""
     cold = sorted({str(item) for item in cold_items})
     warm = sorted({str(item) for item in warm_items} - set(cold))
@@ -136,11 +141,15 @@ def evaluate_cold_items(
     known_users = train.select(pl.col("user_id").cast(pl.String)).unique()
     cold = cold.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
     cold = cold.join(known_users, on="user_id", how="semi")
-    return evaluate_model(ColdFallback(model, candidates), train, cold, validation=history, options=options,
-                          candidates=candidates)
+    return evaluate_model(
+        ColdFallback(model, candidates), train, cold, validation=history, options=options, candidates=candidates
+    )
 
 
 def cold_metrics(result: EvaluationResult) -> dict[str, float | None]:
     """The cold protocol's RMSE, MAE and ranking metrics under their ``_cold`` names."""
-    return {cold_metric_name(metric): value for metric, value in result.metrics.items()
-            if metric in _COLD_METRICS or "@" in metric}
+    return {
+        cold_metric_name(metric): value
+        for metric, value in result.metrics.items()
+        if metric in _COLD_METRICS or "@" in metric
+    }

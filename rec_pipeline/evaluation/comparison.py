@@ -73,8 +73,13 @@ class BootstrapComparison:
 
     def difference(self, model: str, other: str, metric: str) -> Interval:
         """``model - other`` on ``metric`` with its interval, from the shared resamples."""
-        return difference_interval(self.samples[model][metric], self.samples[other][metric],
-                                   self.values[model].get(metric), self.values[other].get(metric), self.level)
+        return difference_interval(
+            self.samples[model][metric],
+            self.samples[other][metric],
+            self.values[model].get(metric),
+            self.values[other].get(metric),
+            self.level,
+        )
 
     def merged(self, other: BootstrapComparison) -> BootstrapComparison:
         """Both comparisons' metrics in one (e.g. test metrics and ``val_`` metrics, resampled on their own users)."""
@@ -83,16 +88,27 @@ class BootstrapComparison:
         def union(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             return {model: {**a.get(model, {}), **b.get(model, {})} for model in models}
 
-        return BootstrapComparison(self.n_resamples, self.seed, self.level, union(self.values, other.values),
-                                   {**self.best, **other.best}, union(self.intervals, other.intervals),
-                                   union(self.samples, other.samples))
+        return BootstrapComparison(
+            self.n_resamples,
+            self.seed,
+            self.level,
+            union(self.values, other.values),
+            {**self.best, **other.best},
+            union(self.intervals, other.intervals),
+            union(self.samples, other.samples),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: settings, best model per metric and every model's interval against it."""
         return {
-            "n_resamples": self.n_resamples, "seed": self.seed, "level": self.level, "best": dict(self.best),
-            "vs_best": {model: {metric: interval.to_dict() for metric, interval in by_metric.items()}
-                        for model, by_metric in self.intervals.items()},
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+            "level": self.level,
+            "best": dict(self.best),
+            "vs_best": {
+                model: {metric: interval.to_dict() for metric, interval in by_metric.items()}
+                for model, by_metric in self.intervals.items()
+            },
         }
 
 
@@ -113,17 +129,30 @@ def compare_models(
     """
     key = rename if rename is not None else (lambda metric: prefix + metric)
     samples = bootstrap_samples(stats, metrics, n_resamples, seed)
-    values = {name: {key(metric): metric_value(model_stats, metric) for metric in metrics}
-              for name, model_stats in stats.items()}
-    samples = {name: {key(metric): series for metric, series in by_metric.items()} for name, by_metric in samples.items()}
+    values = {
+        name: {key(metric): metric_value(model_stats, metric) for metric in metrics}
+        for name, model_stats in stats.items()
+    }
+    samples = {
+        name: {key(metric): series for metric, series in by_metric.items()} for name, by_metric in samples.items()
+    }
     best: dict[str, str | None] = {}
     intervals: dict[str, dict[str, Interval]] = {name: {} for name in stats}
     for metric in (key(metric) for metric in metrics):
         best[metric] = _best_of({name: values[name][metric] for name in stats}, metric)
         for name in stats:
             reference = best[metric]
-            intervals[name][metric] = Interval(None, None, None, level) if reference is None else difference_interval(
-                samples[name][metric], samples[reference][metric], values[name][metric], values[reference][metric], level)
+            intervals[name][metric] = (
+                Interval(None, None, None, level)
+                if reference is None
+                else difference_interval(
+                    samples[name][metric],
+                    samples[reference][metric],
+                    values[name][metric],
+                    values[reference][metric],
+                    level,
+                )
+            )
     return BootstrapComparison(n_resamples, seed, level, values, best, intervals, samples)
 
 
@@ -174,10 +203,12 @@ def comparison_table_md(
         lines.append(f"| {_escape(name)} | " + " | ".join(cells) + " |")
     if bootstrap is not None:
         without = [metric for metric in metrics if bootstrap.best.get(metric) is None and best[metric] is not None]
-        lines.append(f"\nBold: the best value and every model tied with it (the paired bootstrap "
-                     f"{bootstrap.level:.0%} interval of the difference, {bootstrap.n_resamples} resamples of users, "
-                     f"seed {bootstrap.seed}, contains 0)"
-                     + (f"; without an interval ({', '.join(without)}): equal at the shown precision." if without else "."))
+        lines.append(
+            f"\nBold: the best value and every model tied with it (the paired bootstrap "
+            f"{bootstrap.level:.0%} interval of the difference, {bootstrap.n_resamples} resamples of users, "
+            f"seed {bootstrap.seed}, contains 0)"
+            + (f"; without an interval ({', '.join(without)}): equal at the shown precision." if without else ".")
+        )
     lines.append(_protocol_note(summaries))
     return "\n".join(lines) + "\n"
 
@@ -189,7 +220,9 @@ def difference_table_md(bootstrap: BootstrapComparison, metrics: Sequence[str], 
     so that one stays readable; columns without a best model (undefined everywhere, or no interval) are left out.
     """
     shown = [metric for metric in metrics if bootstrap.best.get(metric) is not None]
-    header = "| model | " + " | ".join(f"{metric} (vs {_escape(str(bootstrap.best[metric]))})" for metric in shown) + " |"
+    header = (
+        "| model | " + " | ".join(f"{metric} (vs {_escape(str(bootstrap.best[metric]))})" for metric in shown) + " |"
+    )
     lines = [header, "|---|" + "|".join("---:" for _ in shown) + "|"]
     for name, by_metric in bootstrap.intervals.items():
         cells = []
@@ -252,8 +285,10 @@ def select_best(results: Mapping[str, EvaluationResult | Mapping[str, Any]], met
         if best_name is None or (candidate < best_value if lower else candidate > best_value):
             best_name, best_value = name, candidate
     if best_name is None:
-        raise KeyError(f"no model reports {metric!r}; for test results of a validation split use "
-                       f"result.prefixed('val_') to get val_* metrics")
+        raise KeyError(
+            f"no model reports {metric!r}; for test results of a validation split use "
+            f"result.prefixed('val_') to get val_* metrics"
+        )
     return best_name
 
 
@@ -272,8 +307,11 @@ def _summarize(value: EvaluationResult | Mapping[str, Any]) -> _Summary:
 
 
 def _best_displayed(summaries: Mapping[str, _Summary], metric: str, digits: int) -> float | None:
-    values = [round(float(s.metrics[metric]), digits) for s in summaries.values()  # type: ignore[arg-type]
-              if not _missing(s.metrics.get(metric))]
+    values = [
+        round(float(s.metrics[metric]), digits)
+        for s in summaries.values()  # type: ignore[arg-type]
+        if not _missing(s.metrics.get(metric))
+    ]
     if not values:
         return None
     return min(values) if lower_is_better(metric) else max(values)

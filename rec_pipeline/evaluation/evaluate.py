@@ -95,9 +95,15 @@ def evaluate_model(
     overall = rating_metrics(actual, predicted)
     train_counts = (
         test.select("item_id")
-        .join(train.group_by(pl.col("item_id").cast(pl.String)).len("n_train"), on="item_id", how="left",
-              maintain_order="left")
-        .get_column("n_train").fill_null(0).to_numpy()
+        .join(
+            train.group_by(pl.col("item_id").cast(pl.String)).len("n_train"),
+            on="item_id",
+            how="left",
+            maintain_order="left",
+        )
+        .get_column("n_train")
+        .fill_null(0)
+        .to_numpy()
     )
     segment_labels = popularity_segments(train_counts, options.few_ratings_max)
     segments = segment_rating_metrics(actual, predicted, segment_labels)
@@ -140,8 +146,10 @@ def _predict(model: ScoringModel, test: pl.DataFrame) -> np.ndarray:
     users = test.get_column("user_id").to_list()
     items = test.get_column("item_id").to_list()
     chunks = [
-        np.asarray(model.predict(users[start:start + _PREDICT_CHUNK], items[start:start + _PREDICT_CHUNK]),
-                   dtype=np.float64).ravel()
+        np.asarray(
+            model.predict(users[start : start + _PREDICT_CHUNK], items[start : start + _PREDICT_CHUNK]),
+            dtype=np.float64,
+        ).ravel()
         for start in range(0, len(users), _PREDICT_CHUNK)
     ]
     predicted = np.concatenate(chunks) if chunks else np.zeros(0)
@@ -156,4 +164,3 @@ def _scatter_sample(n: int, options: EvaluationOptions) -> np.ndarray:
     if size == n:
         return np.arange(n)
     return np.sort(np.random.default_rng(options.seed).choice(n, size=size, replace=False))
-

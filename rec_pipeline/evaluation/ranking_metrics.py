@@ -25,9 +25,7 @@ def metric_key(metric: str, k: int) -> str:
     return f"{metric}@{k}"
 
 
-def ranking_metrics_from_hits(
-    hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]
-) -> dict[str, np.ndarray]:
+def ranking_metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-user ``recall@K``, ``ndcg@K``, ``hr@K``, ``map@K`` for every K in ``ks``.
 
     ``hits[u, p]`` says whether the item at rank position ``p`` (0-based, best first) of user ``u`` is relevant;

@@ -37,7 +37,12 @@ import polars as pl
 
 from rec_pipeline.evaluation.negative_sampling import sample_unrated
 from rec_pipeline.evaluation.options import EvaluationOptions
-from rec_pipeline.evaluation.ranking_metrics import RANKING_METRICS, catalog_coverage, metric_key, ranking_metrics_from_hits
+from rec_pipeline.evaluation.ranking_metrics import (
+    RANKING_METRICS,
+    catalog_coverage,
+    metric_key,
+    ranking_metrics_from_hits,
+)
 from rec_pipeline.evaluation.scoring_model import ScoringModel, ranking_scores
 from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
 
@@ -244,8 +249,9 @@ def _prepare(
     catalog = [str(item) for item in model.item_ids]
     if len(set(catalog)) != len(catalog):
         raise ValueError("model.item_ids contains duplicates")
-    candidate_list = list(dict.fromkeys(str(item) for item in candidates)) if candidates is not None \
-        else default_candidates(train)
+    candidate_list = (
+        list(dict.fromkeys(str(item) for item in candidates)) if candidates is not None else default_candidates(train)
+    )
     model_column = {item: column for column, item in enumerate(catalog)}
     model_columns = np.array([model_column.get(item, -1) for item in candidate_list], dtype=np.int64)
     if options.protocol == "full":
@@ -255,23 +261,28 @@ def _prepare(
         order = np.argsort(np.where(model_columns < 0, len(catalog), model_columns), kind="stable")
         candidate_list = [candidate_list[position] for position in order]
         model_columns = model_columns[order]
-    items = pl.DataFrame({"item_id": candidate_list, "col": np.arange(len(candidate_list), dtype=np.int64)},
-                         schema={"item_id": pl.String, "col": pl.Int64})
+    items = pl.DataFrame(
+        {"item_id": candidate_list, "col": np.arange(len(candidate_list), dtype=np.int64)},
+        schema={"item_id": pl.String, "col": pl.Int64},
+    )
     test_pairs = _pairs(test, with_rating=True)
     history = pl.concat([_pairs(frame) for frame in (train, validation) if frame is not None])
     test_users = test_pairs.select("user_id").unique()
     history = history.join(test_users, on="user_id", how="semi").unique()
 
-    relevant = test_pairs if options.all_test_items_relevant else test_pairs.filter(
-        pl.col("rating") >= options.relevance_threshold)
+    relevant = (
+        test_pairs
+        if options.all_test_items_relevant
+        else test_pairs.filter(pl.col("rating") >= options.relevance_threshold)
+    )
     relevant = relevant.select("user_id", "item_id").unique()
-    rankable = relevant.join(items, on="item_id", how="inner").join(
-        history, on=["user_id", "item_id"], how="anti")
+    rankable = relevant.join(items, on="item_id", how="inner").join(history, on=["user_id", "item_id"], how="anti")
     n_dropped = relevant.height - rankable.height
 
     users = sorted(rankable.get_column("user_id").unique().to_list())
-    rows = pl.DataFrame({"user_id": users, "row": np.arange(len(users), dtype=np.int64)},
-                        schema={"user_id": pl.String, "row": pl.Int64})
+    rows = pl.DataFrame(
+        {"user_id": users, "row": np.arange(len(users), dtype=np.int64)}, schema={"user_id": pl.String, "row": pl.Int64}
+    )
 
     def index_pairs(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         indexed = frame.join(rows, on="user_id").join(items, on="item_id").select("row", "col").unique()

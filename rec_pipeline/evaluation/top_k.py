@@ -33,9 +33,12 @@ def id_hashes(ids: Sequence[str], seed: int) -> np.ndarray:
     """A seeded 64-bit hash (uint64) per id; the same id gets the same hash in whatever list it comes."""
     salt = int(seed).to_bytes(16, "little", signed=True)
     return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8, salt=salt).digest(), "little")
-         for value in ids),
-        dtype=np.uint64, count=len(ids),
+        (
+            int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8, salt=salt).digest(), "little")
+            for value in ids
+        ),
+        dtype=np.uint64,
+        count=len(ids),
     )
 
 
@@ -73,9 +76,9 @@ class TieBreaker:
         step = max(1, _KEY_CHUNK // max(self.n_items, 1))
         scratch = np.empty((min(step, len(users)), self.n_items), dtype=np.uint64)
         for start in range(0, len(users), step):
-            chunk = keys[start:start + step]
-            np.bitwise_xor(users[start:start + step, None], self._items[None, :], out=chunk)
-            _mix(chunk, scratch[:len(chunk)])
+            chunk = keys[start : start + step]
+            np.bitwise_xor(users[start : start + step, None], self._items[None, :], out=chunk)
+            _mix(chunk, scratch[: len(chunk)])
             np.right_shift(chunk, np.uint64(2), out=chunk)
         return keys
 
@@ -119,12 +122,12 @@ def top_k_columns(scores: np.ndarray, k: int, tie_keys: TieKeys) -> np.ndarray:
     tied = flat.copy()
     if ranked.size:
         part = scores if ranked.size == n_rows else scores[ranked]
-        partial = np.argpartition(part, n_columns - k, axis=1)[:, n_columns - k:]
+        partial = np.argpartition(part, n_columns - k, axis=1)[:, n_columns - k :]
         partial_scores = np.take_along_axis(part, partial, axis=1)
         order = np.argsort(-partial_scores, axis=1, kind="stable")
         top[ranked] = np.take_along_axis(partial, order, axis=1)
         partial_scores = np.take_along_axis(partial_scores, order, axis=1)
-        kth[ranked] = partial_scores[:, k - 1:k]
+        kth[ranked] = partial_scores[:, k - 1 : k]
         # Every row has at least k scores >= its K-th; more only where an item outside the top K ties the K-th.
         # One whole-batch count answers "no such row" for continuous scores; per-row counts only otherwise.
         at_least = part >= kth[ranked]
@@ -136,7 +139,7 @@ def top_k_columns(scores: np.ndarray, k: int, tie_keys: TieKeys) -> np.ndarray:
     # time of a batch where every row ties (a constant model) against one pass over the whole batch.
     step = max(8, _TIE_CHUNK // n_columns)
     for start in range(0, tied.size, step):
-        rows = tied[start:start + step]
+        rows = tied[start : start + step]
         keys = np.asarray(tie_keys(rows), dtype=np.uint64)
         if keys.shape != (rows.size, n_columns):
             raise ValueError(f"tie_keys returned shape {keys.shape}, expected {(rows.size, n_columns)}")

@@ -171,7 +171,9 @@ def _load_saved_model(model_path: str) -> keras.Model:
             f"could not load the saved embedding model model_path={model_path!r}: {_short(exc)}"
         ) from exc
     if len(model.inputs) != 1:
-        raise EmbeddingWeightsError(f"model_path={model_path!r} must take exactly one image input, it takes {len(model.inputs)}")
+        raise EmbeddingWeightsError(
+            f"model_path={model_path!r} must take exactly one image input, it takes {len(model.inputs)}"
+        )
     return model
 
 
@@ -309,9 +311,13 @@ def embed_images(
             log.info(f"embedded {int(mask.sum())}/{n} images ({time.perf_counter() - started:.1f} s)")
     elapsed = time.perf_counter() - started
     unreadable = [names[i] for i in np.flatnonzero(~mask)]
-    log.info(f"embedded {n - len(unreadable)} of {n} images into {dim} dimensions in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} images/s)")
+    log.info(
+        f"embedded {n - len(unreadable)} of {n} images into {dim} dimensions in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} images/s)"
+    )
     if unreadable:
-        log.warning(f"{len(unreadable)} images could not be read or decoded (zero vectors, mask False), e.g. {unreadable[:3]}")
+        log.warning(
+            f"{len(unreadable)} images could not be read or decoded (zero vectors, mask False), e.g. {unreadable[:3]}"
+        )
     return vectors, mask
 
 

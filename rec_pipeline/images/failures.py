@@ -25,8 +25,15 @@ class FetchFailure(Exception):
     this URL.
     """
 
-    def __init__(self, reason: str, detail: str, *, permanent: bool, retry_after: float | None = None,
-                 host: HostKey | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        host: HostKey | None = None,
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail

@@ -63,8 +63,15 @@ from rec_pipeline.images.transport import Transport
 from rec_pipeline.images.url_policy import PolicyRefused, check_scheme, file_url_path, mirror_path
 
 __all__ = [
-    "RESULT_SCHEMA", "FetchOptions", "FetchReport", "afetch_images", "backoff_delay", "fetch_images", "image_requests",
-    "parse_retry_after", "rerun_backoff",
+    "RESULT_SCHEMA",
+    "FetchOptions",
+    "FetchReport",
+    "afetch_images",
+    "backoff_delay",
+    "fetch_images",
+    "image_requests",
+    "parse_retry_after",
+    "rerun_backoff",
 ]
 
 Source = Literal["mirror", "cache", "network"]
@@ -162,9 +169,14 @@ async def afetch_images(
     digests = {url: url_hash(url) for url in dict.fromkeys(url for _, url in requests)}
     plan = _answer_from_cache(digests, cache, options)
     if logger is not None:
-        logger.info("images: %d unique URLs, %d answered by the cache, %d backing off, %d to fetch%s",
-                    len(digests), len(plan.outcomes) - plan.backing_off, plan.backing_off, len(plan.to_fetch),
-                    f" ({len(swept)} temporaries of killed writers removed)" if swept else "")
+        logger.info(
+            "images: %d unique URLs, %d answered by the cache, %d backing off, %d to fetch%s",
+            len(digests),
+            len(plan.outcomes) - plan.backing_off,
+            plan.backing_off,
+            len(plan.to_fetch),
+            f" ({len(swept)} temporaries of killed writers removed)" if swept else "",
+        )
     hosts = Hosts()
     workers = options.decode_workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-decode") as executor:
@@ -174,10 +186,21 @@ async def afetch_images(
     given_up = hosts.given_up()
     if logger is not None:
         for host, cause, n_deferred in given_up:  # one line per host, however many URLs it had
-            logger.warning("images: host %s unreachable (%s: %s): deferred %d URLs to a later run",
-                           host, cause.reason, cause.detail, n_deferred)
-    return _report(requests, plan.outcomes, digests, transport.network_requests, time.perf_counter() - started,
-                   {host: cause.reason for host, cause, _ in given_up})
+            logger.warning(
+                "images: host %s unreachable (%s: %s): deferred %d URLs to a later run",
+                host,
+                cause.reason,
+                cause.detail,
+                n_deferred,
+            )
+    return _report(
+        requests,
+        plan.outcomes,
+        digests,
+        transport.network_requests,
+        time.perf_counter() - started,
+        {host: cause.reason for host, cause, _ in given_up},
+    )
 
 
 @dataclass
@@ -242,8 +265,9 @@ class _Run:
                 source = "mirror"
                 data = await self._in_thread(self._read_local, local)
             elif self.options.offline:
-                return _Outcome("deferred", source, "offline", "offline: true: not fetched",
-                                elapsed_s=time.perf_counter() - started)
+                return _Outcome(
+                    "deferred", source, "offline", "offline: true: not fetched", elapsed_s=time.perf_counter() - started
+                )
             else:
                 data, attempts = await self._download(url)
             decoded = await self._in_thread(
@@ -255,8 +279,15 @@ class _Run:
                 output_format=self.options.output_format,
             )
             path = self.cache.image_path(digest)
-            outcome = _Outcome("ok", source, image_path=str(path), n_bytes=len(data), width=decoded.source_width,
-                               height=decoded.source_height, attempts=attempts)
+            outcome = _Outcome(
+                "ok",
+                source,
+                image_path=str(path),
+                n_bytes=len(data),
+                width=decoded.source_width,
+                height=decoded.source_height,
+                attempts=attempts,
+            )
             await self._in_thread(self.cache.write_image, digest, decoded.data)
         except (PolicyRefused, ImageRejected) as error:
             outcome = _Outcome("failed_permanent", source, error.reason, error.detail, attempts=attempts)
@@ -290,13 +321,24 @@ class _Run:
         failed_runs, next_attempt_at = 0, None
         if outcome.status in RETRYABLE:
             failed_runs = self.failed_runs.get(url, 0) + 1
-            next_attempt_at = now + rerun_backoff(failed_runs, base=self.options.rerun_backoff_base,
-                                                  cap=self.options.rerun_backoff_max)
-        return StatusRecord(url=url, status=outcome.status, reason=outcome.reason, detail=outcome.detail,
-                            variant=self.cache.variant if outcome.status == "ok" else None, source=outcome.source,
-                            n_bytes=outcome.n_bytes, width=outcome.width, height=outcome.height,
-                            attempts=outcome.attempts, recorded_at=now, failed_runs=failed_runs,
-                            next_attempt_at=next_attempt_at)
+            next_attempt_at = now + rerun_backoff(
+                failed_runs, base=self.options.rerun_backoff_base, cap=self.options.rerun_backoff_max
+            )
+        return StatusRecord(
+            url=url,
+            status=outcome.status,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            variant=self.cache.variant if outcome.status == "ok" else None,
+            source=outcome.source,
+            n_bytes=outcome.n_bytes,
+            width=outcome.width,
+            height=outcome.height,
+            attempts=outcome.attempts,
+            recorded_at=now,
+            failed_runs=failed_runs,
+            next_attempt_at=next_attempt_at,
+        )
 
     def _read_local(self, path: Path) -> bytes:
         try:
@@ -315,9 +357,18 @@ class _Run:
 
 
 def _cached_outcome(record: StatusRecord, path: Path, elapsed: float) -> _Outcome:
-    return _Outcome(record.status, "cache", record.reason, record.detail,
-                    str(path) if record.status == "ok" else None, record.n_bytes, record.width, record.height,
-                    0, elapsed)
+    return _Outcome(
+        record.status,
+        "cache",
+        record.reason,
+        record.detail,
+        str(path) if record.status == "ok" else None,
+        record.n_bytes,
+        record.width,
+        record.height,
+        0,
+        elapsed,
+    )
 
 
 def _backing_off_outcome(record: StatusRecord, elapsed: float) -> _Outcome:
@@ -346,8 +397,9 @@ def _round_robin_by_host(urls: list[str]) -> list[str]:
     return [urls[i] for i in order]
 
 
-async def _drive(run: _Run, urls: list[str], digests: dict[str, str], outcomes: dict[str, _Outcome],
-                 started: float) -> None:
+async def _drive(
+    run: _Run, urls: list[str], digests: dict[str, str], outcomes: dict[str, _Outcome], started: float
+) -> None:
     """Keep a bounded window of tasks alive (not one task per URL: millions of tasks would cost GBs)."""
     window = run.options.max_concurrency * 4
     pending: dict[asyncio.Task[_Outcome], str] = {}
@@ -371,25 +423,52 @@ async def _drive(run: _Run, urls: list[str], digests: dict[str, str], outcomes: 
                 done_count += 1
             now = time.perf_counter()
             # Several tasks can finish in one wakeup, so "crossed the next multiple", not "is a multiple".
-            if run.logger is not None and (done_count >= next_log_at or done_count == len(urls)
-                                           or now - last_log >= run.options.progress_seconds):
+            if run.logger is not None and (
+                done_count >= next_log_at or done_count == len(urls) or now - last_log >= run.options.progress_seconds
+            ):
                 last_log = now
                 next_log_at = (done_count // every + 1) * every
-                run.logger.info("images: fetched %d/%d (%d requests, %.1f URLs/s)", done_count, len(urls),
-                                run.transport.network_requests, done_count / max(now - started, 1e-9))
+                run.logger.info(
+                    "images: fetched %d/%d (%d requests, %.1f URLs/s)",
+                    done_count,
+                    len(urls),
+                    run.transport.network_requests,
+                    done_count / max(now - started, 1e-9),
+                )
     finally:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _report(requests: Sequence[tuple[str, str]], outcomes: dict[str, _Outcome], digests: dict[str, str],
-            network_requests: int, elapsed: float, hosts_unreachable: dict[str, str]) -> FetchReport:
+def _report(
+    requests: Sequence[tuple[str, str]],
+    outcomes: dict[str, _Outcome],
+    digests: dict[str, str],
+    network_requests: int,
+    elapsed: float,
+    hosts_unreachable: dict[str, str],
+) -> FetchReport:
     rows = []
     for item_id, url in requests:
         o = outcomes[url]
-        rows.append((item_id, url, digests[url], o.status, o.reason, o.detail, o.image_path, o.source, o.n_bytes,
-                     o.width, o.height, o.attempts, o.elapsed_s))
+        rows.append(
+            (
+                item_id,
+                url,
+                digests[url],
+                o.status,
+                o.reason,
+                o.detail,
+                o.image_path,
+                o.source,
+                o.n_bytes,
+                o.width,
+                o.height,
+                o.attempts,
+                o.elapsed_s,
+            )
+        )
     results = pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row")
     sources = Counter(results["source"].to_list())
     failures = Counter(r for s, r in zip(results["status"], results["reason"]) if s != "ok")

@@ -118,8 +118,11 @@ class Hosts:
 
     def given_up(self) -> list[tuple[str, FetchFailure, int]]:
         """(host, why, URLs deferred) for each host given up in this run."""
-        return [(host_label(key), state.down, state.deferred) for key, state in self.states.items()
-                if state.down is not None]
+        return [
+            (host_label(key), state.down, state.deferred)
+            for key, state in self.states.items()
+            if state.down is not None
+        ]
 
     def _claim(self, state: HostState, key: HostKey, probe: Probe) -> None:
         state.up = False

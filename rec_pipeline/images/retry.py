@@ -63,8 +63,9 @@ def rerun_backoff(failed_runs: int, *, base: float, cap: float) -> float:
     return min(cap, base * 2.0 ** min(failed_runs - 1, 60))
 
 
-async def with_retries(url: str, attempt: Callable[[Probe], Awaitable[T]], hosts: Hosts,
-                       options: FetchOptions) -> tuple[T, int]:
+async def with_retries(
+    url: str, attempt: Callable[[Probe], Awaitable[T]], hosts: Hosts, options: FetchOptions
+) -> tuple[T, int]:
     """``attempt``'s result for ``url`` and the number of tries; raises ``FetchFailure`` or ``HostDown`` with
     ``attempts`` set.
 

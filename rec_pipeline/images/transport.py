@@ -56,9 +56,13 @@ CONNECTIONS_PER_CLIENT = 4
 # Connect errors that are about the host or the route to it, not about one URL.
 _UNREACHABLE_ERRNOS: dict[int, str] = {
     code: reason
-    for name, reason in (("ECONNREFUSED", "connection_refused"), ("ENETUNREACH", "network_unreachable"),
-                         ("EHOSTUNREACH", "no_route_to_host"), ("ENETDOWN", "network_unreachable"),
-                         ("EHOSTDOWN", "no_route_to_host"))
+    for name, reason in (
+        ("ECONNREFUSED", "connection_refused"),
+        ("ENETUNREACH", "network_unreachable"),
+        ("EHOSTUNREACH", "no_route_to_host"),
+        ("ENETDOWN", "network_unreachable"),
+        ("EHOSTDOWN", "no_route_to_host"),
+    )
     if (code := getattr(errno, name, None)) is not None
 }
 
@@ -90,8 +94,9 @@ class Transport:
     async def __aenter__(self) -> Transport:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         await self._stack.aclose()
 
     async def follow(self, url: str, gate: Gate) -> bytes:
@@ -196,8 +201,9 @@ class Transport:
                 raise permanent("bad_redirect", f"HTTP {code} without Location")
             return location
         if code == 429 or code == 408 or code >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time(),
-                                            cap=options.backoff_max)
+            retry_after = parse_retry_after(
+                response.headers.get("retry-after"), now=time.time(), cap=options.backoff_max
+            )
             raise transient(f"http_{code}", f"HTTP {code}", retry_after)
         if code != 200:
             raise permanent(f"http_{code}", f"HTTP {code}")
@@ -242,8 +248,12 @@ class Transport:
             shards = []
             for _ in range(n_shards):
                 client = httpx.AsyncClient(
-                    timeout=httpx.Timeout(connect=options.connect_timeout, read=options.read_timeout,
-                                          write=options.read_timeout, pool=options.total_timeout),
+                    timeout=httpx.Timeout(
+                        connect=options.connect_timeout,
+                        read=options.read_timeout,
+                        write=options.read_timeout,
+                        pool=options.total_timeout,
+                    ),
                     limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
                     follow_redirects=False,
                     trust_env=False,

@@ -57,7 +57,11 @@ def _import(module: str) -> ModuleType | None:
 
 INFLATERS: dict[str, InflateLibrary] = {
     library.name: library
-    for library in (InflateLibrary("isal", "isal.isal_zlib"), InflateLibrary("zlib-ng", "zlib_ng.zlib_ng"), InflateLibrary("zlib", "zlib"))
+    for library in (
+        InflateLibrary("isal", "isal.isal_zlib"),
+        InflateLibrary("zlib-ng", "zlib_ng.zlib_ng"),
+        InflateLibrary("zlib", "zlib"),
+    )
 }
 # Fastest first, as measured by bench/ingest.py --inflaters on a realistic dump (see the README's Benchmarks).
 INFLATER_PREFERENCE = ("isal", "zlib-ng", "zlib")
@@ -317,7 +321,9 @@ def _produce(
             if tail + line_end - pos > max_line_bytes:
                 # The current line is too long: send the whole lines before it, keep only its first bytes.
                 start = len(pending) - tail
-                prefix = (bytes(pending[start : start + LONG_LINE_PREFIX_BYTES]) + piece[pos : pos + LONG_LINE_PREFIX_BYTES])
+                prefix = (
+                    bytes(pending[start : start + LONG_LINE_PREFIX_BYTES]) + piece[pos : pos + LONG_LINE_PREFIX_BYTES]
+                )
                 skipping = LongLine(tail, prefix[:LONG_LINE_PREFIX_BYTES])
                 del pending[start:]
                 tail = 0

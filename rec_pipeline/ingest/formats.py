@@ -297,7 +297,9 @@ NORMALIZERS: dict[tuple[str, Kind], Callable[[], list[pl.Expr]]] = {
         pl.col("verified_purchase").alias("verified"),
         pl.col("helpful_vote").cast(pl.Int32, strict=False).alias("votes"),
         pl.col("images")
-        .list.eval(pl.coalesce(pl.element().struct.field("large_image_url"), pl.element().struct.field("medium_image_url")))
+        .list.eval(
+            pl.coalesce(pl.element().struct.field("large_image_url"), pl.element().struct.field("medium_image_url"))
+        )
         .list.drop_nulls()
         .fill_null(_EMPTY_STRS)
         .alias("image_urls"),
@@ -313,7 +315,10 @@ NORMALIZERS: dict[tuple[str, Kind], Callable[[], list[pl.Expr]]] = {
         .alias("description"),
         _EMPTY_STRS.alias("features"),
         pl.col("price"),
-        pl.when(pl.col("imUrl").is_not_null()).then(pl.concat_list(pl.col("imUrl"))).otherwise(_EMPTY_STRS).alias("image_urls"),
+        pl.when(pl.col("imUrl").is_not_null())
+        .then(pl.concat_list(pl.col("imUrl")))
+        .otherwise(_EMPTY_STRS)
+        .alias("image_urls"),
     ],
     ("2018", "meta"): lambda: [
         pl.col("asin").alias("item_id"),
@@ -348,7 +353,11 @@ NORMALIZERS: dict[tuple[str, Kind], Callable[[], list[pl.Expr]]] = {
         pl.col("price"),
         pl.col("images")
         .list.eval(
-            pl.coalesce(pl.element().struct.field("large"), pl.element().struct.field("hi_res"), pl.element().struct.field("thumb"))
+            pl.coalesce(
+                pl.element().struct.field("large"),
+                pl.element().struct.field("hi_res"),
+                pl.element().struct.field("thumb"),
+            )
         )
         .list.drop_nulls()
         .fill_null(_EMPTY_STRS)

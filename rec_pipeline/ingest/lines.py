@@ -142,7 +142,9 @@ class _LineTable:
         starts, ends, buf = self.starts, self.ends, self.buf
         last = np.maximum(ends - 1, 0)
         before_cr = np.maximum(ends - 2, 0)
-        closed = (buf[last] == ord("}")) | ((buf[last] == ord("\r")) & (ends - 2 >= starts) & (buf[before_cr] == ord("}")))
+        closed = (buf[last] == ord("}")) | (
+            (buf[last] == ord("\r")) & (ends - 2 >= starts) & (buf[before_cr] == ord("}"))
+        )
         opened = buf[np.minimum(starts, len(buf) - 1)] == ord("{")
         return ~self.blank & ~(opened & closed)
 
@@ -233,7 +235,9 @@ def _not_json(table: _LineTable, kept: np.ndarray) -> np.ndarray:
     return out
 
 
-def _parse_dirty(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
+def _parse_dirty(
+    data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]
+) -> ParsedBlock:
     """A block the strict reader refused (or was not asked): bad lines found in one pass, only they decoded one by one."""
     table = _LineTable(data)
     aside = table.misshapen() | table.not_utf8()
@@ -244,7 +248,10 @@ def _parse_dirty(data: bytes, first_line: int, fmt: SourceFormat, source_file: s
     if read is None:
         # Something both screens passed still breaks polars: bisect, the slow but sure way.
         cuts = _line_cuts(data, _BLOCK_LINES)
-        parts = [_parse_bisecting(data[a:b], line, fmt, source_file, required) for a, b, line in _blocks(cuts, first_line, len(data))]
+        parts = [
+            _parse_bisecting(data[a:b], line, fmt, source_file, required)
+            for a, b, line in _blocks(cuts, first_line, len(data))
+        ]
         merged = _merge(parts, fmt)
         merged.dirty = True
         return merged
@@ -262,7 +269,14 @@ def _parse_dirty(data: bytes, first_line: int, fmt: SourceFormat, source_file: s
     frame = fast.merge_sorted(slow.frame, key="source_line") if slow.frame.height else fast
     rejected = sorted(slow.rejected, key=lambda row: row["source_line"])
     return ParsedBlock(
-        frame, rejected, empty + slow.empty_lines, slow.nulled_fields, slow.slow_lines, slow.text_repaired, dirty=True, line_bounds=bounds
+        frame,
+        rejected,
+        empty + slow.empty_lines,
+        slow.nulled_fields,
+        slow.slow_lines,
+        slow.text_repaired,
+        dirty=True,
+        line_bounds=bounds,
     )
 
 
@@ -424,7 +438,9 @@ def _disagreeing_rows(frame: pl.DataFrame, fmt: SourceFormat) -> np.ndarray:
     return frame.select(disagrees).to_series().to_numpy()
 
 
-def _parse_bisecting(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
+def _parse_bisecting(
+    data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]
+) -> ParsedBlock:
     n_lines = _count_lines(data)
     fast = _try_fast(data, n_lines, fmt, first_line)
     if fast is not None:
@@ -470,7 +486,12 @@ def _merge(parts: list[ParsedBlock], fmt: SourceFormat) -> ParsedBlock:
 def rejection(source_file: str, line_no: int, reason: str, raw: bytes | str) -> dict[str, Any]:
     """One row of the rejected file; only the start of the raw line is kept (and decoded)."""
     text = raw[: RAW_SNIPPET_CHARS * 4].decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    return {"source_file": source_file, "source_line": line_no, "reason": _storable(reason), "raw": _storable(text[:RAW_SNIPPET_CHARS])}
+    return {
+        "source_file": source_file,
+        "source_line": line_no,
+        "reason": _storable(reason),
+        "raw": _storable(text[:RAW_SNIPPET_CHARS]),
+    }
 
 
 def _storable(text: str) -> str:
@@ -478,7 +499,9 @@ def _storable(text: str) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
-def _parse_lines_slowly(data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]) -> ParsedBlock:
+def _parse_lines_slowly(
+    data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]
+) -> ParsedBlock:
     starts, ends = _line_bounds(data)
     blank = _blank_lines(data)
     empty = int(blank.sum())  # skipped without a Python-level look: a flood of blank lines costs a vector scan

@@ -190,7 +190,11 @@ def ingest_dump(
     started = time.perf_counter()
     report = IngestReport(source_file=path.name, kind=kind)
     target_schema = REVIEW_SCHEMA if kind == "reviews" else ITEM_SCHEMA
-    required = ("reviewerID", "user_id", "asin", "parent_asin", "overall", "rating") if kind == "reviews" else ("asin", "parent_asin")
+    required = (
+        ("reviewerID", "user_id", "asin", "parent_asin", "overall", "rating")
+        if kind == "reviews"
+        else ("asin", "parent_asin")
+    )
     validate = _validate_reviews if kind == "reviews" else _validate_items
     status = ReadStatus()
     reasons: Counter[str] = Counter()
@@ -203,7 +207,9 @@ def ingest_dump(
         report.release = fmt.release
         log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
     # Only fields this release actually has can be required.
-    required = tuple(r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema))
+    required = tuple(
+        r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema)
+    )
     last_log = started
     good: pl.DataFrame | None
     likely_dirty = False  # the previous chunk held bad lines: skip the strict read that would only fail
@@ -219,7 +225,9 @@ def ingest_dump(
                     rejected_rows = [_long_line_rejection(path.name, chunk, options.max_line_bytes)]
                     good = None
                 else:
-                    block = parse_block(chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines, likely_dirty)
+                    block = parse_block(
+                        chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines, likely_dirty
+                    )
                     likely_dirty = block.dirty
                     good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
                     report.ms_timestamps_converted += converted
@@ -231,7 +239,10 @@ def ingest_dump(
                     if bad_rows.height:
                         numbers, reasons_of = bad_rows["source_line"].to_list(), bad_rows["_reason"].to_list()
                         raws = line_texts(chunk.data, [n - chunk.first_line for n in numbers], block.line_bounds)
-                        rejected_rows += [rejection(path.name, n, why, raw) for n, why, raw in zip(numbers, reasons_of, raws, strict=True)]
+                        rejected_rows += [
+                            rejection(path.name, n, why, raw)
+                            for n, why, raw in zip(numbers, reasons_of, raws, strict=True)
+                        ]
                 if rejected_rows:
                     reasons.update(_reason_key(r["reason"]) for r in rejected_rows)
                     pending_rejections += rejected_rows
@@ -244,7 +255,10 @@ def ingest_dump(
                 if now - last_log >= options.progress_every_s:
                     log.info(
                         "%s: %s lines read, %s rows kept, %s rejected, %.0f MB decompressed",
-                        path.name, f"{status.lines:,}", f"{report.rows_out:,}", f"{sum(reasons.values()):,}",
+                        path.name,
+                        f"{status.lines:,}",
+                        f"{report.rows_out:,}",
+                        f"{sum(reasons.values()):,}",
                         status.decompressed_bytes / 1e6,
                     )
                     last_log = now
@@ -270,8 +284,14 @@ def ingest_dump(
         log.warning("%s: %s", path.name, report.problem)
     log.info(
         "%s: done: %s lines, %s rows kept, %s rejected (%s), %s empty lines, %.1f s (inflated with %s)",
-        path.name, f"{report.lines:,}", f"{report.rows_out:,}", f"{report.rejected_total:,}", report.rejected or "none",
-        report.empty_lines, report.seconds, report.inflater,
+        path.name,
+        f"{report.lines:,}",
+        f"{report.rows_out:,}",
+        f"{report.rejected_total:,}",
+        report.rejected or "none",
+        report.empty_lines,
+        report.seconds,
+        report.inflater,
     )
     return report
 
@@ -303,7 +323,9 @@ def _non_blank_lines(data: bytes) -> Iterator[bytes]:
 def _head_lines(path: Path, options: IngestOptions) -> Iterator[bytes]:
     """Non-blank lines from the head of the file, within the sniffing budget (_SNIFF_SCAN_LINES/_BYTES)."""
     lines = scanned = 0
-    with closing(iter_chunks(path, options.chunk_bytes, max_line_bytes=options.max_line_bytes, inflater=options.inflater)) as chunks:
+    with closing(
+        iter_chunks(path, options.chunk_bytes, max_line_bytes=options.max_line_bytes, inflater=options.inflater)
+    ) as chunks:
         for chunk in chunks:
             for line in _non_blank_lines(chunk.data):
                 yield line
@@ -336,7 +358,9 @@ def _detect_format(path: Path, kind: Kind, options: IngestOptions) -> SourceForm
             raise
 
 
-def _normalize_and_validate(block: ParsedBlock, fmt: SourceFormat, kind: Kind, validate: Any) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _normalize_and_validate(
+    block: ParsedBlock, fmt: SourceFormat, kind: Kind, validate: Any
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     exprs = NORMALIZERS[(fmt.release, kind)]()
     normalized = block.frame.select(*exprs, pl.col("source_line"))
     return validate(normalized)

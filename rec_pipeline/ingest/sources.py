@@ -144,8 +144,16 @@ def _choose(category: str, dumps: list[DumpFile]) -> CategoryDumps:
     the full file loses nothing and keeps more history.
     """
     spaces = sorted({id_space(d) for d in dumps}, reverse=True)  # "2023" before "2014/2018": newest first
-    reviews = {s: sorted((d for d in dumps if d.kind == "reviews" and id_space(d) == s), key=lambda d: (d.five_core, d.path.name)) for s in spaces}
-    metas = {s: sorted((d for d in dumps if d.kind == "meta" and id_space(d) == s), key=lambda d: d.path.name) for s in spaces}
+    reviews = {
+        s: sorted(
+            (d for d in dumps if d.kind == "reviews" and id_space(d) == s), key=lambda d: (d.five_core, d.path.name)
+        )
+        for s in spaces
+    }
+    metas = {
+        s: sorted((d for d in dumps if d.kind == "meta" and id_space(d) == s), key=lambda d: d.path.name)
+        for s in spaces
+    }
     complete = [s for s in spaces if reviews[s] and metas[s]]
     with_reviews = [s for s in spaces if reviews[s]]
     space = complete[0] if complete else (with_reviews[0] if with_reviews else spaces[0])
@@ -156,12 +164,16 @@ def _choose(category: str, dumps: list[DumpFile]) -> CategoryDumps:
         if dump is chosen or dump is meta:
             continue
         if id_space(dump) != space:
-            why = f"{dump.path.name}: {dump.release_hint} release, not paired with the {space} files used for {category}"
+            why = (
+                f"{dump.path.name}: {dump.release_hint} release, not paired with the {space} files used for {category}"
+            )
         else:
             why = f"{dump.path.name}: another {dump.kind} dump of the same release ({(chosen or meta).path.name if (chosen or meta) else '?'} is used)"
         notes.append(why)
     if chosen is not None and meta is None and any(d.kind == "meta" for d in dumps):
-        notes.append(f"{category}: the metadata present is from another release than {chosen.path.name}: items get no text or images")
+        notes.append(
+            f"{category}: the metadata present is from another release than {chosen.path.name}: items get no text or images"
+        )
     ignored = tuple(d.path for d in dumps if d is not chosen and d is not meta)
     return CategoryDumps(category, chosen, meta, ignored, tuple(notes))
 
@@ -199,7 +211,9 @@ def ignored_files(raw_dir: Path) -> list[IgnoredFile]:
             note = next((n[len(prefix) :] for n in dumps.notes if n.startswith(prefix)), "not chosen for the category")
             ignored.append(IgnoredFile(path, note))
         if dumps.reviews is None and dumps.meta is not None:
-            ignored.append(IgnoredFile(dumps.meta.path, f"metadata without a reviews dump: category {category} is not ingested"))
+            ignored.append(
+                IgnoredFile(dumps.meta.path, f"metadata without a reviews dump: category {category} is not ingested")
+            )
     return sorted(ignored, key=lambda entry: entry.path.name)
 
 

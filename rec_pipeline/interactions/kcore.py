@@ -20,7 +20,9 @@ class KCoreResult:
     rows_out: int
 
 
-def kcore(interactions: pl.DataFrame, k: int, user_col: str = "user_id", item_col: str = "item_id", iterate: bool = True) -> KCoreResult:
+def kcore(
+    interactions: pl.DataFrame, k: int, user_col: str = "user_id", item_col: str = "item_id", iterate: bool = True
+) -> KCoreResult:
     """Keep the largest sub-table in which every user and every item has at least ``k`` rows.
 
     ``k <= 1`` keeps everything (a row implies one interaction for its user and item). ``iterate=False`` is the
@@ -38,9 +40,7 @@ def kcore(interactions: pl.DataFrame, k: int, user_col: str = "user_id", item_co
     iterations = 0
     while True:
         iterations += 1
-        kept = codes.filter(
-            (pl.len().over("_u") >= k) & (pl.len().over("_i") >= k)
-        )
+        kept = codes.filter((pl.len().over("_u") >= k) & (pl.len().over("_i") >= k))
         if kept.height == codes.height:
             break
         codes = kept

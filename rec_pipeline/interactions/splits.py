@@ -64,9 +64,13 @@ def split_interactions(interactions: pl.DataFrame, options: SplitOptions = Split
         n = interactions.height
         n_test = round(n * options.test_fraction)
         n_val = round(n * options.validation_fraction)
-        assigned = interactions.with_columns(pl.int_range(pl.len()).shuffle(seed=options.seed).alias("_key")).with_columns(
-            pl.when(pl.col("_key") < n_test).then(pl.lit("test"))
-            .when(pl.col("_key") < n_test + n_val).then(pl.lit("validation"))
+        assigned = interactions.with_columns(
+            pl.int_range(pl.len()).shuffle(seed=options.seed).alias("_key")
+        ).with_columns(
+            pl.when(pl.col("_key") < n_test)
+            .then(pl.lit("test"))
+            .when(pl.col("_key") < n_test + n_val)
+            .then(pl.lit("validation"))
             .otherwise(pl.lit("train"))
             .alias("_split")
         )

@@ -74,7 +74,9 @@ class VariantResult:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
 
 
-def collapse_variants(reviews: pl.DataFrame | pl.LazyFrame, options: VariantOptions = VariantOptions()) -> VariantResult:
+def collapse_variants(
+    reviews: pl.DataFrame | pl.LazyFrame, options: VariantOptions = VariantOptions()
+) -> VariantResult:
     """One row per review event, attributed to the family of the smallest asin among the event's copies.
 
     The kept row is the event's copy on that smallest asin (the first such row in input order, whose
@@ -86,8 +88,9 @@ def collapse_variants(reviews: pl.DataFrame | pl.LazyFrame, options: VariantOpti
     asins = frame.get_column("item_id").unique().sort()
     if not options.enabled or rows_in == 0:
         identity = pl.DataFrame({"item_id": asins, "family_id": asins}, schema=FAMILY_SCHEMA)
-        return VariantResult(frame, identity, rows_in, rows_in, 0, asins.len(), asins.len(), 0,
-                             1 if asins.len() else 0, 0)
+        return VariantResult(
+            frame, identity, rows_in, rows_in, 0, asins.len(), asins.len(), 0, 1 if asins.len() else 0, 0
+        )
 
     events = _with_event_ids(frame)
     event_asins = events.select("_event", "item_id").unique()
@@ -100,7 +103,9 @@ def collapse_variants(reviews: pl.DataFrame | pl.LazyFrame, options: VariantOpti
         events.sort("_event", "item_id", "_row")
         .unique(subset="_event", keep="first", maintain_order=True)
         .sort("_row")
-        .with_columns(pl.col("item_id").replace_strict(families.get_column("item_id"), families.get_column("family_id")))
+        .with_columns(
+            pl.col("item_id").replace_strict(families.get_column("item_id"), families.get_column("family_id"))
+        )
         .select(frame.columns)
     )
     sizes = families.group_by("family_id").agg(pl.len().alias("size"))
@@ -158,7 +163,10 @@ def _families(event_asins: pl.DataFrame, asins: pl.Series, options: VariantOptio
     )
     n = asins.len()
     graph = coo_matrix(
-        (np.ones(pairs.height, dtype=np.int8), (pairs.get_column("_idx").to_numpy(), pairs.get_column("_idx_b").to_numpy())),
+        (
+            np.ones(pairs.height, dtype=np.int8),
+            (pairs.get_column("_idx").to_numpy(), pairs.get_column("_idx_b").to_numpy()),
+        ),
         shape=(n, n),
     )
     _, labels = connected_components(graph, directed=False)

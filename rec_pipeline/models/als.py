@@ -111,8 +111,10 @@ def solve_side(rows: RatingRows, targets: np.ndarray, other: np.ndarray, penalty
             rhs = weighted.sum(axis=0)[None]
         else:
             # Sum each row's outer products with one sparse "which row owns this rating" product.
-            owner = sp.csr_matrix((np.ones(hi - lo), np.arange(hi - lo), rows.indptr[start:stop + 1] - lo),
-                                  shape=(stop - start, hi - lo))
+            owner = sp.csr_matrix(
+                (np.ones(hi - lo), np.arange(hi - lo), rows.indptr[start : stop + 1] - lo),
+                shape=(stop - start, hi - lo),
+            )
             outer = (features[:, :, None] * features[:, None, :]).reshape(hi - lo, width * width)
             gram = np.asarray(owner @ outer).reshape(stop - start, width, width)
             rhs = np.asarray(owner @ weighted)
@@ -134,8 +136,14 @@ class ALSMatrixFactorizationRecommender(Recommender):
 
     kind = "mf_als"
 
-    def __init__(self, n_factors: int = 32, l2: float = DEFAULT_L2, bias_l2: float = DEFAULT_BIAS_L2,
-                 iterations: int = 15, init_std: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_factors: int = 32,
+        l2: float = DEFAULT_L2,
+        bias_l2: float = DEFAULT_BIAS_L2,
+        iterations: int = 15,
+        init_std: float = 0.1,
+    ) -> None:
         super().__init__()
         if n_factors < 1 or iterations < 1:
             raise ValueError("n_factors and iterations must be positive")
@@ -149,11 +157,17 @@ class ALSMatrixFactorizationRecommender(Recommender):
         self._factors: Factors | None = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"n_factors": self.n_factors, "l2": self.l2, "bias_l2": self.bias_l2, "iterations": self.iterations,
-                "init_std": self.init_std}
+        return {
+            "n_factors": self.n_factors,
+            "l2": self.l2,
+            "bias_l2": self.bias_l2,
+            "iterations": self.iterations,
+            "init_std": self.init_std,
+        }
 
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         started = time.perf_counter()
         options = self._options = options or TrainOptions()
         users = self._users = IdVocabulary.from_column(data.train["user_id"])
@@ -174,8 +188,11 @@ class ALSMatrixFactorizationRecommender(Recommender):
         validation = None
         if data.has_validation:
             assert data.validation is not None
-            validation = (users.lookup(data.validation["user_id"]), items.lookup(data.validation["item_id"]),
-                          data.validation["rating"].to_numpy())
+            validation = (
+                users.lookup(data.validation["user_id"]),
+                items.lookup(data.validation["item_id"]),
+                data.validation["rating"].to_numpy(),
+            )
         history = TrainingHistory()
         best: Factors | None = None
         for _ in range(self.iterations):
@@ -184,12 +201,19 @@ class ALSMatrixFactorizationRecommender(Recommender):
             user_side = solve_side(by_user, ratings - mean - item_side[item_index, 0], fixed_items, penalty)
             fixed_users = np.column_stack([np.ones(len(user_side)), user_side[:, 1:]])
             item_side = solve_side(by_item, ratings - mean - user_side[user_index, 0], fixed_users, penalty)
-            factors = Factors(mean, user_side[:, 1:].astype(np.float32), item_side[:, 1:].astype(np.float32),
-                              user_side[:, 0].astype(np.float32), item_side[:, 0].astype(np.float32))
+            factors = Factors(
+                mean,
+                user_side[:, 1:].astype(np.float32),
+                item_side[:, 1:].astype(np.float32),
+                user_side[:, 0].astype(np.float32),
+                item_side[:, 0].astype(np.float32),
+            )
             history.rmse.append(rmse(factors.predict(user_index, item_index), ratings))
             history.loss.append(history.rmse[-1] ** 2)
             if validation is not None:
-                history.val_rmse.append(rmse(clip_ratings(factors.predict(validation[0], validation[1])), validation[2]))
+                history.val_rmse.append(
+                    rmse(clip_ratings(factors.predict(validation[0], validation[1])), validation[2])
+                )
                 history.val_loss.append(history.val_rmse[-1] ** 2)
                 if history.val_rmse[-1] <= min(history.val_rmse):
                     best, history.best_epoch = factors, len(history.val_rmse)
@@ -200,8 +224,14 @@ class ALSMatrixFactorizationRecommender(Recommender):
         history.wall_seconds = time.perf_counter() - started
         history.examples_per_second = len(ratings) * self.iterations / max(history.wall_seconds, 1e-9)
         if logger is not None:
-            logger.info("mf_als: %d factors, %d sweeps in %.1fs, train RMSE %.4f, best sweep %d", self.n_factors,
-                        self.iterations, history.wall_seconds, history.rmse[-1], history.best_epoch)
+            logger.info(
+                "mf_als: %d factors, %d sweeps in %.1fs, train RMSE %.4f, best sweep %d",
+                self.n_factors,
+                self.iterations,
+                history.wall_seconds,
+                history.rmse[-1],
+                history.best_epoch,
+            )
         return history
 
     def _fitted(self) -> Factors:
@@ -213,7 +243,9 @@ class ALSMatrixFactorizationRecommender(Recommender):
         if len(user_ids) != len(item_ids):
             raise ValueError("user_ids and item_ids must have the same length")
         factors = self._fitted()
-        return clip_ratings(factors.predict(self._vocab("users").lookup(user_ids), self._vocab("items").lookup(item_ids)))
+        return clip_ratings(
+            factors.predict(self._vocab("users").lookup(user_ids), self._vocab("items").lookup(item_ids))
+        )
 
     def score_users(self, user_ids: Sequence[str]) -> np.ndarray:
         return clip_ratings(self.ranking_scores(user_ids))
@@ -229,11 +261,17 @@ class ALSMatrixFactorizationRecommender(Recommender):
     def _save_state(self, directory: Path) -> None:
         factors = self._fitted()
         (directory / "state.json").write_text(json.dumps({"mean": factors.mean}))
-        np.savez(directory / FACTORS_FILE, user_factors=factors.user_factors, item_factors=factors.item_factors,
-                 user_bias=factors.user_bias, item_bias=factors.item_bias)
+        np.savez(
+            directory / FACTORS_FILE,
+            user_factors=factors.user_factors,
+            item_factors=factors.item_factors,
+            user_bias=factors.user_bias,
+            item_bias=factors.item_bias,
+        )
 
     def _load_state(self, directory: Path) -> None:
         mean = float(json.loads((directory / "state.json").read_text())["mean"])
         with np.load(directory / FACTORS_FILE) as arrays:
-            self._factors = Factors(mean, arrays["user_factors"], arrays["item_factors"], arrays["user_bias"],
-                                    arrays["item_bias"])
+            self._factors = Factors(
+                mean, arrays["user_factors"], arrays["item_factors"], arrays["user_bias"], arrays["item_bias"]
+            )

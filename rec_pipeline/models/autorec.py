@@ -83,10 +83,15 @@ class ObservedCells(keras.layers.Layer):
 
     def build(self, input_shape: Any) -> None:
         units = int(input_shape[0][-1])
-        self.kernel = self.add_weight(name="kernel", shape=(units, self.n_columns), initializer="glorot_uniform",
-                                      regularizer=keras.regularizers.L2(self.l2) if self.l2 > 0 else None)
-        self.bias = self.add_weight(name="bias", shape=(self.n_columns,),
-                                    initializer=keras.initializers.Constant(self.initial_bias))
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(units, self.n_columns),
+            initializer="glorot_uniform",
+            regularizer=keras.regularizers.L2(self.l2) if self.l2 > 0 else None,
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.n_columns,), initializer=keras.initializers.Constant(self.initial_bias)
+        )
 
     def call(self, inputs: Any) -> Any:
         codes, rows, columns = inputs
@@ -116,8 +121,9 @@ class AutoRecRecommender(Recommender):
     kind = "autorec"
     default_learning_rate = 5e-3
 
-    def __init__(self, hidden_units: tuple[int, int] | list[int] = (256, 64), item_based: bool = True,
-                 activation: str = "elu") -> None:
+    def __init__(
+        self, hidden_units: tuple[int, int] | list[int] = (256, 64), item_based: bool = True, activation: str = "elu"
+    ) -> None:
         super().__init__()
         if len(hidden_units) != 2:
             raise ValueError("AutoRec takes two hidden sizes: (outer, code)")
@@ -130,16 +136,16 @@ class AutoRecRecommender(Recommender):
         self._factors: LatentFactors | None = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"hidden_units": list(self.hidden_units), "item_based": self.item_based,
-                "activation": self.activation}
+        return {"hidden_units": list(self.hidden_units), "item_based": self.item_based, "activation": self.activation}
 
     # ----- orientation -----------------------------------------------------------------------------------------
     def _rows_columns(self, user_index: np.ndarray, item_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (item_index, user_index) if self.item_based else (user_index, item_index)
 
     def _sparse(self, frame: pl.DataFrame, n_rows: int, n_columns: int) -> SparseRows:
-        rows, columns = self._rows_columns(self._vocab("users").lookup(frame["user_id"]),
-                                           self._vocab("items").lookup(frame["item_id"]))
+        rows, columns = self._rows_columns(
+            self._vocab("users").lookup(frame["user_id"]), self._vocab("items").lookup(frame["item_id"])
+        )
         known = (rows > 0) & (columns > 0)  # validation cells of unseen ids belong to the bias fallback
         return SparseRows(rows[known], columns[known], frame["rating"].to_numpy()[known], n_rows, n_columns)
 
@@ -150,8 +156,9 @@ class AutoRecRecommender(Recommender):
         outer, code = self.hidden_units
 
         def dense(units: int, name: str) -> keras.layers.Dense:
-            return keras.layers.Dense(units, activation=self.activation, kernel_regularizer=regularizer,
-                                      dtype=dtype, name=name)
+            return keras.layers.Dense(
+                units, activation=self.activation, kernel_regularizer=regularizer, dtype=dtype, name=name
+            )
 
         ratings = keras.Input(shape=(n_columns,), sparse=True, name="ratings")
         cell_rows = keras.Input(shape=(), dtype="int32", name="cell_rows")
@@ -161,22 +168,25 @@ class AutoRecRecommender(Recommender):
             x = keras.layers.Dropout(options.dropout, seed=options.seed, dtype=dtype, name="code_dropout")(x)
         x = dense(outer, _CODE_LAYER)(x)
         output = ObservedCells(n_columns, initial_bias=mean, l2=options.l2, dtype="float32", name=_OUTPUT_LAYER)(
-            [x, cell_rows, cell_columns])
+            [x, cell_rows, cell_columns]
+        )
         inputs = {"ratings": ratings, "cell_rows": cell_rows, "cell_columns": cell_columns}
         return keras.Model(inputs, output, name="autorec")
 
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         options = options or TrainOptions()
         self._options = options
         users = self._users = IdVocabulary.from_column(data.train["user_id"])
         items = self._items = IdVocabulary.from_column(data.train["item_id"])
-        n_rows, n_columns = ((items, users) if self.item_based else (users, items))
+        n_rows, n_columns = (items, users) if self.item_based else (users, items)
         n_rows_total, n_columns_total = n_rows.size_with_unknown, n_columns.size_with_unknown
         train = self._sparse(data.train, n_rows_total, n_columns_total)
         user_index, item_index = users.lookup(data.train["user_id"]), items.lookup(data.train["item_id"])
-        self._biases = fit_bias_terms(user_index, item_index, data.train["rating"].to_numpy(),
-                                      users.size_with_unknown, items.size_with_unknown)[-1]
+        self._biases = fit_bias_terms(
+            user_index, item_index, data.train["rating"].to_numpy(), users.size_with_unknown, items.size_with_unknown
+        )[-1]
         train_rows = np.arange(1, n_rows_total, dtype=np.int64)
         validation = None
         if data.has_validation and data.validation is not None:
@@ -190,14 +200,19 @@ class AutoRecRecommender(Recommender):
             def batch(positions: tf.Tensor) -> tuple[dict[str, Any], tf.Tensor]:
                 batch_rows = tf.gather(table, positions)
                 cell_rows, cell_columns, values = targets.cells(batch_rows)
-                features = {"ratings": train.sparse(batch_rows), "cell_rows": tf.cast(cell_rows, tf.int32),
-                            "cell_columns": tf.cast(cell_columns, tf.int32)}
+                features = {
+                    "ratings": train.sparse(batch_rows),
+                    "cell_rows": tf.cast(cell_rows, tf.int32),
+                    "cell_columns": tf.cast(cell_columns, tf.int32),
+                }
                 return features, values
 
-            return (index_batches(len(rows), batch_size, options.seed, shuffle)
-                    .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                    .apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
-                    .prefetch(tf.data.AUTOTUNE))
+            return (
+                index_batches(len(rows), batch_size, options.seed, shuffle)
+                .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
+                .prefetch(tf.data.AUTOTUNE)
+            )
 
         def make_datasets(batch_size: int) -> DatasetPair:
             train_ds = rows_dataset(train_rows, batch_size, True, train)
@@ -231,9 +246,12 @@ class AutoRecRecommender(Recommender):
         ratings = next(tensor for tensor in network.inputs if tensor.name == "ratings")
         encoder = keras.Model(ratings, network.get_layer(_CODE_LAYER).output)
         step = max(batch_size, 1024)
-        chunks = [np.asarray(encoder.predict_on_batch(rows.sparse(np.arange(start, min(start + step, n_rows)))),
-                             dtype=np.float32)
-                  for start in range(0, n_rows, step)]
+        chunks = [
+            np.asarray(
+                encoder.predict_on_batch(rows.sparse(np.arange(start, min(start + step, n_rows)))), dtype=np.float32
+            )
+            for start in range(0, n_rows, step)
+        ]
         return np.concatenate(chunks)
 
     # ----- scoring ---------------------------------------------------------------------------------------------
@@ -242,7 +260,9 @@ class AutoRecRecommender(Recommender):
         if self._network is None or self._codes is None or self._biases is None:
             raise RuntimeError("AutoRecRecommender is not fitted: call fit() or load() first")
         if self._factors is None:
-            kernel, bias = (np.asarray(array, np.float32) for array in self._network.get_layer(_OUTPUT_LAYER).get_weights())
+            kernel, bias = (
+                np.asarray(array, np.float32) for array in self._network.get_layer(_OUTPUT_LAYER).get_weights()
+            )
             columns, codes = kernel.T, self._codes
             if self.item_based:  # rows are items: score(u, i) = code_i . W[:, u] + b_u
                 self._factors = LatentFactors(columns, bias, codes, np.zeros(len(codes)))

@@ -101,8 +101,9 @@ class LatentFactors:
         item_bias = np.asarray(self.item_bias, dtype=np.float32).reshape(-1)
         if len(user_bias) != len(users) or len(item_bias) != len(items):
             raise ValueError("one bias per user and per item row")
-        augmented_users = np.hstack([users, (user_bias + np.float32(self.offset))[:, None],
-                                     np.ones((len(users), 1), np.float32)])
+        augmented_users = np.hstack(
+            [users, (user_bias + np.float32(self.offset))[:, None], np.ones((len(users), 1), np.float32)]
+        )
         augmented_items = np.hstack([items, np.ones((len(items), 1), np.float32), item_bias[:, None]])
         object.__setattr__(self, "_users", np.ascontiguousarray(augmented_users))
         object.__setattr__(self, "_items", np.ascontiguousarray(augmented_items))
@@ -133,8 +134,9 @@ class LatentFactors:
         out = np.empty(len(user_index), dtype=np.float32)
         for start in range(0, len(user_index), _PAIRS_PER_CHUNK):
             stop = start + _PAIRS_PER_CHUNK
-            out[start:stop] = np.einsum("ij,ij->i", self._users[user_index[start:stop]],
-                                        self._items[item_index[start:stop]])
+            out[start:stop] = np.einsum(
+                "ij,ij->i", self._users[user_index[start:stop]], self._items[item_index[start:stop]]
+            )
         return out
 
 
@@ -155,8 +157,9 @@ class Recommender(abc.ABC):
 
     # ----- fitting and scoring -----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         """Learn from ``data.train`` (``data.validation`` for early stopping); returns the training curves."""
 
     @abc.abstractmethod
@@ -246,7 +249,7 @@ class Recommender(abc.ABC):
         batch = batch_users or max(1, min(4096, _SCORES_PER_BATCH // max(len(model_items), 1)))
         frames: list[pl.DataFrame] = []
         for start in range(0, len(users), batch):
-            chunk = users[start:start + batch]
+            chunk = users[start : start + batch]
             raw = np.asarray(self.ranking_scores(chunk))
             # A copy either way (excluded cells are overwritten and must not touch a model's cached array), in the
             # model's float dtype: float32 ranks exactly as its float64 widening would, on half the memory.

@@ -37,8 +37,9 @@ class BiasesRecommender(Recommender):
     def get_config(self) -> dict[str, Any]:
         return {"user_reg": self.user_reg, "item_reg": self.item_reg, "iterations": self.iterations}
 
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         started = time.perf_counter()
         self._options = options or TrainOptions()
         users = self._users = IdVocabulary.from_column(data.train["user_id"])
@@ -46,11 +47,19 @@ class BiasesRecommender(Recommender):
         user_index = users.lookup(data.train["user_id"])
         item_index = items.lookup(data.train["item_id"])
         ratings = data.train["rating"].to_numpy()
-        sweeps = fit_bias_terms(user_index, item_index, ratings, users.size_with_unknown,
-                                items.size_with_unknown, self.user_reg, self.item_reg, self.iterations)
+        sweeps = fit_bias_terms(
+            user_index,
+            item_index,
+            ratings,
+            users.size_with_unknown,
+            items.size_with_unknown,
+            self.user_reg,
+            self.item_reg,
+            self.iterations,
+        )
         history = TrainingHistory()
         history.rmse = [rmse(terms.predict(user_index, item_index), ratings) for terms in sweeps]
-        history.loss = [value ** 2 for value in history.rmse]
+        history.loss = [value**2 for value in history.rmse]
         chosen = len(sweeps) - 1
         if data.has_validation:
             assert data.validation is not None
@@ -58,7 +67,7 @@ class BiasesRecommender(Recommender):
             val_items = items.lookup(data.validation["item_id"])
             val = data.validation["rating"].to_numpy()
             history.val_rmse = [rmse(clip_ratings(t.predict(val_users, val_items)), val) for t in sweeps]
-            history.val_loss = [value ** 2 for value in history.val_rmse]
+            history.val_loss = [value**2 for value in history.val_rmse]
             chosen = int(np.argmin(history.val_rmse))
         self._terms = sweeps[chosen]
         history.best_epoch = chosen + 1
@@ -66,8 +75,9 @@ class BiasesRecommender(Recommender):
         history.wall_seconds = time.perf_counter() - started
         history.examples_per_second = len(ratings) * len(sweeps) / max(history.wall_seconds, 1e-9)
         if logger is not None:
-            logger.info("biases: %d sweeps, train RMSE %.4f, best sweep %d", len(sweeps), history.rmse[-1],
-                        history.best_epoch)
+            logger.info(
+                "biases: %d sweeps, train RMSE %.4f, best sweep %d", len(sweeps), history.rmse[-1], history.best_epoch
+            )
         return history
 
     def _fitted_terms(self) -> BiasTerms:

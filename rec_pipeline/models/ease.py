@@ -55,14 +55,16 @@ class EASERecommender(GlobalMeanRecommender):
     def get_config(self) -> dict[str, Any]:
         return {"l2": self.l2, "max_items": self.max_items}
 
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         n_items = data.train["item_id"].n_unique()
         if n_items > self.max_items:
             gigabytes = _PEAK_BYTES_PER_CELL * n_items**2 / 1e9
             raise ModelNotApplicable(
                 f"ease: {n_items:,} items exceed max_items={self.max_items:,}; the closed form needs dense items x "
-                f"items matrices (~{gigabytes:,.1f} GB here). Raise max_items (model_params) if memory allows.")
+                f"items matrices (~{gigabytes:,.1f} GB here). Raise max_items (model_params) if memory allows."
+            )
         started = time.perf_counter()
         history = super().fit(data, options)
         users, items = self._vocab("users"), self._vocab("items")
@@ -77,8 +79,9 @@ class EASERecommender(GlobalMeanRecommender):
         history.wall_seconds = time.perf_counter() - started
         history.examples_per_second = len(user_index) / max(history.wall_seconds, 1e-9)
         if logger is not None:
-            logger.info("ease: %d users x %d items, lambda %.1f, %.1fs", len(users), len(items), self.l2,
-                        history.wall_seconds)
+            logger.info(
+                "ease: %d users x %d items, lambda %.1f, %.1fs", len(users), len(items), self.l2, history.wall_seconds
+            )
         return history
 
     def _fitted(self) -> tuple[np.ndarray, sp.csr_matrix]:

@@ -30,8 +30,9 @@ class GlobalMeanRecommender(Recommender):
         super().__init__()
         self._mean: float = float("nan")
 
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         started = time.perf_counter()
         self._options = options or TrainOptions()
         self._users = IdVocabulary.from_column(data.train["user_id"])

@@ -95,9 +95,14 @@ class HybridRecommender(PairwiseKerasRecommender):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "text_units": self.text_units, "image_units": self.image_units, "content_units": self.content_units,
-            "item_dropout": self.item_dropout, "embedding_l2": self.embedding_l2, "bias_l2": self.bias_l2,
-            "content_l2": self.content_l2, "cold_content_l2": self.cold_content_l2,
+            "text_units": self.text_units,
+            "image_units": self.image_units,
+            "content_units": self.content_units,
+            "item_dropout": self.item_dropout,
+            "embedding_l2": self.embedding_l2,
+            "bias_l2": self.bias_l2,
+            "content_l2": self.content_l2,
+            "cold_content_l2": self.cold_content_l2,
         }
 
     # ----- data ------------------------------------------------------------------------------------------------
@@ -117,13 +122,15 @@ class HybridRecommender(PairwiseKerasRecommender):
         def with_unknown_row(array: np.ndarray) -> np.ndarray:
             return np.concatenate([np.zeros((1, *array.shape[1:]), array.dtype), array])
 
-        self._set_tables({
-            "rated": rated,
-            "text": with_unknown_row(standardized(aligned.text_vectors, aligned.text_mask)),
-            "text_mask": with_unknown_row(aligned.text_mask).astype(np.float32)[:, None],
-            "image": with_unknown_row(standardized(aligned.image_vectors, aligned.image_mask)),
-            "image_mask": with_unknown_row(aligned.image_mask).astype(np.float32)[:, None],
-        })
+        self._set_tables(
+            {
+                "rated": rated,
+                "text": with_unknown_row(standardized(aligned.text_vectors, aligned.text_mask)),
+                "text_mask": with_unknown_row(aligned.text_mask).astype(np.float32)[:, None],
+                "image": with_unknown_row(standardized(aligned.image_vectors, aligned.image_mask)),
+                "image_mask": with_unknown_row(aligned.image_mask).astype(np.float32)[:, None],
+            }
+        )
 
     def _set_tables(self, tables: dict[str, np.ndarray]) -> None:
         self._tables = tables
@@ -158,8 +165,7 @@ class HybridRecommender(PairwiseKerasRecommender):
         b_u = embed(user, n_users, 1, options, "user_bias", dtype, self.bias_l2, zeros=True)
         # Random (not zero) init: with q = 0 the p_u gradients vanish and the factors take many epochs to start.
         q = ApplyMask()([embed(item, n_items, dim, options, "item_embedding", dtype, self.embedding_l2), item_known])
-        b_i = ApplyMask()([embed(item, n_items, 1, options, "item_bias", dtype, self.bias_l2, zeros=True),
-                           item_known])
+        b_i = ApplyMask()([embed(item, n_items, 1, options, "item_bias", dtype, self.bias_l2, zeros=True), item_known])
 
         # Each tower runs only on its own rows (rated items: warm; the rest: cold), then the rows are put back.
         content_inputs = (text, text_mask, image, image_mask)
@@ -168,23 +174,36 @@ class HybridRecommender(PairwiseKerasRecommender):
 
         def rows_of(rows: Any, prefix: str) -> list[Any]:
             names = ("text", "text_mask", "image", "image_mask")
-            return [TakeRows(name=f"{prefix}{name}_rows")([x, rows]) for name, x in zip(names, content_inputs, strict=True)]
+            return [
+                TakeRows(name=f"{prefix}{name}_rows")([x, rows]) for name, x in zip(names, content_inputs, strict=True)
+            ]
 
         warm_factors, warm_bias = self._content_tower(options, "", self.content_l2, *rows_of(warm_rows, "warm_"))
-        cold_factors, cold_bias = self._content_tower(options, "cold_", self.cold_content_l2, *rows_of(cold_rows, "cold_"))
-        content_factors = StitchRows(name="selected_content_factors")([warm_factors, warm_rows, cold_factors, cold_rows])
+        cold_factors, cold_bias = self._content_tower(
+            options, "cold_", self.cold_content_l2, *rows_of(cold_rows, "cold_")
+        )
+        content_factors = StitchRows(name="selected_content_factors")(
+            [warm_factors, warm_rows, cold_factors, cold_rows]
+        )
         content_bias = StitchRows(name="selected_content_bias")([warm_bias, warm_rows, cold_bias, cold_rows])
 
         item_factors = keras.layers.Add(dtype=dtype, name="item_factors")([q, content_factors])
         interaction = keras.layers.Dot(axes=1, dtype=dtype, name="interaction")([p, item_factors])
         summed = keras.layers.Add(dtype="float32")([interaction, b_u, b_i, content_bias])
         rating = GlobalBias(self._global_mean, name="global_bias", dtype="float32")(summed)
-        inputs = {"user": user_in, "item": item_in, "text": text, "text_mask": text_mask, "image": image,
-                  "image_mask": image_mask}
+        inputs = {
+            "user": user_in,
+            "item": item_in,
+            "text": text,
+            "text_mask": text_mask,
+            "image": image,
+            "image_mask": image_mask,
+        }
         return keras.Model(inputs, rating, name="hybrid")
 
-    def _content_tower(self, options: TrainOptions, prefix: str, l2: float, text: Any, text_mask: Any, image: Any,
-                       image_mask: Any) -> tuple[Any, Any]:
+    def _content_tower(
+        self, options: TrainOptions, prefix: str, l2: float, text: Any, text_mask: Any, image: Any, image_mask: Any
+    ) -> tuple[Any, Any]:
         """Content factors C(x) and bias c_b(x) from one tower of masked text/image branches.
 
         The hybrid builds two: one used for rated items (strong weight decay, so it cannot memorize each warm
@@ -196,17 +215,21 @@ class HybridRecommender(PairwiseKerasRecommender):
         regularizer = keras.regularizers.L2(strength) if strength > 0 else None
 
         def dense(units: int, name: str, activation: str | None = "relu") -> keras.layers.Dense:
-            return keras.layers.Dense(units, activation=activation, kernel_regularizer=regularizer, dtype=dtype,
-                                      name=prefix + name)
+            return keras.layers.Dense(
+                units, activation=activation, kernel_regularizer=regularizer, dtype=dtype, name=prefix + name
+            )
 
         text_branch = ApplyMask(name=f"{prefix}text_branch")([dense(self.text_units, "text_dense")(text), text_mask])
         image_branch = ApplyMask(name=f"{prefix}image_branch")(
-            [dense(self.image_units, "image_dense")(image), image_mask])
+            [dense(self.image_units, "image_dense")(image), image_mask]
+        )
         content = dense(self.content_units, "content")(
-            keras.layers.Concatenate(dtype=dtype)([text_branch, image_branch, text_mask, image_mask]))
+            keras.layers.Concatenate(dtype=dtype)([text_branch, image_branch, text_mask, image_mask])
+        )
         if options.dropout > 0:
-            content = keras.layers.Dropout(options.dropout, seed=options.seed + (3 if prefix else 2), dtype=dtype,
-                                           name=f"{prefix}content_dropout")(content)
+            content = keras.layers.Dropout(
+                options.dropout, seed=options.seed + (3 if prefix else 2), dtype=dtype, name=f"{prefix}content_dropout"
+            )(content)
         factors = dense(options.embedding_dim, "content_factors", activation=None)(content)
         return factors, dense(1, "content_bias", activation=None)(content)
 
@@ -223,8 +246,9 @@ class HybridRecommender(PairwiseKerasRecommender):
             return None
         assert self._tables is not None
         item_inputs = {tensor.name: tensor for tensor in network.inputs if tensor.name != "user"}
-        item_side = keras.Model(item_inputs, [network.get_layer("item_factors").output,
-                                              network.get_layer("selected_content_bias").output])
+        item_side = keras.Model(
+            item_inputs, [network.get_layer("item_factors").output, network.get_layer("selected_content_bias").output]
+        )
         n_rows = self._vocab("items").size_with_unknown
         collaborative = np.where(self._tables["rated"], np.arange(n_rows), 0).astype(np.int32)
         factors, content_bias = [], []
@@ -240,7 +264,9 @@ class HybridRecommender(PairwiseKerasRecommender):
         return LatentFactors(
             np.asarray(network.get_layer("user_embedding").get_weights()[0], np.float32),
             np.asarray(network.get_layer("user_bias").get_weights()[0], np.float32)[:, 0],
-            np.concatenate(factors), item_bias, offset=float(network.get_layer("global_bias").get_weights()[0]),
+            np.concatenate(factors),
+            item_bias,
+            offset=float(network.get_layer("global_bias").get_weights()[0]),
         )
 
     # ----- persistence -------------------------------------------------------------------------------------------

@@ -92,9 +92,14 @@ class HybridSeed000Recommender(HybridRecommender):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "embedding_dim": self.embedding_dim, "nn_units": self.nn_units, "nn_dropout": self.nn_dropout,
-            "text_units": self.text_units, "image_units": self.image_units, "content_units": self.content_units,
-            "merge_units": self.merge_units, "decay": self.decay,
+            "embedding_dim": self.embedding_dim,
+            "nn_units": self.nn_units,
+            "nn_dropout": self.nn_dropout,
+            "text_units": self.text_units,
+            "image_units": self.image_units,
+            "content_units": self.content_units,
+            "merge_units": self.merge_units,
+            "decay": self.decay,
         }
 
     # ----- training ---------------------------------------------------------------------------------------------
@@ -124,26 +129,42 @@ class HybridSeed000Recommender(HybridRecommender):
             return ApplyMask(name=f"{name}_known")([embedding(rows, dim, no_l2, name, dtype)(ids), known])
 
         mf = keras.layers.Dot(axes=1, normalize=True, dtype=dtype, name="mf_cosine")(
-            [looked_up(user, user_known, n_users, "mf_user_embedding"),
-             looked_up(item, item_known, n_items, "mf_item_embedding")])
+            [
+                looked_up(user, user_known, n_users, "mf_user_embedding"),
+                looked_up(item, item_known, n_items, "mf_item_embedding"),
+            ]
+        )
 
         nn = keras.layers.Concatenate(dtype=dtype, name="nn_concat")(
-            [looked_up(user, user_known, n_users, "nn_user_embedding"),
-             looked_up(item, item_known, n_items, "nn_item_embedding")])
+            [
+                looked_up(user, user_known, n_users, "nn_user_embedding"),
+                looked_up(item, item_known, n_items, "nn_item_embedding"),
+            ]
+        )
         nn = keras.layers.Dense(self.nn_units, activation="relu", dtype=dtype, name="nn_dense")(nn)
         nn = keras.layers.Dropout(self.nn_dropout, seed=options.seed + 2, dtype=dtype, name="nn_dropout")(nn)
 
         title = ApplyMask(name="title_branch")(
-            [keras.layers.Dense(self.text_units, activation="relu", dtype=dtype, name="title_dense")(text), text_mask])
+            [keras.layers.Dense(self.text_units, activation="relu", dtype=dtype, name="title_dense")(text), text_mask]
+        )
         picture = ApplyMask(name="image_branch")(
-            [keras.layers.Dense(self.image_units, activation="relu", dtype=dtype, name="image_dense")(image),
-             image_mask])
+            [
+                keras.layers.Dense(self.image_units, activation="relu", dtype=dtype, name="image_dense")(image),
+                image_mask,
+            ]
+        )
         content = keras.layers.Concatenate(dtype=dtype, name="content_concat")([title, picture])
         content = keras.layers.Dense(self.content_units, activation="relu", dtype=dtype, name="content_dense")(content)
 
         merged = keras.layers.Concatenate(dtype=dtype, name="merge_concat")([mf, nn, content])
         merged = keras.layers.Dense(self.merge_units, activation=None, dtype=dtype, name="merge_dense")(merged)
         rating = rating_head(merged, self._global_mean)
-        inputs = {"user": user_in, "item": item_in, "text": text, "text_mask": text_mask, "image": image,
-                  "image_mask": image_mask}
+        inputs = {
+            "user": user_in,
+            "item": item_in,
+            "text": text,
+            "text_mask": text_mask,
+            "image": image,
+            "image_mask": image_mask,
+        }
         return keras.Model(inputs, rating, name="hybrid_seed000")

@@ -15,8 +15,8 @@ import polars as pl
 
 from rec_pipeline.models.base import PairScorer, Recommender, clip_ratings
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
-from rec_pipeline.models.training import DatasetPair, fit_network, pair_dataset, run_network
 from rec_pipeline.models.layers import BatchRowL2  # importing layers registers them before any load
+from rec_pipeline.models.training import DatasetPair, fit_network, pair_dataset, run_network
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 NETWORK_FILE = "network.keras"
@@ -74,8 +74,9 @@ class PairwiseKerasRecommender(Recommender):
         """Read what ``_save_extra`` wrote."""
 
     # ----- fitting ---------------------------------------------------------------------------------------------
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         options = options or TrainOptions()
         self._options = options
         users = self._users = IdVocabulary.from_column(data.train["user_id"])
@@ -95,8 +96,9 @@ class PairwiseKerasRecommender(Recommender):
             val = None
             if validation is not None:
                 # Larger batches for evaluation: no gradients, so only memory limits them.
-                val = pair_dataset(validation[0], validation[1], batch_size * 4, options.seed, False,
-                                   self._network_inputs)
+                val = pair_dataset(
+                    validation[0], validation[1], batch_size * 4, options.seed, False, self._network_inputs
+                )
             return train, val
 
         network, history = fit_network(
@@ -177,22 +179,34 @@ def id_inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
     return (keras.Input(shape=(), dtype="int32", name="user"), keras.Input(shape=(), dtype="int32", name="item"))
 
 
-def embedding(rows: int, dim: int, options: TrainOptions, name: str, dtype: str, zeros: bool = False,
-              table_l2: bool = True) -> keras.layers.Embedding:
+def embedding(
+    rows: int, dim: int, options: TrainOptions, name: str, dtype: str, zeros: bool = False, table_l2: bool = True
+) -> keras.layers.Embedding:
     """An embedding table (``zeros`` for bias tables, which should start at the baseline).
 
     ``table_l2`` adds ``options.l2`` as a whole-table Keras regularizer; models that regularize the looked-up
     rows instead (``embed`` with a ``row_l2``) switch it off so the two penalties do not stack.
     """
     return keras.layers.Embedding(
-        rows, dim, name=name, dtype=dtype,
+        rows,
+        dim,
+        name=name,
+        dtype=dtype,
         embeddings_initializer="zeros" if zeros else keras.initializers.RandomNormal(stddev=0.05),
         embeddings_regularizer=keras.regularizers.L2(options.l2) if table_l2 and options.l2 > 0 else None,
     )
 
 
-def embed(ids: Any, rows: int, dim: int, options: TrainOptions, name: str, dtype: str, row_l2: float | None,
-          zeros: bool = False) -> Any:
+def embed(
+    ids: Any,
+    rows: int,
+    dim: int,
+    options: TrainOptions,
+    name: str,
+    dtype: str,
+    row_l2: float | None,
+    zeros: bool = False,
+) -> Any:
     """Look ``ids`` up in a new table named ``name``, penalizing the rows used in each batch by ``row_l2``.
 
     ``row_l2=None`` keeps the legacy whole-table ``options.l2`` penalty (weight decay on every row, every step);

@@ -32,8 +32,9 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
     kind = "mf"
     default_learning_rate = 5e-3
 
-    def __init__(self, embedding_l2: float | None = DEFAULT_EMBEDDING_L2, bias_l2: float | None = DEFAULT_BIAS_L2
-                 ) -> None:
+    def __init__(
+        self, embedding_l2: float | None = DEFAULT_EMBEDDING_L2, bias_l2: float | None = DEFAULT_BIAS_L2
+    ) -> None:
         super().__init__()
         self.embedding_l2 = None if embedding_l2 is None else float(embedding_l2)
         self.bias_l2 = None if bias_l2 is None else float(bias_l2)
@@ -63,5 +64,10 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
             table = np.array(network.get_layer(name).get_weights()[0], dtype=np.float32)
             table[0] = 0.0  # the unknown row is masked out in the network, so it must be here too
             tables[name] = table
-        return LatentFactors(tables["user_embedding"], tables["user_bias"][:, 0], tables["item_embedding"],
-                             tables["item_bias"][:, 0], offset=float(network.get_layer("global_bias").get_weights()[0]))
+        return LatentFactors(
+            tables["user_embedding"],
+            tables["user_bias"][:, 0],
+            tables["item_embedding"],
+            tables["item_bias"][:, 0],
+            offset=float(network.get_layer("global_bias").get_weights()[0]),
+        )

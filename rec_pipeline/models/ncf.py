@@ -80,7 +80,7 @@ class SplitMLP:
         out = np.empty((len(user_index), self.n_items), dtype=np.float32)
         step = max(1, _PAIRS_PER_CHUNK // max(self.n_items, 1))
         for start in range(0, len(user_index), step):
-            out[start:start + step] = self._grid(self.user_first[user_index[start:start + step]]).numpy()
+            out[start : start + step] = self._grid(self.user_first[user_index[start : start + step]]).numpy()
         if self.extra is not None:
             out += self.extra.scores(user_index)
         return out
@@ -90,8 +90,9 @@ class SplitMLP:
         out = np.empty(len(user_index), dtype=np.float32)
         for start in range(0, len(user_index), _PAIRS_PER_CHUNK):
             stop = start + _PAIRS_PER_CHUNK
-            out[start:stop] = self._pairs(self.user_first[user_index[start:stop]]
-                                          + self.item_first[item_index[start:stop]]).numpy()
+            out[start:stop] = self._pairs(
+                self.user_first[user_index[start:stop]] + self.item_first[item_index[start:stop]]
+            ).numpy()
         if self.extra is not None:
             out += self.extra.pair_scores(user_index, item_index)
         return out
@@ -101,10 +102,17 @@ class SplitMLP:
         return self.pair_scores(user_index, np.full(len(user_index), item_row))
 
 
-def split_mlp(network: keras.Model, user_table: str, item_table: str, n_hidden: int, head_skip: int = 0,
-              extra: LatentFactors | None = None) -> SplitMLP | None:
+def split_mlp(
+    network: keras.Model,
+    user_table: str,
+    item_table: str,
+    n_hidden: int,
+    head_skip: int = 0,
+    extra: LatentFactors | None = None,
+) -> SplitMLP | None:
     """``SplitMLP`` from a trained network whose MLP is ``mlp_dense_0..n-1`` then ``rating``; ``head_skip`` head
     rows belong to another branch (NeuMF's GMF). ``None`` if an activation is not one numpy reproduces here."""
+
     def weights(name: str) -> list[np.ndarray]:
         return [np.asarray(array, dtype=np.float32) for array in network.get_layer(name).get_weights()]
 
@@ -128,24 +136,29 @@ def mlp_tower(x: Any, hidden_units: tuple[int, ...], options: TrainOptions, dtyp
     """ReLU layers with dropout after each; shared by NCF and NeuMF's MLP branch."""
     regularizer = keras.regularizers.L2(options.l2) if options.l2 > 0 else None
     for depth, units in enumerate(hidden_units):
-        x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, dtype=dtype,
-                               name=f"{prefix}_dense_{depth}")(x)
+        x = keras.layers.Dense(
+            units, activation="relu", kernel_regularizer=regularizer, dtype=dtype, name=f"{prefix}_dense_{depth}"
+        )(x)
         if options.dropout > 0:
-            x = keras.layers.Dropout(options.dropout, seed=options.seed + depth, dtype=dtype,
-                                     name=f"{prefix}_dropout_{depth}")(x)
+            x = keras.layers.Dropout(
+                options.dropout, seed=options.seed + depth, dtype=dtype, name=f"{prefix}_dropout_{depth}"
+            )(x)
     return x
 
 
 def rating_head(x: Any, global_mean: float, name: str = "rating") -> Any:
     """Linear float32 output whose bias starts at the training mean (kept float32 under mixed precision)."""
-    return keras.layers.Dense(1, dtype="float32", name=name,
-                              bias_initializer=keras.initializers.Constant(global_mean))(x)
+    return keras.layers.Dense(1, dtype="float32", name=name, bias_initializer=keras.initializers.Constant(global_mean))(
+        x
+    )
 
 
 def dropped_ids(user: Any, item: Any, options: TrainOptions) -> tuple[Any, Any]:
     """Id-dropout on both inputs, so embedding row 0 learns to stand for unseen users/items."""
-    return (IdDropout(options.id_dropout, seed=options.seed, name="user_id_dropout")(user),
-            IdDropout(options.id_dropout, seed=options.seed + 1, name="item_id_dropout")(item))
+    return (
+        IdDropout(options.id_dropout, seed=options.seed, name="user_id_dropout")(user),
+        IdDropout(options.id_dropout, seed=options.seed + 1, name="item_id_dropout")(item),
+    )
 
 
 class NCFRecommender(PairwiseKerasRecommender):
@@ -157,8 +170,11 @@ class NCFRecommender(PairwiseKerasRecommender):
 
     kind = "ncf"
 
-    def __init__(self, hidden_units: tuple[int, ...] | list[int] = (64, 32, 16),
-                 embedding_l2: float | None = DEFAULT_EMBEDDING_L2) -> None:
+    def __init__(
+        self,
+        hidden_units: tuple[int, ...] | list[int] = (64, 32, 16),
+        embedding_l2: float | None = DEFAULT_EMBEDDING_L2,
+    ) -> None:
         super().__init__()
         self.hidden_units = tuple(int(units) for units in hidden_units)
         # Per-example L2 on the looked-up user/item rows (see layers.BatchRowL2); None: whole-table options.l2.

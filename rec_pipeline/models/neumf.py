@@ -24,8 +24,11 @@ class NeuMFRecommender(PairwiseKerasRecommender):
 
     kind = "neumf"
 
-    def __init__(self, hidden_units: tuple[int, ...] | list[int] = (64, 32, 16),
-                 embedding_l2: float | None = DEFAULT_EMBEDDING_L2) -> None:
+    def __init__(
+        self,
+        hidden_units: tuple[int, ...] | list[int] = (64, 32, 16),
+        embedding_l2: float | None = DEFAULT_EMBEDDING_L2,
+    ) -> None:
         super().__init__()
         self.hidden_units = tuple(int(units) for units in hidden_units)
         # Per-example L2 on the looked-up user/item rows (see layers.BatchRowL2); None: whole-table options.l2.
@@ -39,16 +42,21 @@ class NeuMFRecommender(PairwiseKerasRecommender):
         dim = options.embedding_dim
         user_in, item_in = id_inputs()
         user, item = dropped_ids(user_in, item_in, options)
-        gmf = keras.layers.Multiply(dtype=dtype, name="gmf")([
-            embed(user, n_users, dim, options, "gmf_user_embedding", dtype, self.embedding_l2),
-            embed(item, n_items, dim, options, "gmf_item_embedding", dtype, self.embedding_l2),
-        ])
-        mlp_input = keras.layers.Concatenate(dtype=dtype)([
-            embed(user, n_users, dim, options, "mlp_user_embedding", dtype, self.embedding_l2),
-            embed(item, n_items, dim, options, "mlp_item_embedding", dtype, self.embedding_l2),
-        ])
+        gmf = keras.layers.Multiply(dtype=dtype, name="gmf")(
+            [
+                embed(user, n_users, dim, options, "gmf_user_embedding", dtype, self.embedding_l2),
+                embed(item, n_items, dim, options, "gmf_item_embedding", dtype, self.embedding_l2),
+            ]
+        )
+        mlp_input = keras.layers.Concatenate(dtype=dtype)(
+            [
+                embed(user, n_users, dim, options, "mlp_user_embedding", dtype, self.embedding_l2),
+                embed(item, n_items, dim, options, "mlp_item_embedding", dtype, self.embedding_l2),
+            ]
+        )
         fused = keras.layers.Concatenate(dtype=dtype, name="fused")(
-            [gmf, mlp_tower(mlp_input, self.hidden_units, options, dtype, "mlp")])
+            [gmf, mlp_tower(mlp_input, self.hidden_units, options, dtype, "mlp")]
+        )
         return keras.Model({"user": user_in, "item": item_in}, rating_head(fused, self._global_mean), name="neumf")
 
     def _build_scorer(self) -> SplitMLP | None:
@@ -59,5 +67,6 @@ class NeuMFRecommender(PairwiseKerasRecommender):
         dim = gmf_users.shape[1]
         # rating = [gmf, mlp] . w + b: the GMF part is (p * w_gmf) . q, a dot product of per-user/per-item vectors.
         gmf = LatentFactors(gmf_users * head[:dim, 0], np.zeros(len(gmf_users)), gmf_items, np.zeros(len(gmf_items)))
-        return split_mlp(network, "mlp_user_embedding", "mlp_item_embedding", len(self.hidden_units), head_skip=dim,
-                         extra=gmf)
+        return split_mlp(
+            network, "mlp_user_embedding", "mlp_item_embedding", len(self.hidden_units), head_skip=dim, extra=gmf
+        )

@@ -29,8 +29,9 @@ class PopularityRecommender(GlobalMeanRecommender):
         super().__init__()
         self._counts: np.ndarray | None = None
 
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         history = super().fit(data, options)
         items = self._vocab("items")
         index = items.lookup(data.train["item_id"])

@@ -21,9 +21,20 @@ from rec_pipeline.models.two_tower import TwoTowerRecommender
 
 MODELS: dict[str, type[Recommender]] = {
     model.kind: model
-    for model in (GlobalMeanRecommender, PopularityRecommender, BiasesRecommender, EASERecommender,
-                  MatrixFactorizationRecommender, ALSMatrixFactorizationRecommender, NCFRecommender, NeuMFRecommender,
-                  HybridRecommender, HybridSeed000Recommender, AutoRecRecommender, TwoTowerRecommender)
+    for model in (
+        GlobalMeanRecommender,
+        PopularityRecommender,
+        BiasesRecommender,
+        EASERecommender,
+        MatrixFactorizationRecommender,
+        ALSMatrixFactorizationRecommender,
+        NCFRecommender,
+        NeuMFRecommender,
+        HybridRecommender,
+        HybridSeed000Recommender,
+        AutoRecRecommender,
+        TwoTowerRecommender,
+    )
 }
 
 

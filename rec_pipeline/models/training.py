@@ -56,10 +56,16 @@ class FusedAdam(keras.optimizers.Adam):
             return tf.cast(value, dtype)
 
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=m.handle, v=v.handle,
-            beta1_power=tf.pow(constant(self.beta_1), step), beta2_power=tf.pow(constant(self.beta_2), step),
-            lr=constant(learning_rate), beta1=constant(self.beta_1), beta2=constant(self.beta_2),
-            epsilon=constant(self.epsilon), grad=tf.convert_to_tensor(tf.cast(gradient, dtype)),
+            var=variable.handle,
+            m=m.handle,
+            v=v.handle,
+            beta1_power=tf.pow(constant(self.beta_1), step),
+            beta2_power=tf.pow(constant(self.beta_2), step),
+            lr=constant(learning_rate),
+            beta1=constant(self.beta_1),
+            beta2=constant(self.beta_2),
+            epsilon=constant(self.epsilon),
+            grad=tf.convert_to_tensor(tf.cast(gradient, dtype)),
         )
 
 
@@ -85,17 +91,20 @@ def index_batches(n: int, batch_size: int, seed: int, shuffle: bool) -> tf.data.
     n_full = n // batch_size
 
     def batches(order: tf.Tensor) -> tf.data.Dataset:
-        full = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:n_full * batch_size], [n_full, batch_size]))
+        full = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: n_full * batch_size], [n_full, batch_size]))
         if n % batch_size:
-            full = full.concatenate(tf.data.Dataset.from_tensors(order[n_full * batch_size:]))
+            full = full.concatenate(tf.data.Dataset.from_tensors(order[n_full * batch_size :]))
         return full
 
     if not shuffle:
         return batches(tf.range(n, dtype=tf.int64))
     epoch_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     seed_tensor = tf.constant(seed, tf.int64)
-    return epoch_keys.flat_map(lambda key: batches(tf.random.experimental.stateless_shuffle(
-        tf.range(n, dtype=tf.int64), seed=tf.stack([key, seed_tensor]))))
+    return epoch_keys.flat_map(
+        lambda key: batches(
+            tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([key, seed_tensor]))
+        )
+    )
 
 
 def pair_dataset(
@@ -191,13 +200,21 @@ def fit_network(
         monitor = monitor.removeprefix("val_")
     callbacks: list[keras.callbacks.Callback] = []
     if options.early_stopping_patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=options.early_stopping_patience,
-                                                       restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=options.early_stopping_patience, restore_best_weights=True
+            )
+        )
     if options.checkpoint_dir is not None:
         options.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(options.checkpoint_dir / f"{name}.best.weights.h5"),
-                                                         monitor=monitor, save_best_only=True,
-                                                         save_weights_only=True))
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(options.checkpoint_dir / f"{name}.best.weights.h5"),
+                monitor=monitor,
+                save_best_only=True,
+                save_weights_only=True,
+            )
+        )
     if options.tensorboard_dir is not None:
         if tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(options.tensorboard_dir / name)))
@@ -209,14 +226,25 @@ def fit_network(
                 logger.warning(message)
     if logger is not None:
         callbacks.append(_EpochLogger(logger, name, options.epochs))
-        logger.info("%s: %d training examples, %d replica(s), %d parameters", name, n_train,
-                    strategy.num_replicas_in_sync, network.count_params())
+        logger.info(
+            "%s: %d training examples, %d replica(s), %d parameters",
+            name,
+            n_train,
+            strategy.num_replicas_in_sync,
+            network.count_params(),
+        )
 
     timer = _EpochTimer()
     callbacks.insert(0, timer)
     started = time.perf_counter()
-    result = network.fit(train, validation_data=validation, epochs=options.epochs, callbacks=callbacks, shuffle=False,
-                         verbose=options.verbose)
+    result = network.fit(
+        train,
+        validation_data=validation,
+        epochs=options.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=options.verbose,
+    )
     wall = time.perf_counter() - started
     curves = {key: [float(value) for value in values] for key, values in result.history.items()}
     epochs_run = len(curves.get("loss", [])) or 1
@@ -234,8 +262,14 @@ def fit_network(
         epoch_seconds=timer.seconds,
     )
     if logger is not None:
-        logger.info("%s: %d epochs in %.1fs (%.0f examples/s), best epoch %d", name, epochs_run, wall,
-                    history.examples_per_second, best)
+        logger.info(
+            "%s: %d epochs in %.1fs (%.0f examples/s), best epoch %d",
+            name,
+            epochs_run,
+            wall,
+            history.examples_per_second,
+            best,
+        )
     return network, history
 
 
@@ -255,7 +289,7 @@ def run_network(
         return np.zeros(0, dtype=np.float32)
     outputs = []
     for start in range(0, total, batch_size):
-        chunk: dict[str, Any] = {key: value[start:start + batch_size] for key, value in inputs.items()}
+        chunk: dict[str, Any] = {key: value[start : start + batch_size] for key, value in inputs.items()}
         if transform is not None:
             chunk = transform(chunk)
         outputs.append(np.asarray(network.predict_on_batch(chunk), dtype=np.float32).reshape(-1))

@@ -53,8 +53,9 @@ class FixedTable(keras.layers.Layer):
         self.table_dtype = table_dtype
 
     def build(self, input_shape: Any) -> None:
-        self.table = self.add_weight(name="table", shape=(self.rows, self.width), dtype=self.table_dtype,
-                                     initializer="zeros", trainable=False)
+        self.table = self.add_weight(
+            name="table", shape=(self.rows, self.width), dtype=self.table_dtype, initializer="zeros", trainable=False
+        )
 
     def call(self, ids: Any) -> Any:
         return ops.take(self.table, ops.cast(ids, "int32"), axis=0)
@@ -84,11 +85,17 @@ class SampledItems(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Any) -> None:
-        self.pool = self.add_weight(name="pool", shape=(self.pool_size,), dtype="int32", initializer="zeros",
-                                    trainable=False)
+        self.pool = self.add_weight(
+            name="pool", shape=(self.pool_size,), dtype="int32", initializer="zeros", trainable=False
+        )
         fixed = np.random.default_rng(self.seed).integers(0, self.pool_size, size=self.n, dtype=np.int32)
-        self.fixed_positions = self.add_weight(name="fixed_positions", shape=(self.n,), dtype="int32",
-                                               initializer=keras.initializers.Constant(fixed), trainable=False)
+        self.fixed_positions = self.add_weight(
+            name="fixed_positions",
+            shape=(self.n,),
+            dtype="int32",
+            initializer=keras.initializers.Constant(fixed),
+            trainable=False,
+        )
 
     def call(self, anchor: Any, training: bool | None = None) -> Any:
         if training:
@@ -117,8 +124,9 @@ class SampledSoftmaxLogits(keras.layers.Layer):
         user = ops.cast(user, "float32")
         positive_logit = ops.sum(user * ops.cast(positive, "float32"), axis=-1, keepdims=True)
         negative_logits = ops.matmul(user, ops.transpose(ops.cast(negatives, "float32")))
-        hit = ops.equal(ops.expand_dims(ops.cast(positive_ids, "int32"), -1),
-                        ops.expand_dims(ops.cast(negative_ids, "int32"), 0))
+        hit = ops.equal(
+            ops.expand_dims(ops.cast(positive_ids, "int32"), -1), ops.expand_dims(ops.cast(negative_ids, "int32"), 0)
+        )
         negative_logits = ops.where(hit, ops.full_like(negative_logits, -1e9), negative_logits)
         return ops.concatenate([positive_logit, negative_logits], axis=-1)
 
@@ -151,8 +159,15 @@ class TwoTowerRecommender(Recommender):
     kind = "two_tower"
     default_learning_rate = 5e-3
 
-    def __init__(self, n_negatives: int = 256, content_units: int = 64, item_dropout: float = 0.2,
-                 embedding_l2: float = 1e-3, content_l2: float = 1e-4, user_dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        n_negatives: int = 256,
+        content_units: int = 64,
+        item_dropout: float = 0.2,
+        embedding_l2: float = 1e-3,
+        content_l2: float = 1e-4,
+        user_dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         if n_negatives < 1:
             raise ValueError("n_negatives must be positive")
@@ -169,12 +184,19 @@ class TwoTowerRecommender(Recommender):
         self._factors: LatentFactors | None = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"n_negatives": self.n_negatives, "content_units": self.content_units, "item_dropout": self.item_dropout,
-                "embedding_l2": self.embedding_l2, "content_l2": self.content_l2, "user_dropout": self.user_dropout}
+        return {
+            "n_negatives": self.n_negatives,
+            "content_units": self.content_units,
+            "item_dropout": self.item_dropout,
+            "embedding_l2": self.embedding_l2,
+            "content_l2": self.content_l2,
+            "user_dropout": self.user_dropout,
+        }
 
     # ----- fitting ---------------------------------------------------------------------------------------------
-    def fit(self, data: TrainingData, options: TrainOptions | None = None,
-            logger: logging.Logger | None = None) -> TrainingHistory:
+    def fit(
+        self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
+    ) -> TrainingHistory:
         options = options or TrainOptions()
         self._options = options
         train_items = data.train["item_id"].unique().to_list()
@@ -204,15 +226,23 @@ class TwoTowerRecommender(Recommender):
             return self._build_network(options, users.size_with_unknown, rated, content)
 
         network, history = fit_network(
-            self.kind, build, make_datasets, len(train_y), options, self.default_learning_rate,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), make_metrics=lambda: [], logger=logger,
+            self.kind,
+            build,
+            make_datasets,
+            len(train_y),
+            options,
+            self.default_learning_rate,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            make_metrics=lambda: [],
+            logger=logger,
         )
         self._network = network
         self._compute_vectors()
         return history
 
-    def _build_network(self, options: TrainOptions, n_users: int, rated: np.ndarray,
-                       content: np.ndarray | None) -> keras.Model:
+    def _build_network(
+        self, options: TrainOptions, n_users: int, rated: np.ndarray, content: np.ndarray | None
+    ) -> keras.Model:
         dtype = layer_dtype(options)
         dim = options.embedding_dim
         n_items = len(rated)
@@ -221,8 +251,9 @@ class TwoTowerRecommender(Recommender):
         user = IdDropout(options.id_dropout, seed=options.seed, name="user_id_dropout")(user_ids)
         user_vector = embed(user, n_users, dim, options, "user_embedding", dtype, self.embedding_l2)
         if self.user_dropout > 0:
-            user_vector = keras.layers.Dropout(self.user_dropout, seed=options.seed + 3, dtype=dtype,
-                                               name="user_dropout")(user_vector)
+            user_vector = keras.layers.Dropout(
+                self.user_dropout, seed=options.seed + 3, dtype=dtype, name="user_dropout"
+            )(user_vector)
         user_tower = keras.Model(user_ids, user_vector, name="user_tower")
 
         item_ids = keras.Input(shape=(), dtype="int32", name="item_ids")
@@ -235,10 +266,16 @@ class TwoTowerRecommender(Recommender):
         if content is not None:
             content_table = FixedTable(n_items, content.shape[1], name="content")
             regularizer = keras.regularizers.L2(self.content_l2) if self.content_l2 > 0 else None
-            hidden = keras.layers.Dense(self.content_units, activation="relu", kernel_regularizer=regularizer,
-                                        dtype=dtype, name="content_hidden")(content_table(item_ids))
-            projected = keras.layers.Dense(dim, kernel_regularizer=regularizer, dtype=dtype,
-                                           name="content_projection")(hidden)
+            hidden = keras.layers.Dense(
+                self.content_units,
+                activation="relu",
+                kernel_regularizer=regularizer,
+                dtype=dtype,
+                name="content_hidden",
+            )(content_table(item_ids))
+            projected = keras.layers.Dense(dim, kernel_regularizer=regularizer, dtype=dtype, name="content_projection")(
+                hidden
+            )
             item_vector = keras.layers.Add(dtype=dtype, name="item_vector")([item_vector, projected])
         item_tower = keras.Model(item_ids, item_vector, name="item_tower")
 
@@ -248,7 +285,8 @@ class TwoTowerRecommender(Recommender):
         sampler = SampledItems(len(pool), self.n_negatives, seed=options.seed + 2, name="negatives")
         negative_ids = sampler(item_in)
         logits = SampledSoftmaxLogits(name="logits", dtype="float32")(
-            [user_tower(user_in), item_tower(item_in), item_tower(negative_ids), item_in, negative_ids])
+            [user_tower(user_in), item_tower(item_in), item_tower(negative_ids), item_in, negative_ids]
+        )
         network = keras.Model({"user": user_in, "item": item_in}, logits, name="two_tower")
         # Layers are built by the symbolic calls above; the fixed tables get their values now.
         rated_table.table.assign(rated[:, None])
@@ -309,14 +347,23 @@ def _content_table(data: TrainingData, items: IdVocabulary) -> np.ndarray:
     where absent, then the two presence flags, so the projection can tell "absent" from "average"."""
     assert data.content is not None
     aligned = data.content.aligned_to(items.ids)
-    columns = [standardized(aligned.text_vectors, aligned.text_mask), standardized(aligned.image_vectors, aligned.image_mask),
-               aligned.text_mask[:, None].astype(np.float32), aligned.image_mask[:, None].astype(np.float32)]
+    columns = [
+        standardized(aligned.text_vectors, aligned.text_mask),
+        standardized(aligned.image_vectors, aligned.image_mask),
+        aligned.text_mask[:, None].astype(np.float32),
+        aligned.image_mask[:, None].astype(np.float32),
+    ]
     table = np.concatenate(columns, axis=1)
     return np.concatenate([np.zeros((1, table.shape[1]), np.float32), table]).astype(np.float32)
 
 
 def _run_tower(tower: keras.Model, n_rows: int) -> np.ndarray:
     """The tower's output for indices 0..n_rows-1, float32, in inference mode (no id dropout)."""
-    chunks = [np.asarray(tower.predict_on_batch(np.arange(start, min(start + _TOWER_BATCH, n_rows), dtype=np.int32)),
-                         dtype=np.float32) for start in range(0, n_rows, _TOWER_BATCH)]
+    chunks = [
+        np.asarray(
+            tower.predict_on_batch(np.arange(start, min(start + _TOWER_BATCH, n_rows), dtype=np.int32)),
+            dtype=np.float32,
+        )
+        for start in range(0, n_rows, _TOWER_BATCH)
+    ]
     return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)

@@ -45,6 +45,7 @@ NON_NUMERIC_RATINGS = ("five", "N/A", "4 stars", "", "excellent")
 # Each topic has its own nouns, adjectives, details and features, so the topic is recoverable from the text; the
 # shared filler below appears everywhere, as boilerplate does in real listings and reviews.
 
+
 @dataclass(frozen=True)
 class Topic:
     name: str
@@ -57,70 +58,174 @@ class Topic:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("Puzzles", ("jigsaw puzzle", "puzzle", "brain teaser", "3D puzzle", "puzzle cube", "maze puzzle"),
-          ("challenging", "interlocking", "tricky", "scenic", "panoramic"),
-          ("The pieces fit snugly and the picture is vivid.", "It took us a whole weekend to finish it.",
-           "No missing pieces and the cardboard is thick.", "The edge pieces are easy to sort.",
-           "Great for family puzzle night at the kitchen table."),
-          ("1000 interlocking pieces", "Poster included for reference", "Thick recycled cardboard",
-           "Finished size 27 x 20 inches", "Glare-free linen finish"),
-          ("Ravenwood", "PuzzleCraft", "Mindbend"), 14.0),
-    Topic("Plush Toys", ("teddy bear", "plush bunny", "stuffed animal", "plush dragon", "plush unicorn", "pillow pet"),
-          ("soft", "cuddly", "fluffy", "huggable", "squishy"),
-          ("The fur is incredibly soft and the stitching is tight.", "My toddler sleeps with it every night.",
-           "It survived the washing machine without issues.", "The embroidered eyes are safe for babies.",
-           "Bigger and softer than it looks in the photos."),
-          ("Ultra-soft polyester fur", "Embroidered safety eyes", "Surface washable", "Measures 14 inches tall",
-           "Hypoallergenic stuffing"),
-          ("Cuddlebug", "SnuggleCo", "Fuzzy Friends"), 17.0),
-    Topic("Building Blocks", ("building set", "brick kit", "block set", "construction kit", "magnetic tiles"),
-          ("creative", "compatible", "modular", "sturdy", "stackable"),
-          ("The bricks click together firmly and come apart easily.", "The instructions are clear, step by step.",
-           "Compatible with the bricks we already had.", "We built the castle in one afternoon.",
-           "Lots of pieces to build your own designs."),
-          ("520 pieces", "Compatible with major brick brands", "Step-by-step instruction booklet",
-           "Storage bin included", "BPA-free ABS plastic"),
-          ("Brickforge", "BlockBuddy", "Constructo"), 34.0),
-    Topic("Remote Control Vehicles", ("RC car", "remote control truck", "drone", "RC helicopter", "stunt car"),
-          ("fast", "rechargeable", "rugged", "off-road", "wireless"),
-          ("The battery lasts about twenty minutes per charge.", "It handles grass and gravel surprisingly well.",
-           "The remote has a good range in the backyard.", "It flips over and keeps driving.",
-           "Charging takes a couple of hours with the USB cable."),
-          ("2.4GHz remote control", "Rechargeable battery included", "Top speed 15 mph", "Shock-absorbing suspension",
-           "USB charging cable"),
-          ("TurboTrax", "SkyHawk", "RoadRush"), 45.0),
-    Topic("Board Games", ("board game", "card game", "strategy game", "party game", "dice game"),
-          ("strategic", "competitive", "family-friendly", "cooperative", "replayable"),
-          ("Rules are easy to learn but there is real strategy.", "Game night has never been this loud.",
-           "A round takes about forty five minutes.", "The cards and tokens are good quality.",
-           "Works well with two players and with six."),
-          ("For 2 to 6 players", "Ages 8 and up", "45 minute play time", "Includes 120 cards and 4 dice",
-           "Quick start rules sheet"),
-          ("Meeple House", "Gamewright Labs", "Tabletop Co"), 24.0),
-    Topic("Arts & Crafts", ("craft kit", "paint set", "crayon set", "bead kit", "sketchbook set", "slime kit"),
-          ("washable", "non-toxic", "vibrant", "mess-free", "creative"),
-          ("The colors are vibrant and wash out of clothes.", "Enough beads for a dozen bracelets.",
-           "My daughter spent hours painting with it.", "The markers did not dry out.",
-           "Everything comes in a neat carrying case."),
-          ("Washable non-toxic paints", "24 vibrant colors", "Carrying case included", "Over 500 beads",
-           "Safety scissors included"),
-          ("Artsy Kids", "ColorNest", "Crafty Cub"), 15.0),
-    Topic("Outdoor Play", ("water blaster", "kite", "jump rope", "sandbox set", "bubble machine", "frisbee"),
-          ("durable", "weatherproof", "lightweight", "splash-proof", "portable"),
-          ("It soaked everyone at the pool party.", "Flies easily even in a light breeze.",
-           "Held up to a summer of backyard play.", "The bubbles come out fast and big.",
-           "Folds up small enough for the beach bag."),
-          ("Range up to 30 feet", "UV-resistant plastic", "Ripstop nylon sail", "Batteries not included",
-           "Carry bag included"),
-          ("SunSplash", "Backyard Pro", "Windrider"), 19.0),
-    Topic("Dolls & Figures", ("doll", "action figure", "dollhouse", "figure set", "fashion doll"),
-          ("poseable", "articulated", "collectible", "detailed", "miniature"),
-          ("The joints are poseable and hold their position.", "The outfits are well made and easy to change.",
-           "The paint details on the face are excellent.", "The dollhouse furniture is tiny and adorable.",
-           "A great addition to his collection."),
-          ("11 points of articulation", "Includes 3 outfits", "Display stand included", "Stands 12 inches tall",
-           "Hand-painted details"),
-          ("Figurine Works", "Dollhaven", "HeroForge"), 22.0),
+    Topic(
+        "Puzzles",
+        ("jigsaw puzzle", "puzzle", "brain teaser", "3D puzzle", "puzzle cube", "maze puzzle"),
+        ("challenging", "interlocking", "tricky", "scenic", "panoramic"),
+        (
+            "The pieces fit snugly and the picture is vivid.",
+            "It took us a whole weekend to finish it.",
+            "No missing pieces and the cardboard is thick.",
+            "The edge pieces are easy to sort.",
+            "Great for family puzzle night at the kitchen table.",
+        ),
+        (
+            "1000 interlocking pieces",
+            "Poster included for reference",
+            "Thick recycled cardboard",
+            "Finished size 27 x 20 inches",
+            "Glare-free linen finish",
+        ),
+        ("Ravenwood", "PuzzleCraft", "Mindbend"),
+        14.0,
+    ),
+    Topic(
+        "Plush Toys",
+        ("teddy bear", "plush bunny", "stuffed animal", "plush dragon", "plush unicorn", "pillow pet"),
+        ("soft", "cuddly", "fluffy", "huggable", "squishy"),
+        (
+            "The fur is incredibly soft and the stitching is tight.",
+            "My toddler sleeps with it every night.",
+            "It survived the washing machine without issues.",
+            "The embroidered eyes are safe for babies.",
+            "Bigger and softer than it looks in the photos.",
+        ),
+        (
+            "Ultra-soft polyester fur",
+            "Embroidered safety eyes",
+            "Surface washable",
+            "Measures 14 inches tall",
+            "Hypoallergenic stuffing",
+        ),
+        ("Cuddlebug", "SnuggleCo", "Fuzzy Friends"),
+        17.0,
+    ),
+    Topic(
+        "Building Blocks",
+        ("building set", "brick kit", "block set", "construction kit", "magnetic tiles"),
+        ("creative", "compatible", "modular", "sturdy", "stackable"),
+        (
+            "The bricks click together firmly and come apart easily.",
+            "The instructions are clear, step by step.",
+            "Compatible with the bricks we already had.",
+            "We built the castle in one afternoon.",
+            "Lots of pieces to build your own designs.",
+        ),
+        (
+            "520 pieces",
+            "Compatible with major brick brands",
+            "Step-by-step instruction booklet",
+            "Storage bin included",
+            "BPA-free ABS plastic",
+        ),
+        ("Brickforge", "BlockBuddy", "Constructo"),
+        34.0,
+    ),
+    Topic(
+        "Remote Control Vehicles",
+        ("RC car", "remote control truck", "drone", "RC helicopter", "stunt car"),
+        ("fast", "rechargeable", "rugged", "off-road", "wireless"),
+        (
+            "The battery lasts about twenty minutes per charge.",
+            "It handles grass and gravel surprisingly well.",
+            "The remote has a good range in the backyard.",
+            "It flips over and keeps driving.",
+            "Charging takes a couple of hours with the USB cable.",
+        ),
+        (
+            "2.4GHz remote control",
+            "Rechargeable battery included",
+            "Top speed 15 mph",
+            "Shock-absorbing suspension",
+            "USB charging cable",
+        ),
+        ("TurboTrax", "SkyHawk", "RoadRush"),
+        45.0,
+    ),
+    Topic(
+        "Board Games",
+        ("board game", "card game", "strategy game", "party game", "dice game"),
+        ("strategic", "competitive", "family-friendly", "cooperative", "replayable"),
+        (
+            "Rules are easy to learn but there is real strategy.",
+            "Game night has never been this loud.",
+            "A round takes about forty five minutes.",
+            "The cards and tokens are good quality.",
+            "Works well with two players and with six.",
+        ),
+        (
+            "For 2 to 6 players",
+            "Ages 8 and up",
+            "45 minute play time",
+            "Includes 120 cards and 4 dice",
+            "Quick start rules sheet",
+        ),
+        ("Meeple House", "Gamewright Labs", "Tabletop Co"),
+        24.0,
+    ),
+    Topic(
+        "Arts & Crafts",
+        ("craft kit", "paint set", "crayon set", "bead kit", "sketchbook set", "slime kit"),
+        ("washable", "non-toxic", "vibrant", "mess-free", "creative"),
+        (
+            "The colors are vibrant and wash out of clothes.",
+            "Enough beads for a dozen bracelets.",
+            "My daughter spent hours painting with it.",
+            "The markers did not dry out.",
+            "Everything comes in a neat carrying case.",
+        ),
+        (
+            "Washable non-toxic paints",
+            "24 vibrant colors",
+            "Carrying case included",
+            "Over 500 beads",
+            "Safety scissors included",
+        ),
+        ("Artsy Kids", "ColorNest", "Crafty Cub"),
+        15.0,
+    ),
+    Topic(
+        "Outdoor Play",
+        ("water blaster", "kite", "jump rope", "sandbox set", "bubble machine", "frisbee"),
+        ("durable", "weatherproof", "lightweight", "splash-proof", "portable"),
+        (
+            "It soaked everyone at the pool party.",
+            "Flies easily even in a light breeze.",
+            "Held up to a summer of backyard play.",
+            "The bubbles come out fast and big.",
+            "Folds up small enough for the beach bag.",
+        ),
+        (
+            "Range up to 30 feet",
+            "UV-resistant plastic",
+            "Ripstop nylon sail",
+            "Batteries not included",
+            "Carry bag included",
+        ),
+        ("SunSplash", "Backyard Pro", "Windrider"),
+        19.0,
+    ),
+    Topic(
+        "Dolls & Figures",
+        ("doll", "action figure", "dollhouse", "figure set", "fashion doll"),
+        ("poseable", "articulated", "collectible", "detailed", "miniature"),
+        (
+            "The joints are poseable and hold their position.",
+            "The outfits are well made and easy to change.",
+            "The paint details on the face are excellent.",
+            "The dollhouse furniture is tiny and adorable.",
+            "A great addition to his collection.",
+        ),
+        (
+            "11 points of articulation",
+            "Includes 3 outfits",
+            "Display stand included",
+            "Stands 12 inches tall",
+            "Hand-painted details",
+        ),
+        ("Figurine Works", "Dollhaven", "HeroForge"),
+        22.0,
+    ),
 )
 
 OPENERS = {
@@ -131,11 +236,26 @@ OPENERS = {
     1: ("Very disappointed with", "Do not buy", "Really regret buying", "Terrible experience with", "Avoid"),
 }
 VERDICTS = {
-    5: ("it exceeded my expectations", "it is worth every penny", "it works perfectly", "it is the best gift this year"),
+    5: (
+        "it exceeded my expectations",
+        "it is worth every penny",
+        "it works perfectly",
+        "it is the best gift this year",
+    ),
     4: ("it is good for the price", "it works well with minor quirks", "it is well made overall", "it does its job"),
     3: ("it is just average", "it does the job but nothing special", "quality is hit or miss", "it is fine I guess"),
-    2: ("it feels cheaper than expected", "it broke after a few weeks", "it is smaller than pictured", "parts wore out fast"),
-    1: ("it arrived broken", "it fell apart on the first day", "it is a waste of money", "nothing worked out of the box"),
+    2: (
+        "it feels cheaper than expected",
+        "it broke after a few weeks",
+        "it is smaller than pictured",
+        "parts wore out fast",
+    ),
+    1: (
+        "it arrived broken",
+        "it fell apart on the first day",
+        "it is a waste of money",
+        "nothing worked out of the box",
+    ),
 }
 CLOSINGS = {
     5: ("Five stars from our family.", "Would buy again in a heartbeat.", "Highly recommended!", "Love it!"),
@@ -152,27 +272,57 @@ SUMMARIES = {
     1: ("One Star", "One Star", "Junk", "Broke immediately", "Waste of money", "Terrible {noun}"),
 }
 FILLER = (
-    "I bought this as a gift for my nephew.", "Shipping was fast and the packaging was fine.",
-    "We have had it for about a month now.", "The box was a bit dented but the contents were fine.",
-    "I compared several options before choosing this one.", "My daughter plays with it almost every day.",
-    "Instructions were easy enough to follow.", "Arrived two days earlier than expected.",
-    "Bought it for a birthday party and it was a hit.", "The price was lower than in the local store.",
-    "Grandkids visit every weekend and this gets used a lot.", "I read a lot of reviews before ordering.",
+    "I bought this as a gift for my nephew.",
+    "Shipping was fast and the packaging was fine.",
+    "We have had it for about a month now.",
+    "The box was a bit dented but the contents were fine.",
+    "I compared several options before choosing this one.",
+    "My daughter plays with it almost every day.",
+    "Instructions were easy enough to follow.",
+    "Arrived two days earlier than expected.",
+    "Bought it for a birthday party and it was a hit.",
+    "The price was lower than in the local store.",
+    "Grandkids visit every weekend and this gets used a lot.",
+    "I read a lot of reviews before ordering.",
 )
 MARKETING = (
-    "Makes a great gift for birthdays and holidays.", "Perfect for ages 3 and up.",
-    "Encourages creativity and imaginative play.", "Designed and tested for safety.",
-    "Satisfaction guaranteed or your money back.", "Hours of fun for the whole family.",
+    "Makes a great gift for birthdays and holidays.",
+    "Perfect for ages 3 and up.",
+    "Encourages creativity and imaginative play.",
+    "Designed and tested for safety.",
+    "Satisfaction guaranteed or your money back.",
+    "Hours of fun for the whole family.",
 )
-FIRST_NAMES = ("Shelly", "Adam", "Maria", "James", "Linda", "Kevin", "Priya", "Tom", "Ana", "Chris", "Wei", "Jordan",
-               "Fatima", "Lucas", "Emma", "Noah", "Olivia", "Sam", "Grace", "Omar")
+FIRST_NAMES = (
+    "Shelly",
+    "Adam",
+    "Maria",
+    "James",
+    "Linda",
+    "Kevin",
+    "Priya",
+    "Tom",
+    "Ana",
+    "Chris",
+    "Wei",
+    "Jordan",
+    "Fatima",
+    "Lucas",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Sam",
+    "Grace",
+    "Omar",
+)
 NICKNAMES = ("houserules", "toyfan", "momof3", "gamer", "crafty", "bargainhunter", "dad_on_duty", "reader")
 SIZES = ("Small", "Medium", "Large", "One Size", "Pack of 2", "Pack of 4")
-HTML_DOCUMENT = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title><style type="text/css">'
-                 'body {{ font-family: Arial; }} .a-box {{ margin: 0; }}</style></head><body><div class="a-box">'
-                 '<span id="productTitle">{title}</span></div></body></html>')
-STRAY_PRICE_HTML = ('.a-section.a-spacing-mini{margin-bottom:6px!important;}'
-                    '.a-box-inner{background-color:#fff;}')
+HTML_DOCUMENT = (
+    '<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title><style type="text/css">'
+    'body {{ font-family: Arial; }} .a-box {{ margin: 0; }}</style></head><body><div class="a-box">'
+    '<span id="productTitle">{title}</span></div></body></html>'
+)
+STRAY_PRICE_HTML = ".a-section.a-spacing-mini{margin-bottom:6px!important;}.a-box-inner{background-color:#fff;}"
 ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 MAX_VARIANT_ASINS = 3  # extra asins per planted family
 # Every variant asin carries the first MIN_VARIANT_COPIES text reviews of its item (so it shares enough events to
@@ -220,6 +370,7 @@ class SampleManifest:
 
 # --- file names and ids -----------------------------------------------------------------------------------------
 
+
 def dump_file_names(category: str, release: str, five_core: bool = True) -> tuple[str, str]:
     """(reviews, metadata) file names exactly as each release published them."""
     suffix = "_5" if five_core else ""
@@ -231,7 +382,9 @@ def dump_file_names(category: str, release: str, five_core: bool = True) -> tupl
     return f"{category}.jsonl.gz", f"meta_{category}.jsonl.gz"
 
 
-def random_ids(rng: np.random.Generator, n: int, prefix: str, length: int, exclude: frozenset[str] = frozenset()) -> list[str]:
+def random_ids(
+    rng: np.random.Generator, n: int, prefix: str, length: int, exclude: frozenset[str] = frozenset()
+) -> list[str]:
     """``n`` distinct ids of ``prefix`` + ``length`` upper-case alphanumerics, like Amazon's, in draw order."""
     out: list[str] = []
     seen = set(exclude)
@@ -265,6 +418,7 @@ def make_item_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 # --- item content -------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ItemContent:
     """Release-independent content of one item; each release's writer renders it in its own fields."""
@@ -291,12 +445,19 @@ def _htmlify(text: str, rng: np.random.Generator) -> str:
     return f"<b>{text.split('.')[0]}</b>.{'.'.join(text.split('.')[1:])}".replace("'", "&#39;")
 
 
-def build_item_content(world: World, item_ids: list[str], rng: np.random.Generator) -> tuple[list[ItemContent], dict[str, int]]:
+def build_item_content(
+    world: World, item_ids: list[str], rng: np.random.Generator
+) -> tuple[list[ItemContent], dict[str, int]]:
     """Titles, descriptions, features and prices from each item's topic and style, with realistic dirt."""
     spec = world.spec
     display = spec.category.replace("_", " ")
-    dirt = {"html_title_documents": 0, "empty_titles": 0, "empty_descriptions": 0, "empty_features": 0,
-            "html_descriptions": 0}
+    dirt = {
+        "html_title_documents": 0,
+        "empty_titles": 0,
+        "empty_descriptions": 0,
+        "empty_features": 0,
+        "html_descriptions": 0,
+    }
     variant_pool = random_ids(rng, 2 * len(item_ids), "B0", 8, exclude=frozenset(item_ids))
     out = []
     for index, item_id in enumerate(item_ids):
@@ -332,16 +493,24 @@ def build_item_content(world: World, item_ids: list[str], rng: np.random.Generat
             title = ""
             dirt["empty_titles"] += 1
         # Shop prices end in .99; a sixth of listings show none.
-        price = round(max(1.0, round(topic.median_price * rng.lognormal(0.0, 0.4))) - 0.01, 2) if rng.random() < 0.85 else None
+        price = (
+            round(max(1.0, round(topic.median_price * rng.lognormal(0.0, 0.4))) - 0.01, 2)
+            if rng.random() < 0.85
+            else None
+        )
         path = [display, topic.name] if rng.random() < 0.85 else [display]
         state = int(world.item_image_state[index])
         url = None if state == IMAGE_NONE else image_url(spec.category, item_id, image_ext(index))
         n_variants = int(rng.integers(1, 4))
         variants = ([item_id] if rng.random() < 0.6 else []) + variant_pool[2 * index : 2 * index + 2]
-        style_variants = [{"Color:": f" {colour}"}] + [{"Size:": f" {s}", "Color:": f" {colour}"}
-                                                       for s in rng.choice(SIZES, size=2, replace=False)]
-        out.append(ItemContent(item_id, title, brand, description, features, price, path, url,
-                               variants[:n_variants], style_variants))
+        style_variants = [{"Color:": f" {colour}"}] + [
+            {"Size:": f" {s}", "Color:": f" {colour}"} for s in rng.choice(SIZES, size=2, replace=False)
+        ]
+        out.append(
+            ItemContent(
+                item_id, title, brand, description, features, price, path, url, variants[:n_variants], style_variants
+            )
+        )
     return out, dirt
 
 
@@ -375,8 +544,10 @@ def build_text_bank(rng: np.random.Generator) -> ReviewTextBank:
         for rating in range(1, 6):
             for _ in range(BANK_SIZE):
                 noun, adj = rng.choice(topic.nouns), rng.choice(topic.adjectives)
-                head = (f"{rng.choice(OPENERS[rating])} this {adj} {noun}; {rng.choice(VERDICTS[rating])}. "
-                        f"{rng.choice(topic.details)} ")
+                head = (
+                    f"{rng.choice(OPENERS[rating])} this {adj} {noun}; {rng.choice(VERDICTS[rating])}. "
+                    f"{rng.choice(topic.details)} "
+                )
                 heads.append(_escape(head))
                 parts = list(rng.choice(FILLER, size=int(rng.integers(1, 4)), replace=False))
                 if rng.random() < 0.5:
@@ -390,11 +561,13 @@ def build_text_bank(rng: np.random.Generator) -> ReviewTextBank:
                 summaries.append(_escape(str(rng.choice(SUMMARIES[rating])).format(noun=rng.choice(topic.nouns))))
     heads.append("")
     tails.append("")
-    return ReviewTextBank(np.array(heads, dtype=object), np.array(tails, dtype=object),
-                          np.array(summaries, dtype=object), n_summaries)
+    return ReviewTextBank(
+        np.array(heads, dtype=object), np.array(tails, dtype=object), np.array(summaries, dtype=object), n_summaries
+    )
 
 
 # --- per-review choices -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ReviewExtras:
@@ -415,7 +588,7 @@ class ReviewExtras:
 def draw_extras(world: World, draw: ReviewDraw, bank: ReviewTextBank, rng: np.random.Generator) -> ReviewExtras:
     n = len(draw)
     topic = world.item_topic[draw.item].astype(np.int64)
-    cell = (topic * 5 + draw.rating.astype(np.int64) - 1)
+    cell = topic * 5 + draw.rating.astype(np.int64) - 1
     empty = rng.random(n) < 0.002
     empty_head = len(bank.heads) - 1
     head = np.where(empty, empty_head, cell * BANK_SIZE + rng.integers(0, BANK_SIZE, size=n))
@@ -427,16 +600,21 @@ def draw_extras(world: World, draw: ReviewDraw, bank: ReviewTextBank, rng: np.ra
     style_variant = np.where(rng.random(n) < 0.85, rng.integers(0, 3, size=n), -1)
     photos = np.where(rng.random(n) < 0.02, rng.integers(1, 4, size=n), 0)
     return ReviewExtras(
-        head=head, tail=tail, summary=summary,
+        head=head,
+        tail=tail,
+        summary=summary,
         verified=rng.random(n) < 0.9,
-        votes=votes, total_votes=total,
-        style_variant=style_variant, photos=photos,
+        votes=votes,
+        total_votes=total,
+        style_variant=style_variant,
+        photos=photos,
         variant=rng.integers(0, 3, size=n),
         millis=rng.integers(0, 1000, size=n),
     )
 
 
 # --- variant copies -----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class VariantCopies:
@@ -472,8 +650,9 @@ class VariantCopies:
 NO_COPIES = VariantCopies([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [])
 
 
-def plan_variant_copies(world: World, draw: ReviewDraw, has_text: np.ndarray, item_ids: Sequence[str],
-                        rng: np.random.Generator) -> VariantCopies:
+def plan_variant_copies(
+    world: World, draw: ReviewDraw, has_text: np.ndarray, item_ids: Sequence[str], rng: np.random.Generator
+) -> VariantCopies:
     """Choose the planted families and coincidences of a 2014/2018 spec and the copy lines they need.
 
     Families go to items with at least ``MIN_VARIANT_COPIES`` text reviews, so each variant asin can carry
@@ -542,6 +721,7 @@ def plan_variant_copies(world: World, draw: ReviewDraw, has_text: np.ndarray, it
 
 # --- review lines -------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LineTables:
     """Pre-rendered JSON fragments, so building a line is lookups plus one f-string."""
@@ -563,8 +743,9 @@ def _review_time_table(first_day: int, last_day: int) -> np.ndarray:
     return np.array([f"{d.month:02d} {d.day}, {d.year}" for d in days.tolist()], dtype=object)
 
 
-def build_line_tables(draw: ReviewDraw, user_ids: list[str], items: list[ItemContent],
-                      rng: np.random.Generator) -> LineTables:
+def build_line_tables(
+    draw: ReviewDraw, user_ids: list[str], items: list[ItemContent], rng: np.random.Generator
+) -> LineTables:
     n_users = len(user_ids)
     names = []
     for _ in range(n_users):
@@ -607,8 +788,16 @@ def _photo_urls(category: str, user: str, item: str, count: int) -> list[str]:
     return [f"https://images.rec-pipeline.invalid/{category}/reviews/{user}_{item}_{k}.jpg" for k in range(count)]
 
 
-def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw, extras: ReviewExtras,
-                 bank: ReviewTextBank, tables: LineTables, asin: np.ndarray | None = None) -> list[str]:
+def _chunk_lines(
+    release: str,
+    category: str,
+    idx: np.ndarray,
+    draw: ReviewDraw,
+    extras: ReviewExtras,
+    bank: ReviewTextBank,
+    tables: LineTables,
+    asin: np.ndarray | None = None,
+) -> list[str]:
     """Render the reviews at positions ``idx`` as JSON lines in the release's field order.
 
     ``asin`` (indices into ``tables.item_id``) writes a line under another asin than its review's item: a copy,
@@ -630,15 +819,18 @@ def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw,
         images = ["[]"] * len(idx)
         for pos in photo_pos:
             urls = _photo_urls(category, user[pos], item[pos], int(photos[pos]))
-            images[pos] = json.dumps([{"small_image_url": u, "medium_image_url": u, "large_image_url": u} for u in urls])
+            images[pos] = json.dumps(
+                [{"small_image_url": u, "medium_image_url": u, "large_image_url": u} for u in urls]
+            )
         helpful = extras.votes[idx].tolist()
         verified = np.where(extras.verified[idx], "true", "false").tolist()
         return [
             f'{{"rating": {r}, "title": "{s}", "text": "{h}{t}", "images": {im}, "asin": "{v}", '
             f'"parent_asin": "{i}", "user_id": "{u}", "timestamp": {ms}, "helpful_vote": {hv}, '
             f'"verified_purchase": {ve}}}'
-            for r, s, h, t, im, v, i, u, ms, hv, ve in zip(rating, summary, head, tail, images, variant, item, user, ts,
-                                                          helpful, verified)
+            for r, s, h, t, im, v, i, u, ms, hv, ve in zip(
+                rating, summary, head, tail, images, variant, item, user, ts, helpful, verified
+            )
         ]
     names = tables.name_field[draw.user[idx]].tolist()
     seconds = (day * 86_400).tolist()
@@ -649,8 +841,9 @@ def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw,
         return [
             f'{{"reviewerID": "{u}", "asin": "{i}", {n}"helpful": {hp}, "reviewText": "{h}{t}", "overall": {r}, '
             f'"summary": "{s}", "unixReviewTime": {sec}, "reviewTime": "{rt}"}}'
-            for u, i, n, hp, h, t, r, s, sec, rt in zip(user, listed, names, helpful, head, tail, rating, summary, seconds,
-                                                       review_time)
+            for u, i, n, hp, h, t, r, s, sec, rt in zip(
+                user, listed, names, helpful, head, tail, rating, summary, seconds, review_time
+            )
         ]
     votes = _vote_fragments(extras.votes[idx])
     sv = extras.style_variant[idx]
@@ -663,8 +856,9 @@ def _chunk_lines(release: str, category: str, idx: np.ndarray, draw: ReviewDraw,
     return [
         f'{{{im}"overall": {r}, {vo}"verified": {ve}, "reviewTime": "{rt}", "reviewerID": "{u}", "asin": "{i}", '
         f'{st}{n}"reviewText": "{h}{t}", "summary": "{s}", "unixReviewTime": {sec}}}'
-        for im, r, vo, ve, rt, u, i, st, n, h, t, s, sec in zip(images, rating, votes, verified, review_time, user,
-                                                               listed, style, names, head, tail, summary, seconds)
+        for im, r, vo, ve, rt, u, i, st, n, h, t, s, sec in zip(
+            images, rating, votes, verified, review_time, user, listed, style, names, head, tail, summary, seconds
+        )
     ]
 
 
@@ -692,16 +886,24 @@ def _file_order(asin_rank: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.lexsort((rng.random(len(asin_rank)), asin_rank))
 
 
-def write_reviews(path: Path, world: World, draw: ReviewDraw, user_ids: list[str], items: list[ItemContent],
-                  rng: np.random.Generator, log: Callable[[str], None]) -> tuple[int, dict[str, int], VariantCopies]:
+def write_reviews(
+    path: Path,
+    world: World,
+    draw: ReviewDraw,
+    user_ids: list[str],
+    items: list[ItemContent],
+    rng: np.random.Generator,
+    log: Callable[[str], None],
+) -> tuple[int, dict[str, int], VariantCopies]:
     """Stream the reviews file, variant copies included; return (lines written, dirt lines by kind, copies)."""
     spec = world.spec
     bank = build_text_bank(rng)
     extras = draw_extras(world, draw, bank, rng)
     tables = build_line_tables(draw, user_ids, items, rng)
     item_ids = [item.item_id for item in items]
-    copies = plan_variant_copies(world, draw, extras.head != len(bank.heads) - 1, item_ids,
-                                 np.random.default_rng([spec.seed, 0x7A41]))
+    copies = plan_variant_copies(
+        world, draw, extras.head != len(bank.heads) - 1, item_ids, np.random.default_rng([spec.seed, 0x7A41])
+    )
     review = np.concatenate([np.arange(len(draw), dtype=np.int64), copies.review])
     asin = np.concatenate([draw.item.astype(np.int64), copies.asin])
     asin_ids = np.array(item_ids + copies.asins, dtype=object)
@@ -715,8 +917,11 @@ def write_reviews(path: Path, world: World, draw: ReviewDraw, user_ids: list[str
     dirt_counts = {kind: 0 for kind in DIRT_KINDS}
     kind_order = rng.permutation(n_dirt)
     lines_written = 0
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=spec.compresslevel, mtime=0) as out:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=spec.compresslevel, mtime=0) as out,
+    ):
         for start in range(0, n, CHUNK_REVIEWS):
             stop = min(start + CHUNK_REVIEWS, n)
             rows = order[start:stop]
@@ -737,6 +942,7 @@ def write_reviews(path: Path, world: World, draw: ReviewDraw, user_ids: list[str
 
 # --- metadata -----------------------------------------------------------------------------------------------------
 
+
 def _related(rng: np.random.Generator, same_topic: list[str], k: int) -> list[str]:
     if not same_topic:
         return []
@@ -754,8 +960,9 @@ def _price_2018(price: float | None, rng: np.random.Generator) -> str:
     return f"${price:,.2f}"
 
 
-def _listings(items: list[ItemContent], variants: Mapping[int, Sequence[str]],
-              rng: np.random.Generator) -> Iterator[tuple[int, ItemContent]]:
+def _listings(
+    items: list[ItemContent], variants: Mapping[int, Sequence[str]], rng: np.random.Generator
+) -> Iterator[tuple[int, ItemContent]]:
     """(item index, listing): each item, then its variant listings, which copy it under another asin with a
     size in the title, as sibling listings read (an empty or HTML-document title is copied as it is)."""
     for index, item in enumerate(items):
@@ -768,8 +975,13 @@ def _listings(items: list[ItemContent], variants: Mapping[int, Sequence[str]],
             yield index, dataclasses.replace(item, item_id=asin, title=title)
 
 
-def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: np.random.Generator,
-                 variants: Mapping[int, Sequence[str]] | None = None) -> Iterator[str]:
+def meta_records(
+    world: World,
+    items: list[ItemContent],
+    draw: ReviewDraw,
+    rng: np.random.Generator,
+    variants: Mapping[int, Sequence[str]] | None = None,
+) -> Iterator[str]:
     """One metadata line per item and variant asin (``variants``: item index -> its variant asins), in the
     release's syntax."""
     release = world.spec.release
@@ -791,8 +1003,11 @@ def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: 
                 record["price"] = item.price
             if item.image_url:
                 record["imUrl"] = item.image_url
-            record["related"] = {"also_bought": _related(rng, peers, 4), "also_viewed": _related(rng, peers, 3),
-                                 "bought_together": _related(rng, peers, 1)}
+            record["related"] = {
+                "also_bought": _related(rng, peers, 4),
+                "also_viewed": _related(rng, peers, 3),
+                "bought_together": _related(rng, peers, 1),
+            }
             record["salesRank"] = {display: int(ranks[index])}
             record["brand"] = item.brand
             record["categories"] = [item.category_path] + ([[display]] if len(item.category_path) > 1 else [])
@@ -801,31 +1016,68 @@ def meta_records(world: World, items: list[ItemContent], draw: ReviewDraw, rng: 
             yield repr(record)
         elif release == "2018":
             urls = [item.image_url] if item.image_url else []
-            yield json.dumps({
-                "category": item.category_path, "tech1": "", "description": item.description, "fit": "",
-                "title": item.title, "also_buy": _related(rng, peers, 4), "tech2": "", "brand": item.brand,
-                "feature": item.features, "rank": f"{int(ranks[index]):,} in {display} (", "also_view": _related(rng, peers, 3),
-                "main_cat": display, "similar_item": "", "date": "", "price": _price_2018(item.price, rng),
-                "asin": item.item_id, "imageURL": urls, "imageURLHighRes": urls,
-            })
+            yield json.dumps(
+                {
+                    "category": item.category_path,
+                    "tech1": "",
+                    "description": item.description,
+                    "fit": "",
+                    "title": item.title,
+                    "also_buy": _related(rng, peers, 4),
+                    "tech2": "",
+                    "brand": item.brand,
+                    "feature": item.features,
+                    "rank": f"{int(ranks[index]):,} in {display} (",
+                    "also_view": _related(rng, peers, 3),
+                    "main_cat": display,
+                    "similar_item": "",
+                    "date": "",
+                    "price": _price_2018(item.price, rng),
+                    "asin": item.item_id,
+                    "imageURL": urls,
+                    "imageURLHighRes": urls,
+                }
+            )
         else:
             images = []
             if item.image_url:
-                images = [{"thumb": item.image_url, "large": item.image_url, "variant": "MAIN",
-                           "hi_res": item.image_url if rng.random() < 0.7 else None}]
+                images = [
+                    {
+                        "thumb": item.image_url,
+                        "large": item.image_url,
+                        "variant": "MAIN",
+                        "hi_res": item.image_url if rng.random() < 0.7 else None,
+                    }
+                ]
             n_ratings = int(counts[index])
-            yield json.dumps({
-                "main_category": display, "title": item.title,
-                "average_rating": round(float(sums[index] / n_ratings), 1) if n_ratings else None,
-                "rating_number": n_ratings, "features": item.features, "description": item.description,
-                "price": item.price, "images": images, "videos": [], "store": item.brand,
-                "categories": item.category_path, "details": {"Manufacturer": item.brand},
-                "parent_asin": item.item_id, "bought_together": None,
-            })
+            yield json.dumps(
+                {
+                    "main_category": display,
+                    "title": item.title,
+                    "average_rating": round(float(sums[index] / n_ratings), 1) if n_ratings else None,
+                    "rating_number": n_ratings,
+                    "features": item.features,
+                    "description": item.description,
+                    "price": item.price,
+                    "images": images,
+                    "videos": [],
+                    "store": item.brand,
+                    "categories": item.category_path,
+                    "details": {"Manufacturer": item.brand},
+                    "parent_asin": item.item_id,
+                    "bought_together": None,
+                }
+            )
 
 
-def write_meta(path: Path, world: World, items: list[ItemContent], draw: ReviewDraw, rng: np.random.Generator,
-               variants: Mapping[int, Sequence[str]] | None = None) -> tuple[int, int]:
+def write_meta(
+    path: Path,
+    world: World,
+    items: list[ItemContent],
+    draw: ReviewDraw,
+    rng: np.random.Generator,
+    variants: Mapping[int, Sequence[str]] | None = None,
+) -> tuple[int, int]:
     """Write the metadata file, variant listings included; return (lines, duplicated asin lines). Only 2018
     repeats asin lines, as it did."""
     lines, duplicates = [], 0
@@ -835,15 +1087,21 @@ def write_meta(path: Path, world: World, items: list[ItemContent], draw: ReviewD
         if rng.random() < duplicate_share:
             lines.append(line)
             duplicates += 1
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=world.spec.compresslevel, mtime=0) as out:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=world.spec.compresslevel, mtime=0) as out,
+    ):
         out.write(("\n".join(lines) + "\n").encode("utf-8"))
     return len(lines), duplicates
 
 
 # --- the whole sample ---------------------------------------------------------------------------------------------
 
-def write_sample(data_root: Path, spec: SampleSpec = SampleSpec(), logger: logging.Logger | None = None) -> SampleManifest:
+
+def write_sample(
+    data_root: Path, spec: SampleSpec = SampleSpec(), logger: logging.Logger | None = None
+) -> SampleManifest:
     """Generate ``spec``'s world and write its dumps into ``<data_root>/raw``, images into the mirror and the
     truth into ``<data_root>/sample_truth``. Deterministic: the same spec writes the same bytes."""
     data_root = Path(data_root)
@@ -859,37 +1117,76 @@ def write_sample(data_root: Path, spec: SampleSpec = SampleSpec(), logger: loggi
     reviews_name, meta_name = dump_file_names(spec.category, spec.release, spec.five_core_name)
     raw_dir = data_root / "raw"
     reviews_path, meta_path = raw_dir / reviews_name, raw_dir / meta_name
-    review_lines, dirt, copies = write_reviews(reviews_path, world, draw, user_ids, items,
-                                               np.random.default_rng([spec.seed, 0xAE11]), log)
-    meta_lines, meta_duplicates = write_meta(meta_path, world, items, draw, np.random.default_rng([spec.seed, 0x3E7A]),
-                                             copies.variants_of())
+    review_lines, dirt, copies = write_reviews(
+        reviews_path, world, draw, user_ids, items, np.random.default_rng([spec.seed, 0xAE11]), log
+    )
+    meta_lines, meta_duplicates = write_meta(
+        meta_path, world, items, draw, np.random.default_rng([spec.seed, 0x3E7A]), copies.variants_of()
+    )
     meta_dirt["duplicate_asin_lines"] = meta_duplicates
     families = copies.families(item_ids)
     n_asins = spec.n_items + len(copies.asins)
 
     to_draw = world.item_image_state == IMAGE_OK
-    image_paths = write_item_images(data_root, spec.category, item_ids, world.item_style, to_draw, spec.image_size,
-                                    spec.seed, progress=lambda done, total: log(f"images: {done:,}/{total:,}"))
-    images = {"written": len(image_paths), "broken": int((world.item_image_state == IMAGE_BROKEN).sum()),
-              "none": int((world.item_image_state == IMAGE_NONE).sum())}
-    counts = {
-        "review_lines": review_lines, "review_records": len(draw), "unique_pairs": int(draw.is_latest.sum()),
-        "duplicates": int(draw.is_duplicate.sum()), "dirt": dirt, "items": n_asins, "users": spec.n_users,
-        "meta_lines": meta_lines, "meta_dirt": meta_dirt, "images": images,
-        "reviews_file": reviews_name, "meta_file": meta_name, "copy_lines": len(copies),
-        "variant_asins": len(copies.asins), "coincidental_copies": len(copies.coincidences),
+    image_paths = write_item_images(
+        data_root,
+        spec.category,
+        item_ids,
+        world.item_style,
+        to_draw,
+        spec.image_size,
+        spec.seed,
+        progress=lambda done, total: log(f"images: {done:,}/{total:,}"),
+    )
+    images = {
+        "written": len(image_paths),
+        "broken": int((world.item_image_state == IMAGE_BROKEN).sum()),
+        "none": int((world.item_image_state == IMAGE_NONE).sum()),
     }
-    variants = {"families": {item: list(asins) for item, asins in families.items()},
-                "coincidences": [list(pair) for pair in copies.coincidences]}
-    truth_path, truth_items, truth_users = write_truth(data_root / "sample_truth", world, draw, item_ids, user_ids, counts,
-                                                       variants)
+    counts = {
+        "review_lines": review_lines,
+        "review_records": len(draw),
+        "unique_pairs": int(draw.is_latest.sum()),
+        "duplicates": int(draw.is_duplicate.sum()),
+        "dirt": dirt,
+        "items": n_asins,
+        "users": spec.n_users,
+        "meta_lines": meta_lines,
+        "meta_dirt": meta_dirt,
+        "images": images,
+        "reviews_file": reviews_name,
+        "meta_file": meta_name,
+        "copy_lines": len(copies),
+        "variant_asins": len(copies.asins),
+        "coincidental_copies": len(copies.coincidences),
+    }
+    variants = {
+        "families": {item: list(asins) for item, asins in families.items()},
+        "coincidences": [list(pair) for pair in copies.coincidences],
+    }
+    truth_path, truth_items, truth_users = write_truth(
+        data_root / "sample_truth", world, draw, item_ids, user_ids, counts, variants
+    )
     log(f"sample written: {reviews_path.name} ({review_lines:,} lines), {meta_path.name}, truth in {truth_path.parent}")
     return SampleManifest(
-        release=spec.release, category=spec.category, reviews_path=reviews_path, meta_path=meta_path,
-        truth_path=truth_path, truth_items_path=truth_items, truth_users_path=truth_users,
-        image_paths=tuple(image_paths), review_lines=review_lines, review_records=len(draw),
-        unique_pairs=int(draw.is_latest.sum()), duplicates=int(draw.is_duplicate.sum()), dirt=dirt,
-        items=n_asins, meta_lines=meta_lines, meta_dirt=meta_dirt, images=images, copy_lines=len(copies),
-        variant_families=families, coincidences=tuple(copies.coincidences),
+        release=spec.release,
+        category=spec.category,
+        reviews_path=reviews_path,
+        meta_path=meta_path,
+        truth_path=truth_path,
+        truth_items_path=truth_items,
+        truth_users_path=truth_users,
+        image_paths=tuple(image_paths),
+        review_lines=review_lines,
+        review_records=len(draw),
+        unique_pairs=int(draw.is_latest.sum()),
+        duplicates=int(draw.is_duplicate.sum()),
+        dirt=dirt,
+        items=n_asins,
+        meta_lines=meta_lines,
+        meta_dirt=meta_dirt,
+        images=images,
+        copy_lines=len(copies),
+        variant_families=families,
+        coincidences=tuple(copies.coincidences),
     )
-

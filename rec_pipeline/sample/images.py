@@ -54,8 +54,10 @@ def _pattern(kind: str, yy: np.ndarray, xx: np.ndarray, period: float, phase: fl
     if kind == "stripes":
         return 0.5 + 0.5 * np.sin(2 * np.pi * yy / period + phase)
     if kind == "dots":
-        return ((np.mod(yy + phase, period) - period / 2) ** 2 + (np.mod(xx + phase, period) - period / 2) ** 2
-                < (period / 3.5) ** 2).astype(np.float64)
+        return (
+            (np.mod(yy + phase, period) - period / 2) ** 2 + (np.mod(xx + phase, period) - period / 2) ** 2
+            < (period / 3.5) ** 2
+        ).astype(np.float64)
     if kind == "checks":
         return ((np.floor((yy + phase) / period) + np.floor((xx + phase) / period)) % 2).astype(np.float64)
     if kind == "rings":
@@ -71,7 +73,9 @@ def render_item_image(style: int, size: int, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     hue = STYLE_HUES[style] + rng.normal(0, 0.015)
-    pattern = _pattern(STYLE_PATTERNS[style], yy, xx, period=size / rng.uniform(3.0, 6.0), phase=rng.uniform(0, 2 * np.pi))
+    pattern = _pattern(
+        STYLE_PATTERNS[style], yy, xx, period=size / rng.uniform(3.0, 6.0), phase=rng.uniform(0, 2 * np.pi)
+    )
     sat = 0.35 + 0.45 * pattern
     val = 0.95 - 0.25 * pattern
     # The product: an ellipse at a jittered position, same hue family, saturated and darker.
@@ -94,8 +98,16 @@ def encode_image(image: Image.Image, ext: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_item_images(data_root: Path, category: str, item_ids: list[str], styles: np.ndarray, write: np.ndarray,
-                      size: int, seed: int, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+def write_item_images(
+    data_root: Path,
+    category: str,
+    item_ids: list[str],
+    styles: np.ndarray,
+    write: np.ndarray,
+    size: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
     """Write the mirror files for items where ``write`` is True; return the paths written."""
     written = []
     for index, item_id in enumerate(item_ids):

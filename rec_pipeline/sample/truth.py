@@ -79,8 +79,15 @@ def item_truth_frame(world: World, item_ids: list[str]) -> pl.DataFrame:
             "factors": world.item_factors.tolist(),
             "image_state": world.item_image_state.astype(np.int32),
         },
-        schema={"item_id": pl.String(), "topic": pl.Int32(), "style": pl.Int32(), "bias": pl.Float64(),
-                "content_bias": pl.Float64(), "factors": pl.List(pl.Float64()), "image_state": pl.Int32()},
+        schema={
+            "item_id": pl.String(),
+            "topic": pl.Int32(),
+            "style": pl.Int32(),
+            "bias": pl.Float64(),
+            "content_bias": pl.Float64(),
+            "factors": pl.List(pl.Float64()),
+            "image_state": pl.Int32(),
+        },
     )
 
 
@@ -93,12 +100,18 @@ def user_truth_frame(world: World, user_ids: list[str]) -> pl.DataFrame:
             "factors": world.user_factors.tolist(),
             "n_items_reviewed": world.user_review_counts.astype(np.int64),
         },
-        schema={"user_id": pl.String(), "bias": pl.Float64(), "factors": pl.List(pl.Float64()),
-                "n_items_reviewed": pl.Int64()},
+        schema={
+            "user_id": pl.String(),
+            "bias": pl.Float64(),
+            "factors": pl.List(pl.Float64()),
+            "n_items_reviewed": pl.Int64(),
+        },
     )
 
 
-def truth_summary(world: World, draw: ReviewDraw, counts: dict[str, Any], variants: dict[str, Any] | None = None) -> dict[str, Any]:
+def truth_summary(
+    world: World, draw: ReviewDraw, counts: dict[str, Any], variants: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The truth JSON: spec, model, noise floor, the exact counts tests check the ingestion against and the
     planted variant families (item -> its asins) and coincidental copies (asin pairs sharing one review)."""
     spec = world.spec
@@ -119,14 +132,23 @@ def truth_summary(world: World, draw: ReviewDraw, counts: dict[str, Any], varian
         "expected_noise_floor_rmse": expected_noise_floor(draw.true_score[latest], spec.sigma),
         "true_score_std": float(draw.true_score[latest].std()),
         "rating_mean": float(draw.rating[latest].mean()),
-        "rating_histogram": {str(k): int(v) for k, v in zip(range(1, 6), np.bincount(draw.rating[latest], minlength=6)[1:])},
+        "rating_histogram": {
+            str(k): int(v) for k, v in zip(range(1, 6), np.bincount(draw.rating[latest], minlength=6)[1:])
+        },
         "counts": counts,
         "variants": variants or {"families": {}, "coincidences": []},
     }
 
 
-def write_truth(truth_dir: Path, world: World, draw: ReviewDraw, item_ids: list[str], user_ids: list[str],
-                counts: dict[str, Any], variants: dict[str, Any] | None = None) -> tuple[Path, Path, Path]:
+def write_truth(
+    truth_dir: Path,
+    world: World,
+    draw: ReviewDraw,
+    item_ids: list[str],
+    user_ids: list[str],
+    counts: dict[str, Any],
+    variants: dict[str, Any] | None = None,
+) -> tuple[Path, Path, Path]:
     """Write ``<Cat>.json``, ``<Cat>_items.parquet`` and ``<Cat>_users.parquet`` atomically."""
     category = world.spec.category
     items = write_parquet(item_truth_frame(world, item_ids), truth_dir / f"{category}_items.parquet")

@@ -153,8 +153,14 @@ class ReviewDraw:
         return self.day * SECONDS_PER_DAY + self.seconds_of_day
 
 
-def _split_variance(rng: np.random.Generator, shares: dict[str, float], total_std: float, topic_idx: np.ndarray,
-                    style_idx: np.ndarray, shape_tail: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _split_variance(
+    rng: np.random.Generator,
+    shares: dict[str, float],
+    total_std: float,
+    topic_idx: np.ndarray,
+    style_idx: np.ndarray,
+    shape_tail: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw topic + style + residual effects with the given variance shares; return (total, content part)."""
     topic = rng.normal(0.0, total_std * np.sqrt(shares["topic"]), size=(N_TOPICS, *shape_tail))
     style = rng.normal(0.0, total_std * np.sqrt(shares["style"]), size=(N_STYLES, *shape_tail))
@@ -173,12 +179,16 @@ def _user_review_counts(rng: np.random.Generator, n_users: int, n_items: int, n_
     no user needs more than half the catalogue (distinct items must stay drawable)."""
     cap = max(1, n_items // 2)
     if n_pairs > n_users * cap:
-        raise ValueError(f"{n_pairs} distinct (user, item) pairs do not fit {n_users} users x {cap} items each; "
-                         "raise n_users or n_items")
+        raise ValueError(
+            f"{n_pairs} distinct (user, item) pairs do not fit {n_users} users x {cap} items each; "
+            "raise n_users or n_items"
+        )
     floor = MIN_REVIEWS_PER_USER if n_pairs >= MIN_REVIEWS_PER_USER * n_users else 0
     floor = min(floor, cap)
     weights = rng.lognormal(0.0, USER_ACTIVITY_SIGMA, size=n_users)
-    counts = np.full(n_users, floor, dtype=np.int64) + rng.multinomial(n_pairs - floor * n_users, weights / weights.sum())
+    counts = np.full(n_users, floor, dtype=np.int64) + rng.multinomial(
+        n_pairs - floor * n_users, weights / weights.sum()
+    )
     # Move the excess of over-cap users onto users with room, in proportion to their activity.
     while (excess := int(np.clip(counts - cap, 0, None).sum())) > 0:
         counts = np.minimum(counts, cap)
@@ -210,8 +220,11 @@ def generate_world(spec: SampleSpec) -> World:
     user_bias = rng.normal(0.0, USER_BIAS_STD, size=spec.n_users)
     n_dup = duplicate_count(spec)
     counts = _user_review_counts(rng, spec.n_users, spec.n_items, spec.n_reviews - n_dup)
-    image_state = rng.choice([IMAGE_OK, IMAGE_BROKEN, IMAGE_NONE], size=spec.n_items,
-                             p=[1 - BROKEN_IMAGE_SHARE - NO_IMAGE_SHARE, BROKEN_IMAGE_SHARE, NO_IMAGE_SHARE])
+    image_state = rng.choice(
+        [IMAGE_OK, IMAGE_BROKEN, IMAGE_NONE],
+        size=spec.n_items,
+        p=[1 - BROKEN_IMAGE_SHARE - NO_IMAGE_SHARE, BROKEN_IMAGE_SHARE, NO_IMAGE_SHARE],
+    )
     return World(
         spec=spec,
         mu=GLOBAL_MEAN,
@@ -235,8 +248,14 @@ def duplicate_count(spec: SampleSpec) -> int:
     return min(n_dup, spec.n_reviews // 2)
 
 
-def _distinct_items_per_user(rng: np.random.Generator, users: np.ndarray, n_items: int, popularity: np.ndarray,
-                             n_fixed: int = 0, fixed_items: np.ndarray | None = None) -> np.ndarray:
+def _distinct_items_per_user(
+    rng: np.random.Generator,
+    users: np.ndarray,
+    n_items: int,
+    popularity: np.ndarray,
+    n_fixed: int = 0,
+    fixed_items: np.ndarray | None = None,
+) -> np.ndarray:
     """Draw one item per entry of ``users`` (grouped by user) so that no user gets the same item twice.
 
     Draw by popularity, then redraw only the colliding entries; after a few rounds fall back to uniform draws,
@@ -281,8 +300,8 @@ def _taste_weighted_items_per_user(rng: np.random.Generator, users: np.ndarray, 
     keys = np.log(times_drawn) + rng.gumbel(size=len(pairs))
     block = 1 << 18
     for start in range(0, len(pairs), block):
-        u, i = pool_users[start:start + block], pool_items[start:start + block]
-        keys[start:start + block] += affinity * np.einsum("nk,nk->n", world.user_factors[u], world.item_factors[i])
+        u, i = pool_users[start : start + block], pool_items[start : start + block]
+        keys[start : start + block] += affinity * np.einsum("nk,nk->n", world.user_factors[u], world.item_factors[i])
     # Best keys first within each user, by one integer sort of (user, key quantized to 2^-20: ties are harmless).
     quantized = np.clip(np.round(keys * (1 << 20)), -(1 << 40), 1 << 40).astype(np.int64)
     order = np.argsort(pool_users * (1 << 42) - quantized)
@@ -295,8 +314,9 @@ def _taste_weighted_items_per_user(rng: np.random.Generator, users: np.ndarray, 
     if missing.any():
         extra_users = np.repeat(np.arange(len(counts), dtype=np.int64), missing)
         all_users = np.concatenate([chosen_users, extra_users])
-        all_items = _distinct_items_per_user(rng, all_users, n_items, world.item_popularity, len(chosen_users),
-                                             chosen_items)
+        all_items = _distinct_items_per_user(
+            rng, all_users, n_items, world.item_popularity, len(chosen_users), chosen_items
+        )
         # Back to the layout of ``users`` (grouped by user, in user order).
         return all_items[np.argsort(all_users, kind="stable")]
     return chosen_items
@@ -332,7 +352,7 @@ def draw_reviews(world: World) -> ReviewDraw:
     all_days = np.concatenate([days, days[dup_of] + rng.integers(1, MAX_DUPLICATE_DELAY_DAYS + 1, size=n_dup)])
     n = len(all_users)
     is_duplicate = np.zeros(n, dtype=bool)
-    is_duplicate[len(users):] = True
+    is_duplicate[len(users) :] = True
     is_latest = np.ones(n, dtype=bool)
     is_latest[dup_of] = False
     score = world.true_score(all_users, all_items)

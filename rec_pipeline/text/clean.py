@@ -244,7 +244,11 @@ def clean_item_text(
     if logger is not None:
         logger.info(
             "cleaned %d items: %d empty, %.1f tokens on average, %d distinct tokens, stopwords from %s",
-            report.n_items, report.n_empty, report.mean_tokens, report.vocabulary_size, report.stopword_source,
+            report.n_items,
+            report.n_empty,
+            report.mean_tokens,
+            report.vocabulary_size,
+            report.stopword_source,
         )
     return cleaned, report
 

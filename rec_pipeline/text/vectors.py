@@ -27,12 +27,7 @@ def _token_series(tokens: pl.Series | Sequence[Sequence[str]]) -> pl.Series:
 
 def _occurrences(tokens: pl.Series) -> pl.DataFrame:
     """One row per token occurrence: ``item`` (row number) and ``token``; empty and null lists give no rows."""
-    return (
-        pl.DataFrame({"token": tokens})
-        .with_row_index("item")
-        .explode("token")
-        .drop_nulls("token")
-    )
+    return pl.DataFrame({"token": tokens}).with_row_index("item").explode("token").drop_nulls("token")
 
 
 def document_frequencies(tokens: pl.Series | Sequence[Sequence[str]]) -> dict[str, float]:
@@ -68,21 +63,29 @@ def item_vectors(
     n_items, dim = len(series), wv.vector_size
     vocabulary = pl.Series(wv.index_to_key, dtype=pl.String)
 
-    occurrences = _occurrences(series).with_columns(
-        row=pl.col("token").replace_strict(
-            vocabulary, pl.int_range(len(vocabulary), dtype=pl.Int64, eager=True), default=-1, return_dtype=pl.Int64
+    occurrences = (
+        _occurrences(series)
+        .with_columns(
+            row=pl.col("token").replace_strict(
+                vocabulary, pl.int_range(len(vocabulary), dtype=pl.Int64, eager=True), default=-1, return_dtype=pl.Int64
+            )
         )
-    ).filter(pl.col("row") >= 0)
+        .filter(pl.col("row") >= 0)
+    )
 
     if weighting == "tfidf":
         idf = idf if idf is not None else document_frequencies(series)
         fallback = max(idf.values(), default=1.0)
-        weights = occurrences["token"].replace_strict(
-            pl.Series(list(idf.keys()), dtype=pl.String),
-            pl.Series(list(idf.values()), dtype=pl.Float64),
-            default=fallback,
-            return_dtype=pl.Float64,
-        ).to_numpy()
+        weights = (
+            occurrences["token"]
+            .replace_strict(
+                pl.Series(list(idf.keys()), dtype=pl.String),
+                pl.Series(list(idf.values()), dtype=pl.Float64),
+                default=fallback,
+                return_dtype=pl.Float64,
+            )
+            .to_numpy()
+        )
     else:
         weights = np.ones(occurrences.height, dtype=np.float64)
 
@@ -91,9 +94,7 @@ def item_vectors(
     # the term frequency.
     per_item = np.bincount(occurrences["item"].to_numpy(), minlength=n_items)
     indptr = np.concatenate(([0], np.cumsum(per_item)))
-    weight_matrix = sp.csr_matrix(
-        (weights, occurrences["row"].to_numpy(), indptr), shape=(n_items, len(vocabulary))
-    )
+    weight_matrix = sp.csr_matrix((weights, occurrences["row"].to_numpy(), indptr), shape=(n_items, len(vocabulary)))
     totals = np.asarray(weight_matrix.sum(axis=1)).ravel()
     mask = totals > 0
     sums = weight_matrix @ wv.vectors.astype(np.float64, copy=False)

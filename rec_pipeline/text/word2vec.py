@@ -84,7 +84,10 @@ def _intersect_pretrained(model: Word2Vec, options: Word2VecOptions, logger: log
     if logger is not None:
         logger.info(
             "initialized %d of %d words from %s (%d pretrained words read)",
-            len(ours), len(model.wv), options.pretrained_path, len(pretrained),
+            len(ours),
+            len(model.wv),
+            options.pretrained_path,
+            len(pretrained),
         )
     return len(ours)
 
@@ -119,9 +122,7 @@ def build_word2vec(
     )
     model.build_vocab(corpus)
     if len(model.wv) == 0:
-        raise ValueError(
-            f"no word occurs at least min_count={options.min_count} times in {len(corpus)} token lists"
-        )
+        raise ValueError(f"no word occurs at least min_count={options.min_count} times in {len(corpus)} token lists")
     if options.pretrained_path is not None:
         _intersect_pretrained(model, options, logger)
     return model, corpus
@@ -138,7 +139,9 @@ def train_word2vec(
     if logger is not None:
         logger.info(
             "training word2vec: %d documents, %d words in vocabulary, %d epochs",
-            model.corpus_count, len(model.wv), options.epochs,
+            model.corpus_count,
+            len(model.wv),
+            options.epochs,
         )
     model.train(corpus, total_examples=model.corpus_count, epochs=options.epochs)
     model.add_lifecycle_event("rec_pipeline_options", **asdict(options))
@@ -147,8 +150,11 @@ def train_word2vec(
 
 def describe_model(model: Word2Vec) -> dict[str, Any]:
     """Plain-typed facts about a trained model, for asset metadata."""
-    shared = [event["shared_words"] for event in getattr(model, "lifecycle_events", [])
-              if event.get("event") == "intersect_pretrained"]
+    shared = [
+        event["shared_words"]
+        for event in getattr(model, "lifecycle_events", [])
+        if event.get("event") == "intersect_pretrained"
+    ]
     return {
         "vocabulary_size": len(model.wv),
         "vector_size": int(model.vector_size),

@@ -30,8 +30,10 @@ SPEC = SampleSpec(category=CATEGORY, n_users=300, n_items=120, n_reviews=4000, i
 NEW_ITEM_SHARE = 0.04
 VARIANT_ID = "B0VARIANT1"
 # Smaller images and vectors than the demo: the counts under test do not depend on sizes.
-OPS = {"item_images": {"config": {"image_size": 32}},
-       "image_embeddings": {"config": {"image_size": 32, "projection_dim": 16}}}
+OPS = {
+    "item_images": {"config": {"image_size": 32}},
+    "image_embeddings": {"config": {"image_size": 32, "projection_dim": 16}},
+}
 
 
 def _load_bench() -> ModuleType:
@@ -53,20 +55,37 @@ def _add_variant_listing(root: Path) -> str:
     The listing also gets reviews of its own (new texts by existing users, not copies of the original's
     reviews, so it stays an item of its own): only items in the k-core have their images fetched.
     """
-    reviews_path, meta_path = (root / "raw" / name for name in dump_file_names(SPEC.category, SPEC.release, SPEC.five_core_name))
+    reviews_path, meta_path = (
+        root / "raw" / name for name in dump_file_names(SPEC.category, SPEC.release, SPEC.five_core_name)
+    )
     with gzip.open(reviews_path, "rt", encoding="utf-8") as handle:
         review_lines = handle.read().splitlines()
-    reviews = [r for r in map(_json_or_none, review_lines) if isinstance(r, dict) and r.get("reviewerID") and r.get("asin")]
+    reviews = [
+        r for r in map(_json_or_none, review_lines) if isinstance(r, dict) and r.get("reviewerID") and r.get("asin")
+    ]
     users = sorted({r["reviewerID"] for r in reviews})[:8]
-    extra = [json.dumps({**reviews[0], "reviewerID": user, "asin": VARIANT_ID, "reviewText": f"variant listing review {n}",
-                         "unixReviewTime": reviews[0]["unixReviewTime"] + n}) for n, user in enumerate(users)]
+    extra = [
+        json.dumps(
+            {
+                **reviews[0],
+                "reviewerID": user,
+                "asin": VARIANT_ID,
+                "reviewText": f"variant listing review {n}",
+                "unixReviewTime": reviews[0]["unixReviewTime"] + n,
+            }
+        )
+        for n, user in enumerate(users)
+    ]
     with gzip.open(reviews_path, "wt", encoding="utf-8") as handle:
         handle.write("\n".join([*review_lines, *extra]) + "\n")
     with gzip.open(meta_path, "rt", encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     mirror = DataLayout(root).image_mirror_dir
-    record = next(r for r in map(json.loads, lines)
-                  if r["imageURL"] and (mirror / r["imageURL"][0].removeprefix("https://")).is_file())
+    record = next(
+        r
+        for r in map(json.loads, lines)
+        if r["imageURL"] and (mirror / r["imageURL"][0].removeprefix("https://")).is_file()
+    )
     original, record["asin"] = record["asin"], VARIANT_ID
     with gzip.open(meta_path, "wt", encoding="utf-8") as handle:
         handle.write("\n".join([*lines, json.dumps(record)]) + "\n")
@@ -124,7 +143,11 @@ def test_first_run_computes_every_item(runs: Runs) -> None:
     assert images["from_cache"] == 0 and images["from_mirror"] == images["ok"] > 0
     embeddings = _meta(runs.first, "image_embeddings")
     # The variant shares its original's image: one embedding computed for the two of them.
-    assert (embeddings["embedded_now"], embeddings["reused"], embeddings["items_with_embedding"]) == (images["ok"] - 1, 0, images["ok"])
+    assert (embeddings["embedded_now"], embeddings["reused"], embeddings["items_with_embedding"]) == (
+        images["ok"] - 1,
+        0,
+        images["ok"],
+    )
 
 
 @pytest.mark.slow
@@ -164,7 +187,9 @@ def test_rerun_after_append_vectorizes_only_the_new_items_and_keeps_word2vec(run
     texts = pl.read_parquet(layout.artifact(CATEGORY, "item_text.parquet"))
     new_hashes = set(texts["content_hash"].to_list()) - runs.hashes_before
     # Every unseen text belongs to a new item; a new item may repeat an old text (then its vector is reused).
-    assert new_hashes and set(texts.filter(pl.col("content_hash").is_in(list(new_hashes)))["item_id"].to_list()) <= new_ids
+    assert (
+        new_hashes and set(texts.filter(pl.col("content_hash").is_in(list(new_hashes)))["item_id"].to_list()) <= new_ids
+    )
     items_with_new_text = texts.filter(pl.col("content_hash").is_in(list(new_hashes))).height
     text = _meta(runs.appended, "item_text_vectors")
     assert text["items"] == SPEC.n_items + 1 + len(new_ids)
@@ -191,9 +216,14 @@ def test_rerun_after_append_fetches_and_embeds_only_the_new_images(runs: Runs) -
 @pytest.mark.slow
 def test_reused_vectors_are_the_ones_computed_before(runs: Runs) -> None:
     layout = DataLayout(runs.root)
-    for name, before in (("item_text_vectors.parquet", runs.text_before), ("image_embeddings.parquet", runs.embeddings_before)):
+    for name, before in (
+        ("item_text_vectors.parquet", runs.text_before),
+        ("image_embeddings.parquet", runs.embeddings_before),
+    ):
         after = pl.read_parquet(layout.artifact(CATEGORY, name))
-        joined = before.select("item_id", "vector").join(after.select("item_id", "vector"), on="item_id", suffix="_after")
+        joined = before.select("item_id", "vector").join(
+            after.select("item_id", "vector"), on="item_id", suffix="_after"
+        )
         assert joined.height == before.height, name
         assert joined.filter(pl.col("vector") != pl.col("vector_after")).height == 0, name
         assert set(runs.added.new_item_ids) & set(after["item_id"].to_list()), name

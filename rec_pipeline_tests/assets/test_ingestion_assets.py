@@ -18,15 +18,23 @@ from rec_pipeline_tests.conftest import write_lines
 ASSETS = dg.load_assets_from_modules([ingestion, interactions])
 
 
-def _materialize(data_dir: Path, categories: list[str], partition: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def _materialize(
+    data_dir: Path, categories: list[str], partition: str, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
     """Hand-made dumps here are a few dozen lines: ``min_rows: 1`` unless the test says otherwise."""
     run_config = dict(run_config or {})
     ops = run_config.setdefault("ops", {})
     ops.setdefault("interactions", {"config": {}})["config"].setdefault("min_rows", 1)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("category", categories)
-    return dg.materialize(ASSETS, instance=instance, partition_key=partition, resources={"lake": DataLake(data_dir=str(data_dir))},
-                          run_config=run_config or {}, raise_on_error=False)
+    return dg.materialize(
+        ASSETS,
+        instance=instance,
+        partition_key=partition,
+        resources={"lake": DataLake(data_dir=str(data_dir))},
+        run_config=run_config or {},
+        raise_on_error=False,
+    )
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -35,8 +43,11 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}": e.asset_check_evaluation_data.passed
-            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    return {
+        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}": e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
 
 
 def test_real_dump_materializes_to_a_true_kcore_with_passing_checks(real_data_dir: Path, tmp_path: Path) -> None:
@@ -44,7 +55,9 @@ def test_real_dump_materializes_to_a_true_kcore_with_passing_checks(real_data_di
     raw.mkdir()
     (raw / "Appliances_5.json.gz").symlink_to(real_data_dir / "Appliances_5.json.gz")  # read in place
     # Its 5-core is empty once variant copies are collapsed (see the next test); k=3 is the k the pipeline names.
-    result = _materialize(tmp_path, ["Appliances"], "Appliances", {"ops": {"interactions": {"config": {"k": 3, "min_rows": 50}}}})
+    result = _materialize(
+        tmp_path, ["Appliances"], "Appliances", {"ops": {"interactions": {"config": {"k": 3, "min_rows": 50}}}}
+    )
     assert result.success
     checks = _checks(result)
     assert checks and all(checks.values()), checks
@@ -61,19 +74,41 @@ def test_real_dump_materializes_to_a_true_kcore_with_passing_checks(real_data_di
 def test_an_empty_kcore_fails_once_at_interactions_naming_a_k_that_works(real_data_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "Appliances_5.json.gz").symlink_to(real_data_dir / "Appliances_5.json.gz")
-    result = _materialize(tmp_path, ["Appliances"], "Appliances", {"ops": {"interactions": {"config": {"min_rows": 50}}}})
+    result = _materialize(
+        tmp_path, ["Appliances"], "Appliances", {"ops": {"interactions": {"config": {"min_rows": 50}}}}
+    )
     assert not result.success
     assert [e.step_key for e in result.all_events if e.is_step_failure] == ["interactions"]
     assert not any(e.step_key == "splits" and e.is_step_success for e in result.all_events)
-    details = next(e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                   and e.asset_check_evaluation_data.check_name == "enough_interactions").metadata["details"].value
+    details = (
+        next(
+            e.asset_check_evaluation_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and e.asset_check_evaluation_data.check_name == "enough_interactions"
+        )
+        .metadata["details"]
+        .value
+    )
     assert "the 5-core is empty after collapsing 2,120 variant copies (136 distinct (user, item) pairs" in details
     assert "k=3 keeps 69 interactions" in details and "settings.yaml" in details
 
 
 def test_bad_lines_show_up_in_metadata_and_the_rejected_file(tmp_path: Path) -> None:
-    good = [{"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 4.0, "unixReviewTime": 1_400_000_000 + u * 10 + i} for u in range(6) for i in range(6)]
-    write_lines(tmp_path / "raw" / "Toys_5.json.gz", [*good, "{not json", {"asin": "B1", "overall": 3.0, "unixReviewTime": 1}, {"reviewerID": "U1", "asin": "B1", "overall": "bad"}])
+    good = [
+        {"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 4.0, "unixReviewTime": 1_400_000_000 + u * 10 + i}
+        for u in range(6)
+        for i in range(6)
+    ]
+    write_lines(
+        tmp_path / "raw" / "Toys_5.json.gz",
+        [
+            *good,
+            "{not json",
+            {"asin": "B1", "overall": 3.0, "unixReviewTime": 1},
+            {"reviewerID": "U1", "asin": "B1", "overall": "bad"},
+        ],
+    )
     result = _materialize(tmp_path, ["Toys"], "Toys")
     assert result.success
     meta = _metadata(result, "raw_reviews")
@@ -84,34 +119,66 @@ def test_bad_lines_show_up_in_metadata_and_the_rejected_file(tmp_path: Path) -> 
 
 
 def test_unchanged_dump_is_not_read_twice(tmp_path: Path) -> None:
-    write_lines(tmp_path / "raw" / "Toys_5.json.gz", [{"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 5.0, "unixReviewTime": 1} for u in range(5) for i in range(5)])
+    write_lines(
+        tmp_path / "raw" / "Toys_5.json.gz",
+        [
+            {"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 5.0, "unixReviewTime": 1}
+            for u in range(5)
+            for i in range(5)
+        ],
+    )
     assert _materialize(tmp_path, ["Toys"], "Toys").success
     second = _materialize(tmp_path, ["Toys"], "Toys")
     assert _metadata(second, "raw_reviews")["skipped_unchanged"] is True
 
 
 def test_missing_category_fails_with_a_message_naming_what_is_there(tmp_path: Path) -> None:
-    write_lines(tmp_path / "raw" / "Toys_5.json.gz", [{"reviewerID": "U", "asin": "B", "overall": 5.0, "unixReviewTime": 1}])
+    write_lines(
+        tmp_path / "raw" / "Toys_5.json.gz", [{"reviewerID": "U", "asin": "B", "overall": 5.0, "unixReviewTime": 1}]
+    )
     result = _materialize(tmp_path, ["Toys", "Books"], "Books")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "Toys" in str(failure.event_specific_data.error.to_string()) and "Books" in str(failure.event_specific_data.error.to_string())
+    assert "Toys" in str(failure.event_specific_data.error.to_string()) and "Books" in str(
+        failure.event_specific_data.error.to_string()
+    )
 
 
 def test_kcore_k_is_configurable(tmp_path: Path) -> None:
-    rows = [{"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 5.0, "unixReviewTime": 1} for u in range(3) for i in range(3)]
+    rows = [
+        {"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 5.0, "unixReviewTime": 1}
+        for u in range(3)
+        for i in range(3)
+    ]
     write_lines(tmp_path / "raw" / "Toys_5.json.gz", rows)
     result = _materialize(tmp_path, ["Toys"], "Toys", {"ops": {"interactions": {"config": {"k": 3}}}})
     assert _metadata(result, "interactions")["rows_out"] == 9
-    result = _materialize(tmp_path, ["Toys"], "Toys", {"ops": {"interactions": {"config": {"k": 4}}, "raw_reviews": {"config": {"force": True}}}})
+    result = _materialize(
+        tmp_path,
+        ["Toys"],
+        "Toys",
+        {"ops": {"interactions": {"config": {"k": 4}}, "raw_reviews": {"config": {"force": True}}}},
+    )
     assert _metadata(result, "interactions")["rows_out"] == 0
-    assert json.loads(DataLayout(tmp_path).artifact("Toys", "raw_reviews.report.json").read_text())["report"]["rows_out"] == 9
+    assert (
+        json.loads(DataLayout(tmp_path).artifact("Toys", "raw_reviews.report.json").read_text())["report"]["rows_out"]
+        == 9
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_damaged_output_of_an_unchanged_dump_is_detected_and_rebuilt(tmp_path: Path, damage: str) -> None:
-    rows = [{"reviewerID": f"U{u}", "asin": f"B{i}", "overall": float(1 + (u * i) % 5), "unixReviewTime": 1_400_000_000 + u, "reviewText": "t" * (u + i)}
-            for u in range(30) for i in range(30)]
+    rows = [
+        {
+            "reviewerID": f"U{u}",
+            "asin": f"B{i}",
+            "overall": float(1 + (u * i) % 5),
+            "unixReviewTime": 1_400_000_000 + u,
+            "reviewText": "t" * (u + i),
+        }
+        for u in range(30)
+        for i in range(30)
+    ]
     write_lines(tmp_path / "raw" / "Toys_5.json.gz", rows)
     assert _materialize(tmp_path, ["Toys"], "Toys").success
     out = DataLayout(tmp_path).artifact("Toys", "raw_reviews.parquet")
@@ -134,5 +201,7 @@ def test_an_unreadable_artifact_error_names_the_path_and_the_fix(tmp_path: Path)
     path = tmp_path / "warehouse" / "Toys" / "interactions.parquet"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PAR1 not really parquet")
-    with pytest.raises(ArtifactError, match=r"interactions.parquet cannot be read .* materialize the asset that writes it again"):
+    with pytest.raises(
+        ArtifactError, match=r"interactions.parquet cannot be read .* materialize the asset that writes it again"
+    ):
         read_artifact(path)

@@ -13,8 +13,9 @@ from rec_pipeline.schema import INTERACTION_SCHEMA
 class TableModel:
     """Scores come from a per-user row of a table; unknown users get ``default``; unknown items predict ``fallback``."""
 
-    def __init__(self, item_ids: Sequence[str], rows: Mapping[str, Sequence[float]],
-                 default: float = 0.0, fallback: float = 3.0) -> None:
+    def __init__(
+        self, item_ids: Sequence[str], rows: Mapping[str, Sequence[float]], default: float = 0.0, fallback: float = 3.0
+    ) -> None:
         self._items = list(item_ids)
         self._column = {item: column for column, item in enumerate(self._items)}
         self._rows = {user: np.asarray(row, dtype=np.float64) for user, row in rows.items()}
@@ -35,10 +36,12 @@ class TableModel:
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         blank = np.full(len(self._items), self._default)
-        return np.array([
-            self._rows.get(user, blank)[self._column[item]] if item in self._column else self._fallback
-            for user, item in zip(user_ids, item_ids, strict=True)
-        ])
+        return np.array(
+            [
+                self._rows.get(user, blank)[self._column[item]] if item in self._column else self._fallback
+                for user, item in zip(user_ids, item_ids, strict=True)
+            ]
+        )
 
 
 def ratings(rows: Sequence[tuple[str, str, float]]) -> pl.DataFrame:

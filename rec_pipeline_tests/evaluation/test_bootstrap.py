@@ -98,8 +98,11 @@ def test_tables_bold_every_tied_model_and_show_the_difference_intervals(evaluate
     stats = {name: result.user_stats for name, result in evaluated.items()}
     comparison = compare_models(stats, ("rmse", "ndcg@10"), n_resamples=100, seed=0)  # type: ignore[arg-type]
     table = comparison_table_md(evaluated, metrics=("rmse", "ndcg@10", "coverage@10"), bootstrap=comparison)
-    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
-             for line in table.splitlines() if line.startswith("| ") and "model" not in line}
+    cells = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
+        for line in table.splitlines()
+        if line.startswith("| ") and "model" not in line
+    }
     for name in ("oracle", "twin"):  # tied with each other on rmse and ndcg@10
         assert cells[name][0].startswith("**") and cells[name][1].startswith("**")
     assert not cells["random"][0].startswith("**") and not cells["random"][1].startswith("**")

@@ -52,7 +52,11 @@ def test_cold_candidates_are_every_cold_item_and_as_many_seeded_warm_ones() -> N
 
 
 def test_metric_names_get_a_cold_stem() -> None:
-    assert [cold_metric_name(m) for m in ("rmse", "ndcg@10", "recall@5")] == ["rmse_cold", "ndcg_cold@10", "recall_cold@5"]
+    assert [cold_metric_name(m) for m in ("rmse", "ndcg@10", "recall@5")] == [
+        "rmse_cold",
+        "ndcg_cold@10",
+        "recall_cold@5",
+    ]
 
 
 class _RankerWithFallback(TableModel):
@@ -75,8 +79,9 @@ def test_a_model_that_scores_cold_items_wins_the_cold_ranking_and_every_model_is
     train = ratings([("u1", "w1", 5.0), ("u1", "w2", 4.0), ("u2", "w1", 4.0), ("u2", "w3", 2.0)])
     cold = ratings([("u1", "c1", 5.0), ("u2", "c2", 4.0), ("stranger", "c1", 1.0)])
     candidates = ["c1", "c2", "w3", "w4"]
-    content_model = TableModel(["c1", "c2", "w1", "w2", "w3", "w4"],
-                               {"u1": [5, 1, 0, 0, 2, 2], "u2": [1, 5, 0, 0, 2, 2]})
+    content_model = TableModel(
+        ["c1", "c2", "w1", "w2", "w3", "w4"], {"u1": [5, 1, 0, 0, 2, 2], "u2": [1, 5, 0, 0, 2, 2]}
+    )
     warm_only = TableModel(["w1", "w2", "w3", "w4"], {"u1": [0, 0, 4, 4], "u2": [0, 0, 4, 4]}, fallback=3.0)
     good = evaluate_cold_items(content_model, train, cold, candidates)
     blind = evaluate_cold_items(warm_only, train, cold, candidates)
@@ -88,8 +93,12 @@ def test_a_model_that_scores_cold_items_wins_the_cold_ranking_and_every_model_is
     named = cold_metrics(blind)
     assert {"rmse_cold", "ndcg_cold@10"} <= set(named) and "rmse" not in named and "rmse_few_cold" not in named
 
-    comparison = compare_models({"content": good.user_stats, "warm_only": blind.user_stats}, ["rmse", "ndcg@10"],
-                                n_resamples=20, rename=cold_metric_name)
+    comparison = compare_models(
+        {"content": good.user_stats, "warm_only": blind.user_stats},
+        ["rmse", "ndcg@10"],
+        n_resamples=20,
+        rename=cold_metric_name,
+    )
     assert comparison.best["ndcg_cold@10"] == "content"
     assert set(comparison.values["warm_only"]) == {"rmse_cold", "ndcg_cold@10"}
 
@@ -100,6 +109,7 @@ def test_cold_ranking_excludes_what_the_user_rated_in_any_warm_split() -> None:
     cold = ratings([("u1", "c1", 5.0)])
     # The model loves w2, which u1 already rated in the test split: it must not push c1 out of the top 1.
     model = TableModel(["c1", "w1", "w2"], {"u1": [1.0, 9.0, 9.0]})
-    result = evaluate_cold_items(model, train, cold, ["c1", "w1", "w2"], history=history,
-                                 options=EvaluationOptions(ks=(1,)))
+    result = evaluate_cold_items(
+        model, train, cold, ["c1", "w1", "w2"], history=history, options=EvaluationOptions(ks=(1,))
+    )
     assert result.metrics["ndcg@1"] == pytest.approx(1.0)

@@ -35,8 +35,9 @@ def test_table_bolds_lowest_error_and_highest_ranking_value() -> None:
 
 
 def test_ties_at_display_precision_are_all_bold_and_missing_values_show_a_dash() -> None:
-    table = comparison_table_md({"a": {"rmse": 0.900001}, "b": {"rmse": 0.9}, "c": {"rmse": None}},
-                                metrics=("rmse", "pearson"))
+    table = comparison_table_md(
+        {"a": {"rmse": 0.900001}, "b": {"rmse": 0.9}, "c": {"rmse": None}}, metrics=("rmse", "pearson")
+    )
     assert _row(table, "a") == ["**0.9000**", "–"]
     assert _row(table, "b")[0] == "**0.9000**"
     assert _row(table, "c") == ["–", "–"]
@@ -66,8 +67,13 @@ def test_results_frame_has_one_typed_row_per_model_with_union_of_columns() -> No
 
 def test_results_frame_and_table_accept_evaluation_results_and_their_dicts() -> None:
     model = TableModel(["a", "b", "c"], {"u": [5.0, 1.0, 3.0]})
-    result = evaluate_model(model, ratings([("u", "c", 3.0)]), ratings([("u", "a", 5.0), ("u", "b", 2.0)]),
-                            options=EvaluationOptions(ks=(1,)), candidates=model.item_ids)
+    result = evaluate_model(
+        model,
+        ratings([("u", "c", 3.0)]),
+        ratings([("u", "a", 5.0), ("u", "b", 2.0)]),
+        options=EvaluationOptions(ks=(1,)),
+        candidates=model.item_ids,
+    )
     frame = results_frame({"live": result, "loaded": result.to_dict()})
     assert frame.height == 2
     assert frame.schema["n_test"] == pl.Int64
@@ -88,8 +94,17 @@ def test_select_best_ignores_undefined_values_and_raises_when_none_defined() -> 
         select_best(RESULTS, metric="val_rmse")
 
 
-@pytest.mark.parametrize(("metric", "lower"), [("rmse", True), ("val_rmse", True), ("rmse_cold", True),
-                                                ("mae", True), ("pearson", False), ("ndcg@10", False),
-                                                ("coverage@10", False)])
+@pytest.mark.parametrize(
+    ("metric", "lower"),
+    [
+        ("rmse", True),
+        ("val_rmse", True),
+        ("rmse_cold", True),
+        ("mae", True),
+        ("pearson", False),
+        ("ndcg@10", False),
+        ("coverage@10", False),
+    ],
+)
 def test_metric_direction(metric: str, lower: bool) -> None:
     assert lower_is_better(metric) is lower

@@ -63,8 +63,9 @@ def test_fold_assignment_is_deterministic_for_a_seed() -> None:
 
 
 def test_mean_and_std_summarize_the_per_fold_metrics() -> None:
-    result = cross_validate(MeanModel, lambda model, train, val: model.fit(train), _interactions(), k=3,
-                            options=EvaluationOptions(ks=(5,)))
+    result = cross_validate(
+        MeanModel, lambda model, train, val: model.fit(train), _interactions(), k=3, options=EvaluationOptions(ks=(5,))
+    )
     rmses = [fold["rmse"] for fold in result["folds"]]
     assert len(rmses) == 3
     assert result["mean"]["rmse"] == pytest.approx(np.mean(rmses))

@@ -15,8 +15,7 @@ ITEMS = ["hot", "rare", "x1", "x2", "x3", "x4", "x5", "x6"]
 def _data() -> tuple[TableModel, pl.DataFrame, pl.DataFrame]:
     # "hot" has 6 training ratings (many), "rare" has 1 (few), "new" has none and is outside the catalogue (cold).
     train = ratings([(f"t{n}", "hot", 4.0) for n in range(6)] + [("t0", "rare", 2.0)])
-    model = TableModel(ITEMS, {"u1": [4.5, 2.0, 1, 1, 1, 1, 1, 1], "u2": [3.0, 5.0, 1, 1, 1, 1, 1, 1]},
-                       fallback=3.0)
+    model = TableModel(ITEMS, {"u1": [4.5, 2.0, 1, 1, 1, 1, 1, 1], "u2": [3.0, 5.0, 1, 1, 1, 1, 1, 1]}, fallback=3.0)
     test = ratings([("u1", "hot", 5.0), ("u1", "rare", 1.0), ("u2", "new", 5.0), ("u2", "rare", 5.0)])
     return model, train, test
 

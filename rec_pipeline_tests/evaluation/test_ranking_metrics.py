@@ -27,7 +27,11 @@ def test_known_ranking_matches_hand_computed_recall_ndcg_hr_map() -> None:
 def test_no_hit_in_top_k_scores_zero_everywhere() -> None:
     metrics = ranking_metrics_from_hits(np.array([[False, False, True]]), np.array([1]), ks=(2,))
     assert {key: float(value[0]) for key, value in metrics.items()} == {
-        "recall@2": 0.0, "ndcg@2": 0.0, "hr@2": 0.0, "map@2": 0.0}
+        "recall@2": 0.0,
+        "ndcg@2": 0.0,
+        "hr@2": 0.0,
+        "map@2": 0.0,
+    }
 
 
 def test_map_and_ndcg_reach_one_when_relevant_items_outnumber_k() -> None:

@@ -20,12 +20,15 @@ def _scenario() -> tuple[TableModel, object, object]:
     # u1 rated a, b in train; ranks d(8) > c(3) > e(1) once a, b are masked. Only c is relevant (rating >= 4).
     model = TableModel(ITEMS, {"u1": [10, 9, 3, 8, 1]})
     train = ratings([("u1", "a", 5), ("u1", "b", 4), ("u4", "a", 3)])
-    test = ratings([
-        ("u1", "c", 5), ("u1", "d", 2),
-        ("u2", "e", 1),  # nothing relevant: skipped
-        ("u3", "z", 5),  # relevant but outside the catalogue: dropped, then skipped
-        ("u4", "a", 5),  # relevant but already rated in train: dropped, then skipped
-    ])
+    test = ratings(
+        [
+            ("u1", "c", 5),
+            ("u1", "d", 2),
+            ("u2", "e", 1),  # nothing relevant: skipped
+            ("u3", "z", 5),  # relevant but outside the catalogue: dropped, then skipped
+            ("u4", "a", 5),  # relevant but already rated in train: dropped, then skipped
+        ]
+    )
     return model, train, test
 
 
@@ -88,8 +91,9 @@ def test_results_do_not_depend_on_the_user_batch_size() -> None:
     for protocol in ("full", "sampled"):
         whole = rank_model(model, train, test, options=EvaluationOptions(protocol=protocol, ks=(5, 10), n_negatives=10))
         model.score_calls.clear()
-        batched = rank_model(model, train, test,
-                             options=EvaluationOptions(protocol=protocol, ks=(5, 10), n_negatives=10, batch_users=4))
+        batched = rank_model(
+            model, train, test, options=EvaluationOptions(protocol=protocol, ks=(5, 10), n_negatives=10, batch_users=4)
+        )
         assert max(model.score_calls) <= 4
         if protocol == "full":
             assert batched.metrics == whole.metrics
@@ -131,8 +135,12 @@ def test_sampled_negatives_exclude_every_rated_item() -> None:
 def test_sampled_ties_rank_ahead_of_the_positive() -> None:
     items = [f"i{n}" for n in range(20)]
     model = TableModel(items, {"u": np.full(20, 3.0)})
-    outcome = rank_model(model, ratings([("u", "i0", 4.0)]), ratings([("u", "i1", 5.0)]),
-                         options=EvaluationOptions(protocol="sampled", n_negatives=5, ks=(5, 6)))
+    outcome = rank_model(
+        model,
+        ratings([("u", "i0", 4.0)]),
+        ratings([("u", "i1", 5.0)]),
+        options=EvaluationOptions(protocol="sampled", n_negatives=5, ks=(5, 6)),
+    )
     assert outcome.metrics["hr@5"] == 0.0
     assert outcome.metrics["hr@6"] == 1.0
     assert outcome.metrics["ndcg@6"] == pytest.approx(1 / np.log2(7))
@@ -186,7 +194,9 @@ def test_ranking_uses_unclipped_ranking_scores_when_the_model_has_them() -> None
 
     # b is predicted at 5.4 and c at 6.0: both clip to 5, only the unclipped scores know c is better.
     model = Clipped(["a", "b", "c"], {"u": [1.0, 5.4, 6.0]})
-    outcome = rank_model(model, ratings([("u", "a", 3.0)]), ratings([("u", "c", 5.0)]), options=EvaluationOptions(ks=(1,)))
+    outcome = rank_model(
+        model, ratings([("u", "a", 3.0)]), ratings([("u", "c", 5.0)]), options=EvaluationOptions(ks=(1,))
+    )
     assert outcome.metrics["hr@1"] == 1.0
 
 
@@ -213,8 +223,14 @@ def test_metrics_do_not_depend_on_candidate_order_or_score_dtype(seed: int) -> N
     options = EvaluationOptions(ks=(3, 10), seed=seed)
     reference = rank_candidates(TableModel(items, rows), train, test, options=options, candidates=items)
     shuffled = list(np.random.default_rng(seed).permutation(items))
-    reordered = TableModel(shuffled, {user: [row[items.index(item)] for item in shuffled] for user, row in rows.items()})
-    for model, candidates in ((reordered, items), (TableModel(items, rows), shuffled), (Float32Table(items, rows), items)):
+    reordered = TableModel(
+        shuffled, {user: [row[items.index(item)] for item in shuffled] for user, row in rows.items()}
+    )
+    for model, candidates in (
+        (reordered, items),
+        (TableModel(items, rows), shuffled),
+        (Float32Table(items, rows), items),
+    ):
         outcome = rank_candidates(model, train, test, options=options, candidates=candidates)
         for key, values in reference.per_user.items():
             assert np.array_equal(outcome.per_user[key], values), key

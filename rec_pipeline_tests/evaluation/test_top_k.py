@@ -55,8 +55,11 @@ def test_excluded_items_come_last() -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(hnp.arrays(np.int64, st.tuples(st.integers(1, 5), st.integers(1, 20)), elements=st.integers(0, 3)),
-       st.integers(1, 25), st.integers(0, 1000))
+@given(
+    hnp.arrays(np.int64, st.tuples(st.integers(1, 5), st.integers(1, 20)), elements=st.integers(0, 3)),
+    st.integers(1, 25),
+    st.integers(0, 1000),
+)
 def test_top_k_columns_equals_a_full_sort_by_score_then_key(scores: np.ndarray, k: int, seed: int) -> None:
     # Small integer scores force many ties, at the cut and inside the top K.
     keys = np.random.default_rng(seed).permutation(scores.size).reshape(scores.shape).astype(np.uint64)
@@ -70,8 +73,10 @@ def test_malformed_keys_are_rejected() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(hnp.arrays(np.int64, st.tuples(st.integers(1, 4), st.integers(2, 30)), elements=st.integers(0, 4)),
-       st.integers(1, 12))
+@given(
+    hnp.arrays(np.int64, st.tuples(st.integers(1, 4), st.integers(2, 30)), elements=st.integers(0, 4)),
+    st.integers(1, 12),
+)
 def test_float32_scores_rank_like_their_float64_copy(scores: np.ndarray, k: int) -> None:
     # Rankings run on the model's own dtype (float32 for the factorized models); widening must not be needed.
     scores = np.where(scores == 0, -np.inf, scores / 3.0)

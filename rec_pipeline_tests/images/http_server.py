@@ -198,8 +198,12 @@ def _handler_class(owner: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
 # -- images to serve --------------------------------------------------------------------------------------------
 
 
-def make_image_bytes(size: tuple[int, int] = (40, 30), color: tuple[int, int, int] = (200, 30, 30),
-                     image_format: str = "PNG", mode: str = "RGB") -> bytes:
+def make_image_bytes(
+    size: tuple[int, int] = (40, 30),
+    color: tuple[int, int, int] = (200, 30, 30),
+    image_format: str = "PNG",
+    mode: str = "RGB",
+) -> bytes:
     """A small solid image with a darker left half, so resizing and cropping are observable."""
     image = Image.new(mode, size, color if mode == "RGB" else (*color, 255))
     half = Image.new(mode, (max(1, size[0] // 2), size[1]), (0, 0, 0) if mode == "RGB" else (0, 0, 0, 255))
@@ -217,16 +221,28 @@ def bomb_png(width: int, height: int) -> bytes:
     """A PNG whose header declares ``width x height`` but whose pixel data is a few bytes: harmless unless a
     decoder trusts the header and allocates the declared size."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def local_fetch_options(**overrides: Any) -> FetchOptions:
     """FetchOptions for tests against this server: 127.0.0.1 allowed, short timeouts, tiny backoff and images."""
     settings: dict[str, Any] = dict(
-        connect_timeout=1.0, read_timeout=0.5, total_timeout=3.0, max_retries=1, backoff_base=0.01,
-        backoff_max=0.2, image_size=(16, 16), allowed_networks=("127.0.0.1/32",), max_concurrency=8,
-        per_host_limit=8, decode_workers=2,
+        connect_timeout=1.0,
+        read_timeout=0.5,
+        total_timeout=3.0,
+        max_retries=1,
+        backoff_base=0.01,
+        backoff_max=0.2,
+        image_size=(16, 16),
+        allowed_networks=("127.0.0.1/32",),
+        max_concurrency=8,
+        per_host_limit=8,
+        decode_workers=2,
     )
     settings.update(overrides)
     return FetchOptions(**settings)

@@ -54,7 +54,8 @@ def listings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Counte
 
 
 def test_cache_writes_list_no_folder_and_a_run_lists_each_folder_at_most_once(
-        tmp_path: Path, listings: Counter[Path]) -> None:
+    tmp_path: Path, listings: Counter[Path]
+) -> None:
     cache_dir, mirror = tmp_path / "cache", tmp_path / "mirror"
     first = fetch_images(_mirrored(mirror, range(40)), cache_dir, mirror, local_fetch_options())
     assert first.n_ok == 40
@@ -68,8 +69,7 @@ def test_cache_writes_list_no_folder_and_a_run_lists_each_folder_at_most_once(
     assert max(listings.values()) == 1
 
 
-def test_an_orphan_of_a_dead_writer_is_kept_during_the_run_and_removed_at_the_start_of_the_next(
-        tmp_path: Path) -> None:
+def test_an_orphan_of_a_dead_writer_is_kept_during_the_run_and_removed_at_the_start_of_the_next(tmp_path: Path) -> None:
     cache_dir, mirror = tmp_path / "cache", tmp_path / "mirror"
     requests = _mirrored(mirror, range(3))
     cache = ImageCache(cache_dir, local_fetch_options().variant, "png")
@@ -97,12 +97,16 @@ def test_a_sweep_removes_only_temporaries_of_dead_writers_on_this_host_in_every_
     status_folder, image_folder = cache.status_path(digest).parent, cache.image_path(digest).parent
     other_variant = tmp_path / "images" / "32x32-crop-jpg" / "cd"
     dead = _dead_pid()
-    orphans = [status_folder / f".{digest}.{_HOST_TAG}-{dead}.abcd1234.tmp.json",
-               image_folder / f".{digest}.{_HOST_TAG}-{dead}.abcd1234.tmp.png",
-               other_variant / f".{'cd' + '1' * 62}.{_HOST_TAG}-{dead}.x_y9z000.tmp.jpg"]
-    kept = [status_folder / f".{digest}.{_HOST_TAG}-{os.getpid()}.abcd1234.tmp.json",  # a live writer: this test
-            status_folder / f".{digest}.00000000-{dead}.abcd1234.tmp.json",  # another host on a shared filesystem
-            status_folder / f"{digest}.json"]
+    orphans = [
+        status_folder / f".{digest}.{_HOST_TAG}-{dead}.abcd1234.tmp.json",
+        image_folder / f".{digest}.{_HOST_TAG}-{dead}.abcd1234.tmp.png",
+        other_variant / f".{'cd' + '1' * 62}.{_HOST_TAG}-{dead}.x_y9z000.tmp.jpg",
+    ]
+    kept = [
+        status_folder / f".{digest}.{_HOST_TAG}-{os.getpid()}.abcd1234.tmp.json",  # a live writer: this test
+        status_folder / f".{digest}.00000000-{dead}.abcd1234.tmp.json",  # another host on a shared filesystem
+        status_folder / f"{digest}.json",
+    ]
     for path in orphans + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"{")

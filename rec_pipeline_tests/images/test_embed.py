@@ -92,7 +92,9 @@ def random_embedder() -> keras.Model:
 
 
 def test_saved_model_gives_one_row_per_image_of_the_model_output_size(tiny_model_path, tiny_embedder, images):
-    vectors, mask = embed_images([images["red"], images["blue"], images["gray"]], tiny_embedder, tiny_options(tiny_model_path))
+    vectors, mask = embed_images(
+        [images["red"], images["blue"], images["gray"]], tiny_embedder, tiny_options(tiny_model_path)
+    )
     assert vectors.shape == (3, 4)
     assert vectors.dtype == np.float32
     assert mask.tolist() == [True, True, True]
@@ -102,12 +104,16 @@ def test_saved_model_gives_one_row_per_image_of_the_model_output_size(tiny_model
 def test_embeddings_are_identical_across_runs(tiny_model_path, tiny_embedder, images):
     paths = [images["red"], images["blue"]]
     first, _ = embed_images(paths, tiny_embedder, tiny_options(tiny_model_path))
-    again, _ = embed_images(paths, build_embedder(tiny_options(tiny_model_path)), tiny_options(tiny_model_path, batch_size=7))
+    again, _ = embed_images(
+        paths, build_embedder(tiny_options(tiny_model_path)), tiny_options(tiny_model_path, batch_size=7)
+    )
     np.testing.assert_array_equal(first, again)
 
 
 def test_red_and_blue_images_get_different_vectors_and_same_colour_the_same(tiny_model_path, tiny_embedder, images):
-    vectors, _ = embed_images([images["red"], images["blue"], images["red_wide"]], tiny_embedder, tiny_options(tiny_model_path))
+    vectors, _ = embed_images(
+        [images["red"], images["blue"], images["red_wide"]], tiny_embedder, tiny_options(tiny_model_path)
+    )
     red, blue, red_wide = vectors
     assert np.linalg.norm(red - blue) > 0.05
     # A plain-coloured image stays the same colour whatever its size, so resizing must not change its vector much.
@@ -119,11 +125,23 @@ def test_grayscale_and_transparent_images_are_read_as_rgb(tiny_model_path, tiny_
     assert mask.all()
 
 
-def test_unreadable_files_give_zero_rows_and_false_mask_without_shifting_the_others(tiny_model_path, tiny_embedder, images):
+def test_unreadable_files_give_zero_rows_and_false_mask_without_shifting_the_others(
+    tiny_model_path, tiny_embedder, images
+):
     good = [images["red"], images["blue"], images["gray"]]
     expected, _ = embed_images(good, tiny_embedder, tiny_options(tiny_model_path))
-    mixed = [images["corrupt"], images["red"], images["missing"], None, images["blue"], images["gray"], images["corrupt"]]
-    vectors, mask = embed_images(mixed, tiny_embedder, tiny_options(tiny_model_path))  # batch_size 2: failures span batches
+    mixed = [
+        images["corrupt"],
+        images["red"],
+        images["missing"],
+        None,
+        images["blue"],
+        images["gray"],
+        images["corrupt"],
+    ]
+    vectors, mask = embed_images(
+        mixed, tiny_embedder, tiny_options(tiny_model_path)
+    )  # batch_size 2: failures span batches
     assert mask.tolist() == [False, True, False, False, True, True, False]
     np.testing.assert_array_equal(vectors[~mask], 0.0)
     np.testing.assert_array_equal(vectors[mask], expected)
@@ -150,9 +168,15 @@ def test_progress_and_unreadable_files_are_reported_to_the_given_logger(tiny_mod
 
 def test_projection_on_a_saved_model_gives_the_configured_size_reproducibly(tiny_model_path, images):
     paths = [images["red"], images["blue"]]
-    a, _ = embed_images(paths, build_embedder(tiny_options(tiny_model_path, projection_dim=8, seed=3)), tiny_options(tiny_model_path))
-    b, _ = embed_images(paths, build_embedder(tiny_options(tiny_model_path, projection_dim=8, seed=3)), tiny_options(tiny_model_path))
-    c, _ = embed_images(paths, build_embedder(tiny_options(tiny_model_path, projection_dim=8, seed=4)), tiny_options(tiny_model_path))
+    a, _ = embed_images(
+        paths, build_embedder(tiny_options(tiny_model_path, projection_dim=8, seed=3)), tiny_options(tiny_model_path)
+    )
+    b, _ = embed_images(
+        paths, build_embedder(tiny_options(tiny_model_path, projection_dim=8, seed=3)), tiny_options(tiny_model_path)
+    )
+    c, _ = embed_images(
+        paths, build_embedder(tiny_options(tiny_model_path, projection_dim=8, seed=4)), tiny_options(tiny_model_path)
+    )
     assert a.shape == (2, 8)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
@@ -363,7 +387,9 @@ def test_fingerprint_follows_the_seed_only_where_the_seed_matters():
 
 
 def test_fingerprint_ignores_batch_size():
-    assert embedder_fingerprint(EmbeddingOptions(batch_size=8)) == embedder_fingerprint(EmbeddingOptions(batch_size=256))
+    assert embedder_fingerprint(EmbeddingOptions(batch_size=8)) == embedder_fingerprint(
+        EmbeddingOptions(batch_size=256)
+    )
 
 
 def test_fingerprint_follows_the_content_of_a_local_weights_file(tmp_path):
@@ -378,7 +404,10 @@ def test_fingerprint_of_a_saved_model_follows_its_content_not_the_backbone(tmp_p
     model_file = tmp_path / "m.keras"
     model_file.write_bytes(b"model one")
     first = embedder_fingerprint(EmbeddingOptions(model_path=str(model_file)))
-    assert embedder_fingerprint(EmbeddingOptions(model_path=str(model_file), backbone="ResNet50", weights="random")) == first
+    assert (
+        embedder_fingerprint(EmbeddingOptions(model_path=str(model_file), backbone="ResNet50", weights="random"))
+        == first
+    )
     model_file.write_bytes(b"model two")
     assert embedder_fingerprint(EmbeddingOptions(model_path=str(model_file))) != first
 
@@ -391,6 +420,8 @@ def test_file_sha256_matches_hashlib(tmp_path):
 
 
 def test_importing_the_module_does_not_import_tensorflow():
-    code = "import sys, rec_pipeline.images.embed; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    code = (
+        "import sys, rec_pipeline.images.embed; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

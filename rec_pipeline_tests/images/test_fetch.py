@@ -129,8 +129,9 @@ def test_a_retry_waits_out_the_backoff(server: LocalHTTPServer, tmp_path: Path) 
 
 def test_retry_after_replaces_a_long_backoff(server: LocalHTTPServer, tmp_path: Path) -> None:
     # The backoff alone would wait 2.5-5 s; "Retry-After: 0" says go again now.
-    url = server.route("/busy.png", Reply(status=429, content_type=None, headers=(("Retry-After", "0"),)),
-                       Reply(body=PNG))
+    url = server.route(
+        "/busy.png", Reply(status=429, content_type=None, headers=(("Retry-After", "0"),)), Reply(body=PNG)
+    )
     sleeps = SleepLog()
     row, _ = _fetch_one(url, tmp_path, backoff_base=5.0, backoff_max=10.0, sleep=sleeps)
     assert row["status"] == "ok" and row["attempts"] == 2 and server.count("/busy.png") == 2
@@ -138,8 +139,9 @@ def test_retry_after_replaces_a_long_backoff(server: LocalHTTPServer, tmp_path: 
 
 
 def test_retry_after_is_waited_for_but_capped(server: LocalHTTPServer, tmp_path: Path) -> None:
-    url = server.route("/busy.png", Reply(status=429, content_type=None, headers=(("Retry-After", "3600"),)),
-                       Reply(body=PNG))
+    url = server.route(
+        "/busy.png", Reply(status=429, content_type=None, headers=(("Retry-After", "3600"),)), Reply(body=PNG)
+    )
     sleeps = SleepLog()
     row, _ = _fetch_one(url, tmp_path, backoff_base=0.001, backoff_max=0.4, sleep=sleeps)
     assert row["status"] == "ok" and server.count("/busy.png") == 2
@@ -147,8 +149,9 @@ def test_retry_after_is_waited_for_but_capped(server: LocalHTTPServer, tmp_path:
 
 
 @pytest.mark.timeout(60)  # hang guard: the server never answers, so only the read timeout can end the fetch
-def test_a_response_slower_than_the_read_timeout_is_a_transient_timeout(server: LocalHTTPServer,
-                                                                        tmp_path: Path) -> None:
+def test_a_response_slower_than_the_read_timeout_is_a_transient_timeout(
+    server: LocalHTTPServer, tmp_path: Path
+) -> None:
     url = server.route("/slow.png", Reply(body=PNG, delay=3600.0))
     row, _ = _fetch_one(url, tmp_path, read_timeout=0.3, total_timeout=3600.0, max_retries=0)
     assert (row["status"], row["reason"], row["attempts"]) == ("failed_transient", "timeout", 1)
@@ -156,8 +159,9 @@ def test_a_response_slower_than_the_read_timeout_is_a_transient_timeout(server: 
 
 
 @pytest.mark.timeout(60)  # hang guard: the server never answers, so only total_timeout can end the fetch
-def test_total_timeout_caps_a_request_even_with_a_generous_read_timeout(server: LocalHTTPServer,
-                                                                        tmp_path: Path) -> None:
+def test_total_timeout_caps_a_request_even_with_a_generous_read_timeout(
+    server: LocalHTTPServer, tmp_path: Path
+) -> None:
     url = server.route("/slow.png", Reply(body=PNG, delay=3600.0))
     row, _ = _fetch_one(url, tmp_path, read_timeout=3600.0, total_timeout=0.3, max_retries=0)
     assert (row["status"], row["reason"], row["attempts"]) == ("failed_transient", "timeout", 1)
@@ -214,8 +218,9 @@ def test_redirects_are_followed_and_each_hop_counted(server: LocalHTTPServer, tm
     assert server.requests == ["/moved.png", "/final.png"] and report.network_requests == 2
 
 
-def test_a_redirect_to_a_metadata_address_is_refused_without_connecting(server: LocalHTTPServer,
-                                                                        tmp_path: Path) -> None:
+def test_a_redirect_to_a_metadata_address_is_refused_without_connecting(
+    server: LocalHTTPServer, tmp_path: Path
+) -> None:
     url = server.route("/evil.png", redirect("http://169.254.169.254/latest/meta-data/"))
     row, report = _fetch_one(url, tmp_path, max_retries=2)
     assert (row["status"], row["reason"], row["attempts"]) == ("failed_permanent", "refused_address", 1)
@@ -224,8 +229,9 @@ def test_a_redirect_to_a_metadata_address_is_refused_without_connecting(server: 
     assert report.network_requests == 1 and server.count("/evil.png") == 1
 
 
-def test_a_redirect_to_a_name_resolving_to_6to4_of_the_metadata_address_is_refused(server: LocalHTTPServer,
-                                                                                   tmp_path: Path) -> None:
+def test_a_redirect_to_a_name_resolving_to_6to4_of_the_metadata_address_is_refused(
+    server: LocalHTTPServer, tmp_path: Path
+) -> None:
     resolver = CountingResolver({"127.0.0.1": ["127.0.0.1"], "metadata.offline.test": ["2002:a9fe:a9fe::"]})
     url = server.route("/evil.png", redirect("http://metadata.offline.test/latest/meta-data/"))
     row, report = _fetch_one(url, tmp_path, resolver=resolver)
@@ -235,8 +241,9 @@ def test_a_redirect_to_a_name_resolving_to_6to4_of_the_metadata_address_is_refus
 
 
 @pytest.mark.parametrize("location", ["http://10.0.0.1/a.png", "file:///etc/passwd", "ftp://127.0.0.1/a.png"])
-def test_redirects_to_private_addresses_or_other_schemes_are_refused(server: LocalHTTPServer, tmp_path: Path,
-                                                                     location: str) -> None:
+def test_redirects_to_private_addresses_or_other_schemes_are_refused(
+    server: LocalHTTPServer, tmp_path: Path, location: str
+) -> None:
     url = server.route("/evil.png", redirect(location))
     row, _ = _fetch_one(url, tmp_path)
     assert row["status"] == "failed_permanent"
@@ -268,8 +275,9 @@ def test_a_pinned_connection_keeps_the_host_name_in_the_host_header(server: Loca
 
 def test_allowed_hosts_admit_a_named_local_host(server: LocalHTTPServer, tmp_path: Path) -> None:
     server.route("/a.png", Reply(body=PNG))
-    row, _ = _fetch_one(f"http://localhost:{server.port}/a.png", tmp_path, allowed_networks=(),
-                        allowed_hosts=("localhost",))
+    row, _ = _fetch_one(
+        f"http://localhost:{server.port}/a.png", tmp_path, allowed_networks=(), allowed_hosts=("localhost",)
+    )
     assert row["status"] == "ok"
 
 
@@ -282,8 +290,9 @@ def test_unusable_urls_fail_permanently_without_requests(server: LocalHTTPServer
 
 
 @pytest.mark.parametrize(("max_concurrency", "per_host_limit", "expected"), [(8, 2, 2), (8, 6, 6), (3, 8, 3)])
-def test_concurrency_limits_bound_requests_in_flight(server: LocalHTTPServer, tmp_path: Path, max_concurrency: int,
-                                                     per_host_limit: int, expected: int) -> None:
+def test_concurrency_limits_bound_requests_in_flight(
+    server: LocalHTTPServer, tmp_path: Path, max_concurrency: int, per_host_limit: int, expected: int
+) -> None:
     requests = [(f"i{n}", server.route(f"/{n}.png", Reply(body=PNG, delay=0.15))) for n in range(12)]
     options = local_fetch_options(max_concurrency=max_concurrency, per_host_limit=per_host_limit)
     report = fetch_images(requests, tmp_path, None, options)
@@ -296,8 +305,9 @@ def test_non_string_urls_are_a_caller_error(tmp_path: Path) -> None:
         fetch_images([("i1", None)], tmp_path, None, local_fetch_options())  # type: ignore[list-item]
 
 
-def test_progress_is_logged_through_the_given_logger(server: LocalHTTPServer, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_progress_is_logged_through_the_given_logger(
+    server: LocalHTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Staggered delays, so the four URLs finish one by one.
     requests = [(f"i{n}", server.route(f"/{n}.png", Reply(body=PNG, delay=0.1 * n))) for n in range(4)]
     logger = logging.getLogger("rec_pipeline_tests.images.progress")
@@ -310,7 +320,7 @@ def test_progress_is_logged_through_the_given_logger(server: LocalHTTPServer, tm
 
 
 def test_a_host_that_does_not_exist_is_a_permanent_failure_looked_up_once(tmp_path: Path) -> None:
-    """"No such host" (EAI_NONAME) is an answer, not an outage: one lookup for all the host's URLs, no retry,
+    """ "No such host" (EAI_NONAME) is an answer, not an outage: one lookup for all the host's URLs, no retry,
     and re-runs answer from the recorded failure without asking again."""
     resolver = CountingResolver()
     requests = [(f"item{i}", f"https://no-such-host.offline.test/{i}.png") for i in range(5)]
@@ -338,9 +348,12 @@ def test_a_mirror_url_cannot_read_another_hosts_mirrored_file(tmp_path: Path) ->
     mirror = tmp_path / "mirror"
     (mirror / "b.example").mkdir(parents=True)
     (mirror / "b.example" / "x.png").write_bytes(PNG)
-    requests = [("own", "http://b.example/x.png"), ("dots", "http://a.example/../b.example/x.png"),
-                ("encoded", "http://a.example/%2e%2e/b.example/x.png"),
-                ("separator", "http://a.example/..%2fb.example%2fx.png")]
+    requests = [
+        ("own", "http://b.example/x.png"),
+        ("dots", "http://a.example/../b.example/x.png"),
+        ("encoded", "http://a.example/%2e%2e/b.example/x.png"),
+        ("separator", "http://a.example/..%2fb.example%2fx.png"),
+    ]
     # Offline: whatever the mirror does not answer stays off the network.
     report = fetch_images(requests, tmp_path / "cache", mirror, local_fetch_options(offline=True))
     rows = {row["item_id"]: row for row in report.results.iter_rows(named=True)}
@@ -350,8 +363,7 @@ def test_a_mirror_url_cannot_read_another_hosts_mirrored_file(tmp_path: Path) ->
     assert report.network_requests == 0 and report.from_mirror == 1
 
 
-def test_a_url_that_does_not_parse_fails_alone_without_ending_the_run(server: LocalHTTPServer,
-                                                                       tmp_path: Path) -> None:
+def test_a_url_that_does_not_parse_fails_alone_without_ending_the_run(server: LocalHTTPServer, tmp_path: Path) -> None:
     good = server.route("/a.png", Reply(body=PNG))
     report = fetch_images([("bad", "http://[::1/a.png"), ("good", good)], tmp_path, None, local_fetch_options())
     assert (_row(report, "bad")["status"], _row(report, "bad")["reason"]) == ("failed_permanent", "invalid_url")

@@ -61,8 +61,9 @@ def test_a_rerun_retries_transient_failures_but_not_permanent_ones(server: Local
     assert second["gone"]["source"] == "cache"
 
 
-def test_a_transient_failure_is_not_retried_before_its_back_off_has_passed(server: LocalHTTPServer,
-                                                                           tmp_path: Path) -> None:
+def test_a_transient_failure_is_not_retried_before_its_back_off_has_passed(
+    server: LocalHTTPServer, tmp_path: Path
+) -> None:
     flaky = server.route("/flaky.png", Reply(status=502, content_type="text/plain"), Reply(body=PNG))
     fetch_images([("flaky", flaky)], tmp_path, None, local_fetch_options(max_retries=0))
     server.clear_log()
@@ -102,8 +103,9 @@ def test_a_different_image_size_is_processed_again(server: LocalHTTPServer, tmp_
         assert image.size == (32, 32)
 
 
-def test_status_records_are_json_with_the_reason_and_no_temp_files_remain(server: LocalHTTPServer,
-                                                                          tmp_path: Path) -> None:
+def test_status_records_are_json_with_the_reason_and_no_temp_files_remain(
+    server: LocalHTTPServer, tmp_path: Path
+) -> None:
     url = server.route("/page.png", Reply(body=b"<html/>", content_type="text/html"))
     fetch_images([("i", url)], tmp_path, None, local_fetch_options())
     digest = url_hash(url)
@@ -173,8 +175,9 @@ def test_oversize_mirror_files_are_refused_like_oversize_downloads(tmp_path: Pat
     mirror = tmp_path / "mirror"
     (mirror / "host").mkdir(parents=True)
     (mirror / "host" / "big.png").write_bytes(b"\0" * 5000)
-    report = fetch_images([("i", "https://host/big.png")], tmp_path / "cache", mirror,
-                          local_fetch_options(max_bytes=1000))
+    report = fetch_images(
+        [("i", "https://host/big.png")], tmp_path / "cache", mirror, local_fetch_options(max_bytes=1000)
+    )
     assert report.failures_by_reason == {"too_large": 1}
 
 

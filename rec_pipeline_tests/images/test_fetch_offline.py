@@ -100,7 +100,8 @@ def _record(cache_dir: Path, url: str) -> StatusRecord:
 
 
 def test_ten_thousand_urls_on_hosts_that_do_not_resolve_cost_one_probe_per_host(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hosts = [f"cdn{n}.offline.test" for n in range(5)]
     requests = [(f"i{n}", f"https://{hosts[n % 5]}/I/{n}.jpg") for n in range(10_000)]
     resolver, clock = OfflineResolver(), Clock()
@@ -128,8 +129,7 @@ def test_ten_thousand_urls_on_hosts_that_do_not_resolve_cost_one_probe_per_host(
     assert second.hosts_unreachable == {}
 
 
-def test_urls_are_tried_again_once_their_back_off_has_passed_and_it_grows_per_run_up_to_the_cap(
-        tmp_path: Path) -> None:
+def test_urls_are_tried_again_once_their_back_off_has_passed_and_it_grows_per_run_up_to_the_cap(tmp_path: Path) -> None:
     hosts = ["a.offline.test", "b.offline.test"]
     requests = [(f"i{n}", f"https://{hosts[n % 2]}/{n}.png") for n in range(20)]
     resolver, clock = OfflineResolver(), Clock()
@@ -157,8 +157,9 @@ def test_urls_are_tried_again_once_their_back_off_has_passed_and_it_grows_per_ru
 
 
 def test_a_host_that_comes_back_is_fetched_and_its_back_off_cleared(server: LocalHTTPServer, tmp_path: Path) -> None:
-    requests = [(f"i{n}", server.route(f"/{n}.png", Reply(body=PNG)).replace("127.0.0.1", "cdn.offline.test"))
-                for n in range(6)]
+    requests = [
+        (f"i{n}", server.route(f"/{n}.png", Reply(body=PNG)).replace("127.0.0.1", "cdn.offline.test")) for n in range(6)
+    ]
     resolver, clock = OfflineResolver(), Clock()
     options = _options(clock, resolver, max_retries=1)
     assert fetch_images(requests, tmp_path, None, options).deferred == 6
@@ -173,8 +174,9 @@ def test_a_host_that_comes_back_is_fetched_and_its_back_off_cleared(server: Loca
 
 
 def test_a_host_that_resolves_on_a_retry_is_not_given_up(server: LocalHTTPServer, tmp_path: Path) -> None:
-    requests = [(f"i{n}", server.route(f"/{n}.png", Reply(body=PNG)).replace("127.0.0.1", "slow-dns.test"))
-                for n in range(8)]
+    requests = [
+        (f"i{n}", server.route(f"/{n}.png", Reply(body=PNG)).replace("127.0.0.1", "slow-dns.test")) for n in range(8)
+    ]
     resolver = OfflineResolver({"slow-dns.test": ["127.0.0.1"]}, fail_first=1)
     report = fetch_images(requests, tmp_path, None, _options(Clock(), resolver, max_retries=2))
     assert report.n_ok == 8 and report.deferred == 0 and report.hosts_unreachable == {}
@@ -200,8 +202,10 @@ def test_connect_timeouts_give_a_host_up_after_its_probe(tmp_path: Path) -> None
 
 
 def test_http_errors_are_about_one_url_not_the_host(server: LocalHTTPServer, tmp_path: Path) -> None:
-    requests = [("broken", server.route("/broken.png", Reply(status=500, content_type="text/plain"))),
-                ("gone", server.url("/gone.png"))]
+    requests = [
+        ("broken", server.route("/broken.png", Reply(status=500, content_type="text/plain"))),
+        ("gone", server.url("/gone.png")),
+    ]
     requests += [(f"i{n}", server.route(f"/{n}.png", Reply(body=PNG))) for n in range(10)]
     report = fetch_images(requests, tmp_path, None, _options(Clock(), max_retries=1, per_host_limit=2))
     assert report.hosts_unreachable == {} and report.deferred == 0 and report.n_ok == 10
@@ -212,8 +216,7 @@ def test_http_errors_are_about_one_url_not_the_host(server: LocalHTTPServer, tmp
     assert (record.failed_runs, record.next_attempt_at) == (1, T0 + HOUR)  # a transient URL backs off too
 
 
-def test_a_redirect_to_an_unreachable_host_defers_the_url_not_its_host(server: LocalHTTPServer,
-                                                                       tmp_path: Path) -> None:
+def test_a_redirect_to_an_unreachable_host_defers_the_url_not_its_host(server: LocalHTTPServer, tmp_path: Path) -> None:
     dead = f"127.0.0.1:{_closed_port()}"
     requests = [(f"r{n}", server.route(f"/r{n}.png", redirect(f"http://{dead}/{n}.png"))) for n in range(4)]
     requests.append(("direct", server.route("/direct.png", Reply(body=PNG))))
@@ -251,9 +254,20 @@ def test_retry_deferred_tries_urls_whose_back_off_has_not_passed(tmp_path: Path)
 def test_status_records_from_before_the_back_off_fields_still_load(server: LocalHTTPServer, tmp_path: Path) -> None:
     url = server.route("/old.png", Reply(body=PNG))
     digest = url_hash(url)
-    old = {"url": url, "status": "failed_transient", "reason": "timeout", "detail": "slow", "variant": None,
-           "source": "network", "n_bytes": None, "width": None, "height": None, "attempts": 4,
-           "recorded_at": T0, "version": 1}
+    old = {
+        "url": url,
+        "status": "failed_transient",
+        "reason": "timeout",
+        "detail": "slow",
+        "variant": None,
+        "source": "network",
+        "n_bytes": None,
+        "width": None,
+        "height": None,
+        "attempts": 4,
+        "recorded_at": T0,
+        "version": 1,
+    }
     (tmp_path / "status" / digest[:2]).mkdir(parents=True)
     (tmp_path / "status" / digest[:2] / f"{digest}.json").write_text(json.dumps(old))
     record = _record(tmp_path, url)
@@ -286,8 +300,9 @@ def _connect_error(cause: BaseException) -> httpx.ConnectError:
         (httpx.RemoteProtocolError("peer closed connection"), None),
     ],
 )
-def test_only_connect_failures_about_the_host_count_as_host_level(error: httpx.TransportError,
-                                                                  reason: str | None) -> None:
+def test_only_connect_failures_about_the_host_count_as_host_level(
+    error: httpx.TransportError, reason: str | None
+) -> None:
     assert connect_failure_reason(error) == reason
 
 

@@ -191,8 +191,13 @@ def test_mirror_path_refuses_any_path_out_of_its_hosts_folder(tmp_path: Path, ur
 def test_mirror_path_normalises_paths_that_stay_inside_their_host(tmp_path: Path) -> None:
     mirror = _mirror_with_two_hosts(tmp_path)
     inside = mirror.resolve() / "a.example" / "I" / "x.png"
-    for url in ("http://a.example/I/x.png", "http://a.example//I///x.png", "http://a.example/I/./x.png",
-                "http://a.example/J/../I/x.png", "http://a.example/J/%2e%2e/I/%2E/x.png"):
+    for url in (
+        "http://a.example/I/x.png",
+        "http://a.example//I///x.png",
+        "http://a.example/I/./x.png",
+        "http://a.example/J/../I/x.png",
+        "http://a.example/J/%2e%2e/I/%2E/x.png",
+    ):
         assert mirror_path(url, mirror) == inside, url
     # A literal file name may hold what decodes to a separator, as long as no reading climbs out.
     assert mirror_path("http://a.example/I/a%2fb.png", mirror) == inside.parent / "a%2fb.png"
@@ -214,8 +219,12 @@ def test_mirror_path_follows_symlinks_only_within_the_hosts_folder(tmp_path: Pat
     (host / "other-host").symlink_to(mirror / "b.example")
     (host / "other.png").symlink_to(mirror / "b.example" / "I" / "x.png")
     (host / "same-host.png").symlink_to(host / "I" / "x.png")
-    for url in ("https://a.example/out/secret.png", "https://a.example/out/missing.png",
-                "https://a.example/other-host/I/x.png", "https://a.example/other.png"):
+    for url in (
+        "https://a.example/out/secret.png",
+        "https://a.example/out/missing.png",
+        "https://a.example/other-host/I/x.png",
+        "https://a.example/other.png",
+    ):
         with pytest.raises(PolicyRefused) as refused:
             mirror_path(url, mirror)
         assert refused.value.reason == "refused_mirror_path", url
@@ -254,11 +263,19 @@ def test_file_urls_outside_the_mirror_or_via_symlinks_out_are_refused(tmp_path: 
     (tmp_path / "secret.png").write_bytes(b"x")
     (mirror / "link.png").symlink_to(tmp_path / "secret.png")
     (mirror / "a.example" / "other-host.png").symlink_to(mirror / "b.example" / "x.png")
-    for url in (f"file://{tmp_path}/secret.png", f"file://{mirror}/link.png", f"file://{mirror}/../secret.png",
-                f"file://{mirror}/a.example/%2e%2e/%2e%2e/secret.png", f"file://{mirror}/a.example%2f..%2f..%2fsecret.png",
-                f"file://{mirror}/a.example/..\\..\\secret.png", f"file://{mirror}/a.example/other-host.png",
-                f"file://{mirror}/a.example/x%00.png", f"file://{mirror}", "file:relative/x.png",
-                "file://remote-host/etc/passwd"):
+    for url in (
+        f"file://{tmp_path}/secret.png",
+        f"file://{mirror}/link.png",
+        f"file://{mirror}/../secret.png",
+        f"file://{mirror}/a.example/%2e%2e/%2e%2e/secret.png",
+        f"file://{mirror}/a.example%2f..%2f..%2fsecret.png",
+        f"file://{mirror}/a.example/..\\..\\secret.png",
+        f"file://{mirror}/a.example/other-host.png",
+        f"file://{mirror}/a.example/x%00.png",
+        f"file://{mirror}",
+        "file:relative/x.png",
+        "file://remote-host/etc/passwd",
+    ):
         with pytest.raises(PolicyRefused) as refused:
             file_url_path(url, mirror)
         assert refused.value.reason == "refused_file_url", url
@@ -270,7 +287,9 @@ def test_file_urls_decode_separators_and_collapse_empty_segments(tmp_path: Path)
     target = tmp_path / "b.example" / "I" / "x.png"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
-    for url in (f"file://{tmp_path}/b.example%2fI%2Fx.png", f"file://{tmp_path}//b.example///I/x.png",
-                f"file://localhost{tmp_path}/b.example/I/x.png"):
+    for url in (
+        f"file://{tmp_path}/b.example%2fI%2Fx.png",
+        f"file://{tmp_path}//b.example///I/x.png",
+        f"file://localhost{tmp_path}/b.example/I/x.png",
+    ):
         assert file_url_path(url, tmp_path) == target.resolve(), url
-

@@ -91,7 +91,9 @@ def test_zlib_is_what_decodes_gzip() -> None:
     assert zlib.decompressobj(wbits=31).decompress(gzip.compress(b"x\n")) == b"x\n"
 
 
-def _write_gzip_with_long_line(path: Path, before: bytes, long_line_bytes: int, after: bytes, newline: bool = True) -> None:
+def _write_gzip_with_long_line(
+    path: Path, before: bytes, long_line_bytes: int, after: bytes, newline: bool = True
+) -> None:
     """A gzip bomb in miniature: a long run of one byte compresses ~1000:1, written without holding it in memory."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
     block = b"x" * (1 << 20)
@@ -196,7 +198,9 @@ def test_every_line_comes_out_once_whole_or_as_too_long(
     stream = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     cuts = sorted({min(c, len(stream)) for c in members} | {0, len(stream)})
     path = tmp_path_factory.mktemp("prop") / "lines.json.gz"
-    path.write_bytes(b"".join(gzip.compress(stream[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=False)) or gzip.compress(b""))
+    path.write_bytes(
+        b"".join(gzip.compress(stream[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=False)) or gzip.compress(b"")
+    )
     status = ReadStatus()
     seen: dict[int, bytes | int] = {}
     for chunk in iter_chunks(path, chunk_bytes, status, max_line_bytes):

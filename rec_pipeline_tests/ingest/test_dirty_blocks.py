@@ -24,10 +24,30 @@ from rec_pipeline.ingest.lines import parse_block
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
 
-R2018 = {"overall": 5.0, "verified": True, "reviewTime": "08 22, 2013", "reviewerID": "A1", "asin": "B1", "reviewText": "good",
-         "summary": "Five", "unixReviewTime": 1377129600, "vote": "2", "style": {"Size:": " L"}}
-R2023 = {"rating": 3.0, "title": "meh", "text": "so so", "asin": "B3V", "parent_asin": "B3", "user_id": "U3", "timestamp": 1588687728923,
-         "helpful_vote": 2, "verified_purchase": True, "images": [{"small_image_url": "s", "large_image_url": "L"}]}
+R2018 = {
+    "overall": 5.0,
+    "verified": True,
+    "reviewTime": "08 22, 2013",
+    "reviewerID": "A1",
+    "asin": "B1",
+    "reviewText": "good",
+    "summary": "Five",
+    "unixReviewTime": 1377129600,
+    "vote": "2",
+    "style": {"Size:": " L"},
+}
+R2023 = {
+    "rating": 3.0,
+    "title": "meh",
+    "text": "so so",
+    "asin": "B3V",
+    "parent_asin": "B3",
+    "user_id": "U3",
+    "timestamp": 1588687728923,
+    "helpful_vote": 2,
+    "verified_purchase": True,
+    "images": [{"small_image_url": "s", "large_image_url": "L"}],
+}
 
 
 def _with(base: dict[str, Any], **fields: Any) -> bytes:
@@ -40,29 +60,57 @@ def _bad_2018() -> list[bytes]:
     return [
         good[: len(good) // 2],  # truncated: caught by the byte screen
         b'{"reviewerID": "X", "asin": broken}',  # braces in place, JSON broken inside: caught by the JSON check
-        _with(R2018, overall="x"), _with(R2018, overall=True), _with(R2018, overall="4"),  # refused types
-        _with(R2018, unixReviewTime="1377129600"), _with(R2018, unixReviewTime=2**63), _with(R2018, verified="yes"),
-        _with(R2018, image="https://img/1.jpg"), _with(R2018, image={"url": "x"}),
-        _with(R2018, asin=["B1"]), _with(R2018, asin="[B1]"), _with(R2018, reviewerID=True),  # ids polars misreads
-        _with(R2018, reviewerID="A@").replace(b"A@", b"A\xff"), _with(R2018, reviewText="caf@").replace(b"caf@", b"caf\xe9"),
+        _with(R2018, overall="x"),
+        _with(R2018, overall=True),
+        _with(R2018, overall="4"),  # refused types
+        _with(R2018, unixReviewTime="1377129600"),
+        _with(R2018, unixReviewTime=2**63),
+        _with(R2018, verified="yes"),
+        _with(R2018, image="https://img/1.jpg"),
+        _with(R2018, image={"url": "x"}),
+        _with(R2018, asin=["B1"]),
+        _with(R2018, asin="[B1]"),
+        _with(R2018, reviewerID=True),  # ids polars misreads
+        _with(R2018, reviewerID="A@").replace(b"A@", b"A\xff"),
+        _with(R2018, reviewText="caf@").replace(b"caf@", b"caf\xe9"),
         _with(R2018, overall="x").replace(b'"overall"', b'"\\u006fverall"'),  # a refused value under an escaped key
         b'{"overall": null, "overall": "x", "reviewerID": "AD", "asin": "B1", "unixReviewTime": 1}',  # first key wins
-        _with(R2018, overall=None), _with(R2018, overall=7.0), json.dumps({k: v for k, v in R2018.items() if k != "reviewerID"}).encode(),
+        _with(R2018, overall=None),
+        _with(R2018, overall=7.0),
+        json.dumps({k: v for k, v in R2018.items() if k != "reviewerID"}).encode(),
         b'{"overall": NaN, "reviewerID": "AN", "asin": "B1", "unixReviewTime": 1}',
-        b"", b"  \t", b"\x0c", b"[1, 2]", b"null", good + b" junk", b" " + good, good + b"\r", b"\xef\xbb\xbf" + good,
+        b"",
+        b"  \t",
+        b"\x0c",
+        b"[1, 2]",
+        b"null",
+        good + b" junk",
+        b" " + good,
+        good + b"\r",
+        b"\xef\xbb\xbf" + good,
     ]
 
 
 def _bad_2023() -> list[bytes]:
     good = _with(R2023, user_id="UX")
     return [
-        good[:40], _with(R2023, rating="x"), _with(R2023, helpful_vote="3"), _with(R2023, timestamp=1.5),
-        _with(R2023, images=["x"]), _with(R2023, images={"large_image_url": "L"}), _with(R2023, images=[{"large_image_url": 5}]),
-        _with(R2023, parent_asin={"id": "B3"}), _with(R2023, verified_purchase="true"), b"",
+        good[:40],
+        _with(R2023, rating="x"),
+        _with(R2023, helpful_vote="3"),
+        _with(R2023, timestamp=1.5),
+        _with(R2023, images=["x"]),
+        _with(R2023, images={"large_image_url": "L"}),
+        _with(R2023, images=[{"large_image_url": 5}]),
+        _with(R2023, parent_asin={"id": "B3"}),
+        _with(R2023, verified_purchase="true"),
+        b"",
     ]
 
 
-CASES = {"2018": (R2018, "reviewerID", _bad_2018, "Cat_5.json.gz"), "2023": (R2023, "user_id", _bad_2023, "Cat.jsonl.gz")}
+CASES = {
+    "2018": (R2018, "reviewerID", _bad_2018, "Cat_5.json.gz"),
+    "2023": (R2023, "user_id", _bad_2023, "Cat.jsonl.gz"),
+}
 
 
 def _spread(release: str, n_good: int, every: int) -> list[bytes]:
@@ -96,7 +144,9 @@ def _ingest(src: Path, tag: str, chunk_bytes: int) -> tuple[IngestReport, pl.Dat
 
 
 @pytest.mark.parametrize("release", sorted(CASES))
-def test_dirty_input_gives_exactly_the_per_line_decoders_results(tmp_path: Path, release: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dirty_input_gives_exactly_the_per_line_decoders_results(
+    tmp_path: Path, release: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lines = _spread(release, 3000, 13)
     src = write_lines(tmp_path / CASES[release][3], lines)
     chunk_bytes = 8 << 10  # ~30 lines a chunk: the bad lines are spread over ~100 chunks, every one of them dirty
@@ -115,7 +165,15 @@ def test_dirty_input_gives_exactly_the_per_line_decoders_results(tmp_path: Path,
     assert slow.slow_path_lines >= 3000
     assert fast_rows.equals(slow_rows), "kept rows differ"
     assert fast_rejected.equals(slow_rejected), "rejections (line, reason, raw) differ"
-    for name in ("lines", "rows_out", "empty_lines", "rejected", "nulled_fields", "text_repaired", "ms_timestamps_converted"):
+    for name in (
+        "lines",
+        "rows_out",
+        "empty_lines",
+        "rejected",
+        "nulled_fields",
+        "text_repaired",
+        "ms_timestamps_converted",
+    ):
         assert getattr(fast, name) == getattr(slow, name), name
     assert fast.rejected_total > 50 and fast.rows_out > 3000  # some bad lines are kept as the decoder reads them
 
@@ -172,9 +230,34 @@ def _typed_dtypes() -> dict[str, pl.DataType]:
     return out
 
 
-VALUES = ["null", "true", "1", "-1", "1.5", "-0.0", "1e300", str(2**63), str(2**64), str(-(2**63) - 1), '"s"', '"5"', '""', "[]", "[1]",
-          '["a"]', "[null]", '[1, "x"]', "[true]", '[{"a": 1}]', '[{"large": 5}]', '[{"large_image_url": ["x"]}]', "[[1]]", "{}",
-          '{"a": 1}', '"\\ud800"']
+VALUES = [
+    "null",
+    "true",
+    "1",
+    "-1",
+    "1.5",
+    "-0.0",
+    "1e300",
+    str(2**63),
+    str(2**64),
+    str(-(2**63) - 1),
+    '"s"',
+    '"5"',
+    '""',
+    "[]",
+    "[1]",
+    '["a"]',
+    "[null]",
+    '[1, "x"]',
+    "[true]",
+    '[{"a": 1}]',
+    '[{"large": 5}]',
+    '[{"large_image_url": ["x"]}]',
+    "[[1]]",
+    "{}",
+    '{"a": 1}',
+    '"\\ud800"',
+]
 
 
 @pytest.mark.parametrize("dtype_name", sorted(_typed_dtypes()))
@@ -189,7 +272,9 @@ def test_forgiving_read_nulls_exactly_what_the_strict_read_refuses(dtype_name: s
         try:
             strict = pl.read_ndjson(io.BytesIO(line), schema={"f": dtype})
         except Exception:  # noqa: BLE001 - refused: the forgiving read must show a null where the value was
-            nulled = forgiving["f"][0] is None or (check is not None and forgiving.select(check.fill_null(False)).item())
+            nulled = forgiving["f"][0] is None or (
+                check is not None and forgiving.select(check.fill_null(False)).item()
+            )
             assert nulled, (dtype_name, value, forgiving)
             continue
         assert strict.equals(forgiving), (dtype_name, value)
@@ -199,8 +284,13 @@ def test_forgiving_read_nulls_exactly_what_the_strict_read_refuses(dtype_name: s
 def test_refused_rows_flag_present_values_only(fmt: Any) -> None:
     # A typed field that is absent or null is not a refusal; one holding a value polars nulled is.
     typed = next(name for name, dtype in fmt.raw_schema.items() if dtype == pl.Float64())
-    rows = [b"{}", b'{"%s": null}' % typed.encode(), b'{"%s": "x"}' % typed.encode(), b'{"%s": 4}' % typed.encode(),
-            b'{"x": "%s", "%s": "y"}' % (typed.encode(), typed.encode())]
+    rows = [
+        b"{}",
+        b'{"%s": null}' % typed.encode(),
+        b'{"%s": "x"}' % typed.encode(),
+        b'{"%s": 4}' % typed.encode(),
+        b'{"x": "%s", "%s": "y"}' % (typed.encode(), typed.encode()),
+    ]
     frame = pl.read_ndjson(io.BytesIO(_block(rows)), schema=fmt.raw_schema, ignore_errors=True)
     texts = pl.Series([row.decode() for row in rows])
     assert lines_module._refused_rows(frame, lambda: texts, fmt).tolist() == [False, False, True, False, True]

@@ -18,12 +18,39 @@ import pytest
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
 
-R2014 = {"reviewerID": "A2", "asin": "B2", "reviewerName": "y", "helpful": [3, 4], "reviewText": "fine", "overall": 4.0,
-         "summary": "ok", "unixReviewTime": 1300000000, "reviewTime": "03 13, 2011"}
-R2018 = {"overall": 5.0, "verified": True, "reviewTime": "08 22, 2013", "reviewerID": "A1", "asin": "B1", "reviewText": "good",
-         "summary": "Five", "unixReviewTime": 1377129600, "vote": "2"}
-R2023 = {"rating": 3.0, "title": "meh", "text": "so so", "asin": "B3V", "parent_asin": "B3", "user_id": "U3", "timestamp": 1588687728923,
-         "helpful_vote": 2, "verified_purchase": True}
+R2014 = {
+    "reviewerID": "A2",
+    "asin": "B2",
+    "reviewerName": "y",
+    "helpful": [3, 4],
+    "reviewText": "fine",
+    "overall": 4.0,
+    "summary": "ok",
+    "unixReviewTime": 1300000000,
+    "reviewTime": "03 13, 2011",
+}
+R2018 = {
+    "overall": 5.0,
+    "verified": True,
+    "reviewTime": "08 22, 2013",
+    "reviewerID": "A1",
+    "asin": "B1",
+    "reviewText": "good",
+    "summary": "Five",
+    "unixReviewTime": 1377129600,
+    "vote": "2",
+}
+R2023 = {
+    "rating": 3.0,
+    "title": "meh",
+    "text": "so so",
+    "asin": "B3V",
+    "parent_asin": "B3",
+    "user_id": "U3",
+    "timestamp": 1588687728923,
+    "helpful_vote": 2,
+    "verified_purchase": True,
+}
 BASES = {
     "2014": (R2014, "reviews_Cat_5.json.gz", "reviewerID"),
     "2018": (R2018, "Cat_5.json.gz", "reviewerID"),
@@ -144,10 +171,18 @@ def test_slow_path_counter_counts_lines_decoded_one_by_one(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("release", "field", "value"),
-    [("2014", "unixReviewTime", BIG), ("2018", "unixReviewTime", BIG), ("2023", "timestamp", BIG), ("2023", "helpful_vote", BIG),
-     ("2018", "unixReviewTime", -(2**63) - 1), ("2014", "helpful", [1, BIG])],
+    [
+        ("2014", "unixReviewTime", BIG),
+        ("2018", "unixReviewTime", BIG),
+        ("2023", "timestamp", BIG),
+        ("2023", "helpful_vote", BIG),
+        ("2018", "unixReviewTime", -(2**63) - 1),
+        ("2014", "helpful", [1, BIG]),
+    ],
 )
-def test_integer_overflow_rejects_the_line_not_the_dump(tmp_path: Path, release: str, field: str, value: object) -> None:
+def test_integer_overflow_rejects_the_line_not_the_dump(
+    tmp_path: Path, release: str, field: str, value: object
+) -> None:
     base, name, user_key = BASES[release]
     good = _good(base, user_key, 200)
     bad = json.dumps({**base, field: value}).encode()
@@ -169,11 +204,21 @@ def test_rating_too_large_for_a_float_is_a_non_numeric_rating(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("depth", "kept"), [(1000, True), (5000, False), (200_000, False)])
-def test_deeply_nested_json_in_the_first_lines_gets_a_verdict_not_an_abort(tmp_path: Path, depth: int, kept: bool) -> None:
+def test_deeply_nested_json_in_the_first_lines_gets_a_verdict_not_an_abort(
+    tmp_path: Path, depth: int, kept: bool
+) -> None:
     # Up to polars' limit of 1024 levels a record is read (whatever Python's recursion limit says); deeper is malformed.
-    nested = b'{"reviewerID": "A9", "asin": "B9", "overall": 5.0, "unixReviewTime": 1, "x": ' + b"[" * depth + b"]" * depth + b"}"
+    nested = (
+        b'{"reviewerID": "A9", "asin": "B9", "overall": 5.0, "unixReviewTime": 1, "x": '
+        + b"[" * depth
+        + b"]" * depth
+        + b"}"
+    )
     lines = [nested, b"[" * depth, b"{" * depth, *_good(R2018, "reviewerID", 300)]
-    for src, chunk_bytes in ((write_lines(tmp_path / "Cat_5.json.gz", lines), 8 << 20), (tmp_path / "Cat_5.json.gz", 1000)):
+    for src, chunk_bytes in (
+        (write_lines(tmp_path / "Cat_5.json.gz", lines), 8 << 20),
+        (tmp_path / "Cat_5.json.gz", 1000),
+    ):
         result = _ingest(src, chunk_bytes=chunk_bytes)
         assert result.report.release == "2018" and result.report.rows_out == 300 + kept
         assert result.reason(2).startswith("malformed JSON") and result.reason(3).startswith("malformed JSON")
@@ -188,12 +233,19 @@ def test_deeply_nested_json_in_the_first_lines_gets_a_verdict_not_an_abort(tmp_p
 
 @pytest.mark.parametrize(
     ("release", "field", "value", "reason"),
-    [("2018", "asin", ["B1", "B2"], "invalid item id"), ("2018", "asin", {"id": "B1"}, "invalid item id"),
-     ("2018", "reviewerID", ["A1"], "invalid user id"), ("2014", "reviewerID", {"a": 1}, "invalid user id"),
-     ("2018", "reviewerID", True, "invalid user id"), ("2023", "parent_asin", ["B3"], "invalid item id"),
-     ("2023", "user_id", {"u": 1}, "invalid user id")],
+    [
+        ("2018", "asin", ["B1", "B2"], "invalid item id"),
+        ("2018", "asin", {"id": "B1"}, "invalid item id"),
+        ("2018", "reviewerID", ["A1"], "invalid user id"),
+        ("2014", "reviewerID", {"a": 1}, "invalid user id"),
+        ("2018", "reviewerID", True, "invalid user id"),
+        ("2023", "parent_asin", ["B3"], "invalid item id"),
+        ("2023", "user_id", {"u": 1}, "invalid user id"),
+    ],
 )
-def test_list_or_dict_ids_are_rejected_wherever_they_sit(tmp_path: Path, release: str, field: str, value: object, reason: str) -> None:
+def test_list_or_dict_ids_are_rejected_wherever_they_sit(
+    tmp_path: Path, release: str, field: str, value: object, reason: str
+) -> None:
     base, name, user_key = BASES[release]
     bad = json.dumps({**base, field: value}).encode()
     for src, line_no in _surroundings(tmp_path, name, bad, _good(base, user_key, 200)):
@@ -219,7 +271,9 @@ def test_non_utf8_ids_are_rejected_not_merged(tmp_path: Path) -> None:
     assert result.reason(101) == result.reason(102) == "invalid user id: reviewerID is not valid UTF-8 text"
     assert result.reason(103) == "invalid item id: asin is not valid UTF-8 text"
     assert not result.frame["user_id"].str.contains("\ufffd").any()
-    assert "A\ufffd" in result.rejected.filter(pl.col("source_line") == 101)["raw"][0]  # shown, replaced, in the quarantine
+    assert (
+        "A\ufffd" in result.rejected.filter(pl.col("source_line") == 101)["raw"][0]
+    )  # shown, replaced, in the quarantine
 
 
 def test_lone_surrogate_escape_in_an_id_is_rejected(tmp_path: Path) -> None:
@@ -276,7 +330,11 @@ def test_byte_order_mark_at_the_start_is_stripped_not_quarantined(tmp_path: Path
 
 def test_release_is_detected_past_a_head_of_blank_garbage_and_overlong_lines(tmp_path: Path) -> None:
     head = [b"", b"x" * 5000, b"[1]", b"{not json", b"\xff\xfe", *([b""] * 100_000)]
-    result = _ingest(write_lines(tmp_path / "Cat.jsonl.gz", [*head, *_good(R2023, "user_id", 50)]), chunk_bytes=4096, max_line_bytes=1000)
+    result = _ingest(
+        write_lines(tmp_path / "Cat.jsonl.gz", [*head, *_good(R2023, "user_id", 50)]),
+        chunk_bytes=4096,
+        max_line_bytes=1000,
+    )
     assert result.report.release == "2023" and result.report.rows_out == 50
     assert result.reason(2) == "line too long: 5000 bytes > max_line_bytes (1000)"
 

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from rec_pipeline.ingest import chunks as chunks_module
-from rec_pipeline.ingest.chunks import INFLATER_PREFERENCE, INFLATERS, ReadStatus, choose_inflater, inflate_file, iter_chunks
+from rec_pipeline.ingest.chunks import (
+    INFLATER_PREFERENCE,
+    INFLATERS,
+    ReadStatus,
+    choose_inflater,
+    inflate_file,
+    iter_chunks,
+)
 from rec_pipeline.ingest.normalize import IngestOptions, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
 
@@ -54,8 +61,11 @@ def test_every_installed_inflater_reads_exactly_what_zlib_reads(tmp_path: Path, 
         got, status = _read(path, inflater)
         assert status.inflater == inflater
         assert got == expected, name
-        assert (status.complete, status.lines, status.decompressed_bytes) == (zlib_status.complete, zlib_status.lines,
-                                                                              zlib_status.decompressed_bytes), name
+        assert (status.complete, status.lines, status.decompressed_bytes) == (
+            zlib_status.complete,
+            zlib_status.lines,
+            zlib_status.decompressed_bytes,
+        ), name
         assert (status.problem is None) == (zlib_status.problem is None), name
         if name == "truncated":
             assert "truncated" in (status.problem or "")
@@ -79,7 +89,9 @@ def test_ingest_report_names_the_inflater(tmp_path: Path) -> None:
     src = write_lines(tmp_path / "Cat_5.json.gz", rows)
     default = ingest_dump(src, "reviews", tmp_path / "a.parquet", tmp_path / "a.rej.parquet")
     assert default.inflater == choose_inflater().name and default.to_dict()["inflater"] == default.inflater
-    forced = ingest_dump(src, "reviews", tmp_path / "b.parquet", tmp_path / "b.rej.parquet", IngestOptions(inflater="zlib"))
+    forced = ingest_dump(
+        src, "reviews", tmp_path / "b.parquet", tmp_path / "b.rej.parquet", IngestOptions(inflater="zlib")
+    )
     assert forced.inflater == "zlib" and forced.rows_out == default.rows_out == 10
 
 

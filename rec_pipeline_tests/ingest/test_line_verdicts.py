@@ -19,21 +19,99 @@ from hypothesis import strategies as st
 from rec_pipeline.ingest.normalize import IngestOptions, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
 
-BASE = {"overall": 5.0, "verified": True, "reviewTime": "08 22, 2013", "reviewerID": "A1", "asin": "B1", "style": {"Size:": " L"},
-        "reviewText": "good", "summary": "Five", "unixReviewTime": 1377129600, "vote": "3", "image": ["https://img/1.jpg"]}
-BASE_2023 = {"rating": 3.0, "title": "meh", "text": "so so", "asin": "B3V", "parent_asin": "B3", "user_id": "U3",
-             "timestamp": 1588687728923, "helpful_vote": 2, "verified_purchase": True,
-             "images": [{"small_image_url": "s", "large_image_url": "L"}]}
-RELEASES = {  # base record, the fields to spoil, the file name, the user id field
-    "2018": (BASE, ["reviewerID", "asin", "overall", "unixReviewTime", "reviewTime", "vote", "verified", "image", "summary", "style"],
-             "Cat_5.json.gz", "reviewerID"),
-    "2023": (BASE_2023, ["user_id", "parent_asin", "asin", "rating", "timestamp", "helpful_vote", "verified_purchase", "images", "title"],
-             "Cat.jsonl.gz", "user_id"),
+BASE = {
+    "overall": 5.0,
+    "verified": True,
+    "reviewTime": "08 22, 2013",
+    "reviewerID": "A1",
+    "asin": "B1",
+    "style": {"Size:": " L"},
+    "reviewText": "good",
+    "summary": "Five",
+    "unixReviewTime": 1377129600,
+    "vote": "3",
+    "image": ["https://img/1.jpg"],
 }
-ODD_VALUES = [2**63, 2**63 - 1, -(2**63) - 1, 2**64 + 5, 10**30, 10**400, 1e300, -0.0, 2.0, 1.5, "٥", "５", "5", " 4.5 ", "1,234", "",
-              " ", "true", "[1]", "{}", "nan", "inf", "\x00", "A\ud800", "08 22, 2013"]
+BASE_2023 = {
+    "rating": 3.0,
+    "title": "meh",
+    "text": "so so",
+    "asin": "B3V",
+    "parent_asin": "B3",
+    "user_id": "U3",
+    "timestamp": 1588687728923,
+    "helpful_vote": 2,
+    "verified_purchase": True,
+    "images": [{"small_image_url": "s", "large_image_url": "L"}],
+}
+RELEASES = {  # base record, the fields to spoil, the file name, the user id field
+    "2018": (
+        BASE,
+        [
+            "reviewerID",
+            "asin",
+            "overall",
+            "unixReviewTime",
+            "reviewTime",
+            "vote",
+            "verified",
+            "image",
+            "summary",
+            "style",
+        ],
+        "Cat_5.json.gz",
+        "reviewerID",
+    ),
+    "2023": (
+        BASE_2023,
+        [
+            "user_id",
+            "parent_asin",
+            "asin",
+            "rating",
+            "timestamp",
+            "helpful_vote",
+            "verified_purchase",
+            "images",
+            "title",
+        ],
+        "Cat.jsonl.gz",
+        "user_id",
+    ),
+}
+ODD_VALUES = [
+    2**63,
+    2**63 - 1,
+    -(2**63) - 1,
+    2**64 + 5,
+    10**30,
+    10**400,
+    1e300,
+    -0.0,
+    2.0,
+    1.5,
+    "٥",
+    "５",
+    "5",
+    " 4.5 ",
+    "1,234",
+    "",
+    " ",
+    "true",
+    "[1]",
+    "{}",
+    "nan",
+    "inf",
+    "\x00",
+    "A\ud800",
+    "08 22, 2013",
+]
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=6)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6)
     | st.sampled_from(ODD_VALUES),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
     max_leaves=5,
@@ -46,21 +124,43 @@ def _record(**fields: object) -> bytes:
 
 def _nested(depth: int, field: str = "x") -> bytes:
     value = b"[" * depth + b"]" * depth
-    return b'{"%s": %s, "reviewerID": "A7", "asin": "B7", "overall": 4.0, "unixReviewTime": 1300000000}' % (field.encode(), value)
+    return b'{"%s": %s, "reviewerID": "A7", "asin": "B7", "overall": 4.0, "unixReviewTime": 1300000000}' % (
+        field.encode(),
+        value,
+    )
 
 
 RAW_LINES = [
     _record(reviewerID="A\udcff").replace(b"\\udcff", b"\xff"),  # a byte that is not UTF-8, in an id
     _record(reviewText="bad \udcfe").replace(b"\\udcfe", b"\xfe"),  # ... in free text
     _record(reviewText="x").replace(b'"x"', b'"a\xed\xa0\x80b"'),  # CESU-8 surrogate bytes
-    _record(asin="B\ud800"), _record(reviewerID="\udc00A"), _record(summary="\ud83d\ude00"),  # lone and paired escapes
+    _record(asin="B\ud800"),
+    _record(reviewerID="\udc00A"),
+    _record(summary="\ud83d\ude00"),  # lone and paired escapes
     b'{"asin": "B1", "asin": null, "reviewerID": "A1", "overall": 5.0, "unixReviewTime": 1}',  # repeated keys
     b'{"asin": null, "\\u0061sin": "B1", "reviewerID": "A1", "overall": 5.0, "unixReviewTime": 1}',
-    _nested(10), _nested(500), _nested(990), _nested(1000), _nested(1023), _nested(1030), _nested(20_000), _nested(20, "asin"),
-    b"\xef\xbb\xbf" + _record(), _record().replace(b'"good"', b'"a\tb"'), _record() + b" junk",
+    _nested(10),
+    _nested(500),
+    _nested(990),
+    _nested(1000),
+    _nested(1023),
+    _nested(1030),
+    _nested(20_000),
+    _nested(20, "asin"),
+    b"\xef\xbb\xbf" + _record(),
+    _record().replace(b'"good"', b'"a\tb"'),
+    _record() + b" junk",
     b'{"overall": NaN, "reviewerID": "A", "asin": "B"}',
-    b'{"overall": 1e400, "reviewerID": "A", "asin": "B"}', b'{"overall": ' + b"9" * 5000 + b', "reviewerID": "A", "asin": "B"}',
-    b"[1, 2]", b"null", b'"text"', b"", b"   \t", b"\x0c", b"\r", b"{'reviewerID': 'A', 'asin': 'B', 'overall': 5.0}",
+    b'{"overall": 1e400, "reviewerID": "A", "asin": "B"}',
+    b'{"overall": ' + b"9" * 5000 + b', "reviewerID": "A", "asin": "B"}',
+    b"[1, 2]",
+    b"null",
+    b'"text"',
+    b"",
+    b"   \t",
+    b"\x0c",
+    b"\r",
+    b"{'reviewerID': 'A', 'asin': 'B', 'overall': 5.0}",
 ]
 
 
@@ -74,7 +174,9 @@ def hostile_lines(release: str) -> st.SearchStrategy[bytes]:
     base, fields, _, _ = RELEASES[release]
     record = json.dumps(base).encode()
     return st.one_of(
-        st.builds(lambda field, value: json.dumps({**base, field: value}).encode(), st.sampled_from(fields), JSON_VALUES),
+        st.builds(
+            lambda field, value: json.dumps({**base, field: value}).encode(), st.sampled_from(fields), JSON_VALUES
+        ),
         st.sampled_from(RAW_LINES),
         st.builds(_mutate_byte, st.just(record), st.integers(0, 400), st.integers(0, 255).filter(lambda b: b != 10)),
         st.binary(max_size=30).filter(lambda b: b"\n" not in b),
@@ -105,7 +207,9 @@ def _fate(folder: Path, release: str, label: str, lines: list[bytes], target: in
 
 @settings(max_examples=60, deadline=None)
 @given(case=CASES, position=st.integers(1, 199), small_chunk=st.integers(2000, 8000))
-def test_a_lines_fate_does_not_depend_on_its_neighbours(case: tuple[str, bytes], position: int, small_chunk: int) -> None:
+def test_a_lines_fate_does_not_depend_on_its_neighbours(
+    case: tuple[str, bytes], position: int, small_chunk: int
+) -> None:
     release, line = case
     malformed = b'{"reviewerID": "X", "asin": broken'
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +222,14 @@ def test_a_lines_fate_does_not_depend_on_its_neighbours(case: tuple[str, bytes],
             # among clean lines: the whole chunk goes through polars unless this line is refused
             "clean": _fate(folder, release, "clean", [*good[:position], line, *good[position:]], position, 8 << 20),
             # next to a malformed line and a blank one: its block is bisected and read line by line
-            "dirty": _fate(folder, release, "dirty", [*good[:position], malformed, line, b"", *good[position:]], position + 1, 8 << 20),
+            "dirty": _fate(
+                folder,
+                release,
+                "dirty",
+                [*good[:position], malformed, line, b"", *good[position:]],
+                position + 1,
+                8 << 20,
+            ),
             # in small chunks, at another offset (never first: a byte order mark is only one at the start of the file)
             "chunked": _fate(folder, release, "chunked", [*good[:cut], line, *good[cut:]], cut, small_chunk),
         }

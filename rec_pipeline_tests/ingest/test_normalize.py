@@ -12,9 +12,43 @@ from rec_pipeline.ingest.normalize import IngestOptions, ingest_dump
 from rec_pipeline.schema import ITEM_SCHEMA, REVIEW_SCHEMA
 from rec_pipeline_tests.conftest import write_lines
 
-R2018 = {"overall": 5.0, "verified": True, "reviewTime": "08 22, 2013", "reviewerID": "A1", "asin": "B1", "style": {"Size:": " Large"}, "reviewerName": "x", "reviewText": "good", "summary": "Five", "unixReviewTime": 1377129600, "vote": "1,234", "image": ["https://img/1.jpg"]}
-R2014 = {"reviewerID": "A2", "asin": "B2", "reviewerName": "y", "helpful": [3, 4], "reviewText": "fine", "overall": 4.0, "summary": "ok", "unixReviewTime": 1300000000, "reviewTime": "03 13, 2011"}
-R2023 = {"rating": 3.0, "title": "meh", "text": "so so", "images": [{"small_image_url": "s", "medium_image_url": "m", "large_image_url": "L"}], "asin": "B3V", "parent_asin": "B3", "user_id": "U3", "timestamp": 1588687728923, "helpful_vote": 2, "verified_purchase": True}
+R2018 = {
+    "overall": 5.0,
+    "verified": True,
+    "reviewTime": "08 22, 2013",
+    "reviewerID": "A1",
+    "asin": "B1",
+    "style": {"Size:": " Large"},
+    "reviewerName": "x",
+    "reviewText": "good",
+    "summary": "Five",
+    "unixReviewTime": 1377129600,
+    "vote": "1,234",
+    "image": ["https://img/1.jpg"],
+}
+R2014 = {
+    "reviewerID": "A2",
+    "asin": "B2",
+    "reviewerName": "y",
+    "helpful": [3, 4],
+    "reviewText": "fine",
+    "overall": 4.0,
+    "summary": "ok",
+    "unixReviewTime": 1300000000,
+    "reviewTime": "03 13, 2011",
+}
+R2023 = {
+    "rating": 3.0,
+    "title": "meh",
+    "text": "so so",
+    "images": [{"small_image_url": "s", "medium_image_url": "m", "large_image_url": "L"}],
+    "asin": "B3V",
+    "parent_asin": "B3",
+    "user_id": "U3",
+    "timestamp": 1588687728923,
+    "helpful_vote": 2,
+    "verified_purchase": True,
+}
 
 
 def _ingest(tmp_path: Path, name: str, lines: list, kind: str = "reviews", chunk_bytes: int = 8 << 20):
@@ -84,7 +118,10 @@ def test_bad_lines_are_counted_and_quarantined_with_line_numbers(tmp_path: Path)
 
 
 def test_truncated_gzip_keeps_rows_and_flags_the_input(tmp_path: Path) -> None:
-    lines = "".join(f'{{"reviewerID": "U{i}", "asin": "B{i % 50}", "overall": 4.0, "unixReviewTime": {1300000000 + i}, "reviewText": "text {i} " }}\n' for i in range(20000))
+    lines = "".join(
+        f'{{"reviewerID": "U{i}", "asin": "B{i % 50}", "overall": 4.0, "unixReviewTime": {1300000000 + i}, "reviewText": "text {i} " }}\n'
+        for i in range(20000)
+    )
     whole = gzip.compress(lines.encode())
     src = tmp_path / "Cat_5.json.gz"
     src.write_bytes(whole[: int(len(whole) * 0.6)])
@@ -119,8 +156,22 @@ def test_2014_metadata_python_literals_are_parsed(tmp_path: Path) -> None:
 
 
 def test_2018_metadata_prices_and_images(tmp_path: Path) -> None:
-    base = {"asin": "B1", "title": "t", "feature": ["f1"], "description": ["d"], "imageURL": ["lo"], "imageURLHighRes": ["hi"], "category": ["Beauty"], "main_cat": "Beauty"}
-    lines = [dict(base, price="$1,299.99"), dict(base, asin="B2", price="$5.00 - $9.00", imageURLHighRes=[]), dict(base, asin="B3", price=""), dict(base, asin="B4", price=".a-box-inner{background-color:#fff}")]
+    base = {
+        "asin": "B1",
+        "title": "t",
+        "feature": ["f1"],
+        "description": ["d"],
+        "imageURL": ["lo"],
+        "imageURLHighRes": ["hi"],
+        "category": ["Beauty"],
+        "main_cat": "Beauty",
+    }
+    lines = [
+        dict(base, price="$1,299.99"),
+        dict(base, asin="B2", price="$5.00 - $9.00", imageURLHighRes=[]),
+        dict(base, asin="B3", price=""),
+        dict(base, asin="B4", price=".a-box-inner{background-color:#fff}"),
+    ]
     report, frame, _ = _ingest(tmp_path, "meta_Cat.json.gz", lines, kind="meta")
     assert report.release == "2018"
     assert frame["price"].to_list() == [1299.99, None, None, None]
@@ -129,7 +180,22 @@ def test_2018_metadata_prices_and_images(tmp_path: Path) -> None:
 
 
 def test_2023_metadata_uses_parent_asin_and_large_images(tmp_path: Path) -> None:
-    line = {"main_category": "All Beauty", "title": "Brush", "average_rating": 4.1, "rating_number": 10, "features": [], "description": ["soft"], "price": None, "images": [{"thumb": "t", "large": "L", "variant": "MAIN", "hi_res": None}], "videos": [], "store": "Acme", "categories": ["Beauty", "Tools"], "details": {"a": 1}, "parent_asin": "P1", "bought_together": None}
+    line = {
+        "main_category": "All Beauty",
+        "title": "Brush",
+        "average_rating": 4.1,
+        "rating_number": 10,
+        "features": [],
+        "description": ["soft"],
+        "price": None,
+        "images": [{"thumb": "t", "large": "L", "variant": "MAIN", "hi_res": None}],
+        "videos": [],
+        "store": "Acme",
+        "categories": ["Beauty", "Tools"],
+        "details": {"a": 1},
+        "parent_asin": "P1",
+        "bought_together": None,
+    }
     report, frame, _ = _ingest(tmp_path, "meta_Cat.jsonl.gz", [line], kind="meta")
     assert report.release == "2023"
     row = frame.row(0, named=True)
@@ -138,7 +204,9 @@ def test_2023_metadata_uses_parent_asin_and_large_images(tmp_path: Path) -> None
 
 
 def test_wrong_type_in_an_optional_field_is_nulled_and_counted(tmp_path: Path) -> None:
-    report, frame, rejected = _ingest(tmp_path, "Cat_5.json.gz", [R2018, dict(R2018, reviewerID="A9", verified={"odd": 1})])
+    report, frame, rejected = _ingest(
+        tmp_path, "Cat_5.json.gz", [R2018, dict(R2018, reviewerID="A9", verified={"odd": 1})]
+    )
     assert frame.height == 2 and rejected.height == 0
     assert report.nulled_fields == {"verified": 1}
 

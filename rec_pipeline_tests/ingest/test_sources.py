@@ -40,8 +40,18 @@ def test_discover_pairs_reviews_with_metadata_and_prefers_the_full_dump(tmp_path
 
 @pytest.mark.parametrize(
     "name",
-    ["reviews_...json.gz", "reviews_..json.gz", "reviews_.json.gz", "meta_.json.gz", "Toys and Games_5.json.gz", "Jeux_vidéo.json.gz",
-     "a.b.json.gz", "-rf.json.gz", "Cat;rm.json.gz", "x" * 101 + ".json.gz"],
+    [
+        "reviews_...json.gz",
+        "reviews_..json.gz",
+        "reviews_.json.gz",
+        "meta_.json.gz",
+        "Toys and Games_5.json.gz",
+        "Jeux_vidéo.json.gz",
+        "a.b.json.gz",
+        "-rf.json.gz",
+        "Cat;rm.json.gz",
+        "x" * 101 + ".json.gz",
+    ],
 )
 def test_unsafe_category_names_are_never_classified(name: str) -> None:
     assert classify(Path(name)) is None
@@ -63,14 +73,34 @@ def test_dotted_names_never_become_categories_or_paths_outside_the_warehouse(tmp
 
 
 def test_every_unused_entry_of_raw_is_listed_with_its_reason(tmp_path: Path) -> None:
-    for name in ["Toys_5.json.gz", "Toys.json.gz", "meta_Lonely.json.gz", "README.md", "Cat_5.json.gz.part", ".DS_Store",
-                 "reviews_..json.gz", "Toys and Games.json.gz", "Jeux_vidéo_5.json.gz", "weird.json.gz.bak", "ratings_only.csv"]:
+    for name in [
+        "Toys_5.json.gz",
+        "Toys.json.gz",
+        "meta_Lonely.json.gz",
+        "README.md",
+        "Cat_5.json.gz.part",
+        ".DS_Store",
+        "reviews_..json.gz",
+        "Toys and Games.json.gz",
+        "Jeux_vidéo_5.json.gz",
+        "weird.json.gz.bak",
+        "ratings_only.csv",
+    ]:
         write_lines(tmp_path / name, [{"a": 1}])
     (tmp_path / "Dir_5.json.gz").mkdir()
     reasons = {path.name: reason for path, reason in ignored_files(tmp_path)}
     assert set(reasons) == {
-        "Toys_5.json.gz", "meta_Lonely.json.gz", "README.md", "Cat_5.json.gz.part", ".DS_Store", "reviews_..json.gz",
-        "Toys and Games.json.gz", "Jeux_vidéo_5.json.gz", "weird.json.gz.bak", "ratings_only.csv", "Dir_5.json.gz",
+        "Toys_5.json.gz",
+        "meta_Lonely.json.gz",
+        "README.md",
+        "Cat_5.json.gz.part",
+        ".DS_Store",
+        "reviews_..json.gz",
+        "Toys and Games.json.gz",
+        "Jeux_vidéo_5.json.gz",
+        "weird.json.gz.bak",
+        "ratings_only.csv",
+        "Dir_5.json.gz",
     }
     assert "Toys.json.gz" in reasons["Toys_5.json.gz"]  # the chosen dump of the category is named
     assert reasons["meta_Lonely.json.gz"].startswith("metadata without a reviews dump")

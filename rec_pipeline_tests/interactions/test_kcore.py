@@ -10,7 +10,12 @@ pairs = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=0, 
 
 def _frame(rows: list[tuple[int, int]]) -> pl.DataFrame:
     return pl.DataFrame(
-        {"user_id": [f"u{u}" for u, _ in rows], "item_id": [f"i{i}" for _, i in rows], "rating": [4.0] * len(rows), "timestamp": list(range(len(rows)))},
+        {
+            "user_id": [f"u{u}" for u, _ in rows],
+            "item_id": [f"i{i}" for _, i in rows],
+            "rating": [4.0] * len(rows),
+            "timestamp": list(range(len(rows))),
+        },
         schema={"user_id": pl.String, "item_id": pl.String, "rating": pl.Float32, "timestamp": pl.Int64},
     )
 
@@ -46,12 +51,20 @@ def test_one_pass_is_not_enough_and_kcore_iterates() -> None:
 
 def test_dedup_keeps_the_latest_review_of_a_pair() -> None:
     frame = pl.DataFrame(
-        {"user_id": ["a", "a", "a", "b"], "item_id": ["x", "x", "y", "x"], "rating": [1.0, 5.0, 3.0, 2.0], "timestamp": [10, 20, 5, 1], "source_line": [1, 2, 3, 4]}
+        {
+            "user_id": ["a", "a", "a", "b"],
+            "item_id": ["x", "x", "y", "x"],
+            "rating": [1.0, 5.0, 3.0, 2.0],
+            "timestamp": [10, 20, 5, 1],
+            "source_line": [1, 2, 3, 4],
+        }
     )
     out = latest_per_pair(frame).collect().sort("user_id", "item_id")
     assert out.select("user_id", "item_id", "rating").rows() == [("a", "x", 5.0), ("a", "y", 3.0), ("b", "x", 2.0)]
 
 
 def test_dedup_breaks_timestamp_ties_by_the_later_line() -> None:
-    frame = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "x"], "rating": [5.0, 1.0], "timestamp": [7, 7], "source_line": [1, 2]})
+    frame = pl.DataFrame(
+        {"user_id": ["a", "a"], "item_id": ["x", "x"], "rating": [5.0, 1.0], "timestamp": [7, 7], "source_line": [1, 2]}
+    )
     assert latest_per_pair(frame).collect()["rating"].to_list() == [1.0]

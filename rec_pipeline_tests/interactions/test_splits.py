@@ -9,12 +9,21 @@ from rec_pipeline.interactions.splits import SplitOptions, check_splits, split_i
 
 def _frame(rows: list[tuple[int, int, int]]) -> pl.DataFrame:
     return pl.DataFrame(
-        {"user_id": [f"u{u}" for u, _, _ in rows], "item_id": [f"i{i}" for _, i, _ in rows], "rating": [3.0] * len(rows), "timestamp": [t for _, _, t in rows]},
+        {
+            "user_id": [f"u{u}" for u, _, _ in rows],
+            "item_id": [f"i{i}" for _, i, _ in rows],
+            "rating": [3.0] * len(rows),
+            "timestamp": [t for _, _, t in rows],
+        },
         schema={"user_id": pl.String, "item_id": pl.String, "rating": pl.Float32, "timestamp": pl.Int64},
     )
 
 
-triples = st.lists(st.tuples(st.integers(0, 15), st.integers(0, 10), st.integers(0, 1000)), max_size=200, unique_by=lambda t: (t[0], t[1]))
+triples = st.lists(
+    st.tuples(st.integers(0, 15), st.integers(0, 10), st.integers(0, 1000)),
+    max_size=200,
+    unique_by=lambda t: (t[0], t[1]),
+)
 
 
 @settings(max_examples=50, deadline=None)

@@ -25,8 +25,18 @@ def reviews(*rows: tuple[str, str, float, int, str | None]) -> pl.DataFrame:
     """(user, asin, rating, timestamp, text) rows as a normalized reviews frame, source lines 1..n."""
     return pl.DataFrame(
         [
-            {"user_id": u, "item_id": i, "rating": r, "timestamp": t, "summary": "s", "text": x, "verified": True,
-             "votes": 0, "image_urls": [], "source_line": n}
+            {
+                "user_id": u,
+                "item_id": i,
+                "rating": r,
+                "timestamp": t,
+                "summary": "s",
+                "text": x,
+                "verified": True,
+                "votes": 0,
+                "image_urls": [],
+                "source_line": n,
+            }
             for n, (u, i, r, t, x) in enumerate(rows, start=1)
         ],
         schema=REVIEW_SCHEMA,
@@ -49,6 +59,7 @@ def family_of(result: VariantResult) -> dict[str, str]:
 
 # --- hand-built frames ---------------------------------------------------------------------------------------------
 
+
 def test_copies_of_one_review_become_one_event_kept_on_the_smallest_asin() -> None:
     frame = reviews(*copies(["B3", "B1", "B2"], "u1", 100, "great"), ("u2", "B3", 3.0, 200, "fine"))
     result = collapse_variants(frame)
@@ -65,8 +76,9 @@ def test_an_event_repeated_on_one_asin_is_one_event() -> None:
 
 
 def test_asins_sharing_two_events_that_are_half_the_smaller_merge_under_the_smallest_asin() -> None:
-    frame = reviews(*copies(["B2", "B1"], "u1", 100, "a"), *copies(["B2", "B1"], "u2", 100, "b"),
-                    *own("B2", 2), *own("C9", 3))
+    frame = reviews(
+        *copies(["B2", "B1"], "u1", 100, "a"), *copies(["B2", "B1"], "u2", 100, "b"), *own("B2", 2), *own("C9", 3)
+    )
     result = collapse_variants(frame)
     assert family_of(result) == {"B1": "B1", "B2": "B1", "C9": "C9"}
     assert result.reviews.filter(pl.col("user_id").str.starts_with("own_B2"))["item_id"].to_list() == ["B1", "B1"]
@@ -98,8 +110,12 @@ def test_a_weak_partial_overlap_does_not_chain_a_third_product_into_the_family()
 
 
 def test_rows_without_text_are_never_grouped_with_anything() -> None:
-    frame = reviews(("u1", "B1", 5.0, 100, ""), ("u1", "B2", 5.0, 100, ""), ("u1", "B1", 5.0, 100, None),
-                    ("u1", "B2", 5.0, 100, None))
+    frame = reviews(
+        ("u1", "B1", 5.0, 100, ""),
+        ("u1", "B2", 5.0, 100, ""),
+        ("u1", "B1", 5.0, 100, None),
+        ("u1", "B2", 5.0, 100, None),
+    )
     result = collapse_variants(frame, VariantOptions(min_shared_copies=1, min_shared_fraction=0.01))
     assert result.events == 4 and result.copies_collapsed == 0 and result.items_merged == 0
     assert result.reviews["source_line"].to_list() == [1, 2, 3, 4]
@@ -107,8 +123,11 @@ def test_rows_without_text_are_never_grouped_with_anything() -> None:
 
 def test_events_with_too_many_copies_collapse_but_link_no_asins() -> None:
     asins = ["B1", "B2", "B3", "B4"]
-    frame = reviews(*copies(asins, "u1", 100, "pooled"), *copies(asins, "u2", 100, "pooled too"),
-                    *copies(["B1", "B2"], "u3", 300, "pair"))
+    frame = reviews(
+        *copies(asins, "u1", 100, "pooled"),
+        *copies(asins, "u2", 100, "pooled too"),
+        *copies(["B1", "B2"], "u3", 300, "pair"),
+    )
     result = collapse_variants(frame, VariantOptions(max_copies_per_event=3))
     assert result.events == 3 and result.events_too_many_copies == 2
     assert result.items_merged == 0  # B1-B2 share 3 events, but only one of them links
@@ -120,8 +139,16 @@ def test_disabled_passes_reviews_through_with_identity_families() -> None:
     result = collapse_variants(frame.lazy(), VariantOptions(enabled=False))
     assert result.reviews.equals(frame)
     assert family_of(result) == {"B1": "B1", "B2": "B2"}
-    assert result.metadata() == {"rows_in": 4, "events": 4, "copies_collapsed": 0, "items_in": 2, "families_out": 2,
-                                 "items_merged": 0, "largest_family": 1, "events_too_many_copies": 0}
+    assert result.metadata() == {
+        "rows_in": 4,
+        "events": 4,
+        "copies_collapsed": 0,
+        "items_in": 2,
+        "families_out": 2,
+        "items_merged": 0,
+        "largest_family": 1,
+        "events_too_many_copies": 0,
+    }
 
 
 def test_an_empty_frame_gives_empty_results() -> None:
@@ -134,8 +161,10 @@ def test_lazy_input_gives_the_same_result_as_eager() -> None:
     assert collapse_variants(frame.lazy()).reviews.equals(collapse_variants(frame).reviews)
 
 
-@pytest.mark.parametrize("bad", [{"min_shared_copies": 0}, {"min_shared_fraction": 0.0}, {"min_shared_fraction": 1.5},
-                                 {"max_copies_per_event": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"min_shared_copies": 0}, {"min_shared_fraction": 0.0}, {"min_shared_fraction": 1.5}, {"max_copies_per_event": 1}],
+)
 def test_invalid_options_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         VariantOptions(**bad)
@@ -144,16 +173,61 @@ def test_invalid_options_are_refused(bad: dict) -> None:
 def test_merge_family_items_takes_each_field_from_the_key_first_then_members_in_asin_order() -> None:
     items = pl.DataFrame(
         [
-            {"item_id": "B3", "title": "Third", "brand": "Z", "categories": ["c3"], "description": ["d3"],
-             "features": [], "price": None, "image_urls": ["u3", "u1"], "source_line": 3},
-            {"item_id": "B1", "title": None, "brand": None, "categories": [], "description": [], "features": None,
-             "price": None, "image_urls": ["u1"], "source_line": 7},
-            {"item_id": "B2", "title": "Second", "brand": "Y", "categories": ["c2"], "description": [],
-             "features": ["f2"], "price": 2.99, "image_urls": None, "source_line": 5},
-            {"item_id": "C1", "title": "Alone", "brand": None, "categories": ["c"], "description": [], "features": [],
-             "price": 1.0, "image_urls": ["c"], "source_line": 9},
-            {"item_id": "D1", "title": "Not in families", "brand": None, "categories": [], "description": [],
-             "features": [], "price": None, "image_urls": [], "source_line": 1},
+            {
+                "item_id": "B3",
+                "title": "Third",
+                "brand": "Z",
+                "categories": ["c3"],
+                "description": ["d3"],
+                "features": [],
+                "price": None,
+                "image_urls": ["u3", "u1"],
+                "source_line": 3,
+            },
+            {
+                "item_id": "B1",
+                "title": None,
+                "brand": None,
+                "categories": [],
+                "description": [],
+                "features": None,
+                "price": None,
+                "image_urls": ["u1"],
+                "source_line": 7,
+            },
+            {
+                "item_id": "B2",
+                "title": "Second",
+                "brand": "Y",
+                "categories": ["c2"],
+                "description": [],
+                "features": ["f2"],
+                "price": 2.99,
+                "image_urls": None,
+                "source_line": 5,
+            },
+            {
+                "item_id": "C1",
+                "title": "Alone",
+                "brand": None,
+                "categories": ["c"],
+                "description": [],
+                "features": [],
+                "price": 1.0,
+                "image_urls": ["c"],
+                "source_line": 9,
+            },
+            {
+                "item_id": "D1",
+                "title": "Not in families",
+                "brand": None,
+                "categories": [],
+                "description": [],
+                "features": [],
+                "price": None,
+                "image_urls": [],
+                "source_line": 1,
+            },
         ],
         schema=ITEM_SCHEMA,
     )
@@ -162,17 +236,38 @@ def test_merge_family_items_takes_each_field_from_the_key_first_then_members_in_
     assert merged.schema == pl.Schema(MERGED_ITEM_SCHEMA)
     rows = {row["item_id"]: row for row in merged.iter_rows(named=True)}
     assert set(rows) == {"B1", "C1", "D1"}
-    assert rows["B1"] == {"item_id": "B1", "title": "Second", "brand": "Y", "categories": ["c2"], "description": ["d3"],
-                          "features": ["f2"], "price": 2.99, "image_urls": ["u1", "u3"], "source_line": 3,
-                          "members": ["B1", "B2", "B3"]}
+    assert rows["B1"] == {
+        "item_id": "B1",
+        "title": "Second",
+        "brand": "Y",
+        "categories": ["c2"],
+        "description": ["d3"],
+        "features": ["f2"],
+        "price": 2.99,
+        "image_urls": ["u1", "u3"],
+        "source_line": 3,
+        "members": ["B1", "B2", "B3"],
+    }
     assert rows["C1"]["members"] == ["C1"] and rows["C1"]["title"] == "Alone"
     assert rows["D1"]["members"] == ["D1"] and rows["D1"]["title"] == "Not in families"
 
 
 def test_merge_family_items_prefers_the_keys_own_scalar_fields() -> None:
     items = pl.DataFrame(
-        [{"item_id": a, "title": a.lower(), "brand": None, "categories": [], "description": [], "features": [],
-          "price": p, "image_urls": [], "source_line": n} for n, (a, p) in enumerate([("B2", 5.0), ("B1", None)])],
+        [
+            {
+                "item_id": a,
+                "title": a.lower(),
+                "brand": None,
+                "categories": [],
+                "description": [],
+                "features": [],
+                "price": p,
+                "image_urls": [],
+                "source_line": n,
+            }
+            for n, (a, p) in enumerate([("B2", 5.0), ("B1", None)])
+        ],
         schema=ITEM_SCHEMA,
     )
     merged = merge_family_items(items, pl.DataFrame({"item_id": ["B1", "B2"], "family_id": ["B1", "B1"]}))
@@ -191,7 +286,9 @@ def real_reviews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataF
     out = tmp_path_factory.mktemp("real_variants")
     frames = {}
     for name in REAL_FILES:
-        ingest_dump(REAL_DATA_DIR / f"{name}.json.gz", "reviews", out / f"{name}.parquet", out / f"{name}.rejected.parquet")
+        ingest_dump(
+            REAL_DATA_DIR / f"{name}.json.gz", "reviews", out / f"{name}.parquet", out / f"{name}.rejected.parquet"
+        )
         frames[name] = pl.read_parquet(out / f"{name}.parquet")
     return frames
 
@@ -206,7 +303,8 @@ REAL_COUNTS = {
 
 @pytest.mark.parametrize("name", REAL_FILES)
 def test_real_2018_files_collapse_to_one_row_per_review_without_giant_families(
-        real_reviews: dict[str, pl.DataFrame], name: str) -> None:
+    real_reviews: dict[str, pl.DataFrame], name: str
+) -> None:
     frame = real_reviews[name]
     result = collapse_variants(frame)
     pairs_before = frame.select("user_id", "item_id").n_unique()
@@ -214,7 +312,12 @@ def test_real_2018_files_collapse_to_one_row_per_review_without_giant_families(
     print(f"{name}: {result.metadata()}, (user, item) pairs {pairs_before} -> {pairs_after}")
     rows_in, events, families, merged, largest, before, after = REAL_COUNTS[name]
     assert (result.rows_in, result.events, result.families_out, result.items_merged, result.largest_family) == (
-        rows_in, events, families, merged, largest)
+        rows_in,
+        events,
+        families,
+        merged,
+        largest,
+    )
     assert (pairs_before, pairs_after) == (before, after)
     assert result.copies_collapsed == rows_in - events and result.events_too_many_copies == 0
     with_text = result.reviews.filter(pl.col("text").str.len_bytes() > 0)
@@ -222,7 +325,9 @@ def test_real_2018_files_collapse_to_one_row_per_review_without_giant_families(
     assert result.largest_family < result.items_in / 2
 
 
-def test_all_beauty_events_match_the_distinct_reviews_of_the_formats_notes(real_reviews: dict[str, pl.DataFrame]) -> None:
+def test_all_beauty_events_match_the_distinct_reviews_of_the_formats_notes(
+    real_reviews: dict[str, pl.DataFrame],
+) -> None:
     """FORMATS.md counts 1,379 distinct reviews, its five textless rows as one; here each is its own event."""
     frame = real_reviews["All_Beauty_5"]
     textless = frame.filter(pl.col("text").is_null() | (pl.col("text") == "")).height
@@ -231,21 +336,36 @@ def test_all_beauty_events_match_the_distinct_reviews_of_the_formats_notes(real_
     assert collapse_variants(frame).events == 1379 - 1 + textless
 
 
-def test_the_fraction_guard_keeps_partial_overlaps_from_chaining_real_products(real_reviews: dict[str, pl.DataFrame]) -> None:
+def test_the_fraction_guard_keeps_partial_overlaps_from_chaining_real_products(
+    real_reviews: dict[str, pl.DataFrame],
+) -> None:
     frame = real_reviews["Magazine_Subscriptions_5"]
     any_shared_pair = collapse_variants(frame, VariantOptions(min_shared_copies=1, min_shared_fraction=1e-9))
     guarded = collapse_variants(frame)
-    print(f"largest family: {any_shared_pair.largest_family} linking on any shared copy, {guarded.largest_family} guarded")
+    print(
+        f"largest family: {any_shared_pair.largest_family} linking on any shared copy, {guarded.largest_family} guarded"
+    )
     assert any_shared_pair.largest_family == 97 and guarded.largest_family == 2
 
 
 # --- generated samples with planted families ----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module", params=["2014", "2018"])
-def planted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[SampleManifest, pl.DataFrame]:
+def planted(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[SampleManifest, pl.DataFrame]:
     root = tmp_path_factory.mktemp(f"variants_{request.param}")
-    spec = SampleSpec(release=request.param, n_users=300, n_items=60, n_reviews=3000, image_size=8, compresslevel=1,
-                      variant_families=0.15, coincidental_copies=4)
+    spec = SampleSpec(
+        release=request.param,
+        n_users=300,
+        n_items=60,
+        n_reviews=3000,
+        image_size=8,
+        compresslevel=1,
+        variant_families=0.15,
+        coincidental_copies=4,
+    )
     manifest = write_sample(root, spec)
     report = ingest_dump(manifest.reviews_path, "reviews", root / "reviews.parquet", root / "rejected.parquet")
     assert report.rows_out == manifest.review_records + manifest.copy_lines
@@ -255,8 +375,12 @@ def planted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def test_collapse_recovers_exactly_the_planted_families(planted: tuple[SampleManifest, pl.DataFrame]) -> None:
     manifest, frame = planted
     result = collapse_variants(frame)
-    found = (result.families.group_by("family_id").agg(pl.col("item_id").sort())
-             .filter(pl.col("item_id").list.len() > 1)["item_id"].to_list())
+    found = (
+        result.families.group_by("family_id")
+        .agg(pl.col("item_id").sort())
+        .filter(pl.col("item_id").list.len() > 1)["item_id"]
+        .to_list()
+    )
     assert manifest.variant_families and sorted(map(tuple, found)) == sorted(manifest.variant_families.values())
     assert result.items_merged == sum(len(asins) - 1 for asins in manifest.variant_families.values())
 
@@ -268,14 +392,20 @@ def test_coincidental_copies_merge_nothing_and_stay_one_event(planted: tuple[Sam
     assert len(manifest.coincidences) == 4
     for a, b in manifest.coincidences:
         assert family[a] == a and family[b] == b
-        shared = (frame.filter(pl.col("item_id").is_in([a, b])).group_by(EVENT)
-                  .agg(pl.col("item_id").n_unique().alias("asins")).filter(pl.col("asins") == 2))
+        shared = (
+            frame.filter(pl.col("item_id").is_in([a, b]))
+            .group_by(EVENT)
+            .agg(pl.col("item_id").n_unique().alias("asins"))
+            .filter(pl.col("asins") == 2)
+        )
         assert shared.height == 1  # exactly one review on both
     with_text = result.reviews.filter(pl.col("text").str.len_bytes() > 0)
     assert with_text.select(EVENT).n_unique() == with_text.height
 
 
-def test_collapsed_and_deduplicated_sample_has_the_true_pair_count(planted: tuple[SampleManifest, pl.DataFrame]) -> None:
+def test_collapsed_and_deduplicated_sample_has_the_true_pair_count(
+    planted: tuple[SampleManifest, pl.DataFrame],
+) -> None:
     manifest, frame = planted
     assert frame.select("user_id", "item_id").n_unique() > manifest.unique_pairs  # the copies inflate it
     assert latest_per_pair(collapse_variants(frame).reviews).collect().height == manifest.unique_pairs

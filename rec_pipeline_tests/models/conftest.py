@@ -32,8 +32,14 @@ class PlantedRatings:
         return TrainingData(self.train, self.validation, self.content if with_content else None)
 
 
-def make_planted_ratings(seed: int = 0, n_users: int = 200, n_items: int = 100, density: float = 0.3,
-                         n_cold_items: int = 15, content_dim: int = 8) -> PlantedRatings:
+def make_planted_ratings(
+    seed: int = 0,
+    n_users: int = 200,
+    n_items: int = 100,
+    density: float = 0.3,
+    n_cold_items: int = 15,
+    content_dim: int = 8,
+) -> PlantedRatings:
     """ratings = 3.5 + b_u + b_i + p_u . q_i + N(0, 0.3), clipped to 1..5; q_i and b_i are functions of the
     item's content vector, so content alone predicts an item's bias and factors."""
     rng = np.random.default_rng(seed)
@@ -43,14 +49,21 @@ def make_planted_ratings(seed: int = 0, n_users: int = 200, n_items: int = 100, 
     user_factors = rng.normal(scale=0.6, size=(n_users, 3))
     user_bias = rng.normal(scale=0.4, size=n_users)
     users, items = np.nonzero(rng.random((n_users, n_items)) < density)
-    ratings = (3.5 + user_bias[users] + item_bias[items] + np.einsum("ij,ij->i", user_factors[users],
-               item_factors[items]) + rng.normal(scale=0.3, size=len(users)))
-    frame = pl.DataFrame({
-        "user_id": [f"u{u:03d}" for u in users],
-        "item_id": [f"i{i:03d}" for i in items],
-        "rating": np.clip(ratings, 1, 5).astype(np.float32),
-        "timestamp": np.arange(len(users), dtype=np.int64),
-    })
+    ratings = (
+        3.5
+        + user_bias[users]
+        + item_bias[items]
+        + np.einsum("ij,ij->i", user_factors[users], item_factors[items])
+        + rng.normal(scale=0.3, size=len(users))
+    )
+    frame = pl.DataFrame(
+        {
+            "user_id": [f"u{u:03d}" for u in users],
+            "item_id": [f"i{i:03d}" for i in items],
+            "rating": np.clip(ratings, 1, 5).astype(np.float32),
+            "timestamp": np.arange(len(users), dtype=np.int64),
+        }
+    )
     cold_items = {f"i{i:03d}" for i in rng.choice(n_items, n_cold_items, replace=False)}
     is_cold = pl.col("item_id").is_in(list(cold_items))
     warm = frame.filter(~is_cold)
@@ -88,8 +101,9 @@ class GeneratedSplits:
     test: pl.DataFrame
 
 
-def _generated_world(seed: int, n_users: int, n_items: int, n_reviews: int, choice_affinity: float | None
-                     ) -> tuple[Any, pl.DataFrame]:
+def _generated_world(
+    seed: int, n_users: int, n_items: int, n_reviews: int, choice_affinity: float | None
+) -> tuple[Any, pl.DataFrame]:
     """The sample generator's world and its reviews (latest per pair) as a ratings frame."""
     from rec_pipeline.sample import SampleSpec, draw_reviews, generate_world
 
@@ -99,17 +113,20 @@ def _generated_world(seed: int, n_users: int, n_items: int, n_reviews: int, choi
     world = generate_world(spec)
     draw = draw_reviews(world)
     latest = draw.is_latest
-    frame = pl.DataFrame({
-        "user_id": [f"u{u:04d}" for u in draw.user[latest]],
-        "item_id": [f"i{i:04d}" for i in draw.item[latest]],
-        "rating": draw.rating[latest].astype(np.float32),
-        "timestamp": draw.timestamp[latest],
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": [f"u{u:04d}" for u in draw.user[latest]],
+            "item_id": [f"i{i:04d}" for i in draw.item[latest]],
+            "rating": draw.rating[latest].astype(np.float32),
+            "timestamp": draw.timestamp[latest],
+        }
+    )
     return world, frame
 
 
-def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150, n_reviews: int = 9000,
-                          choice_affinity: float = 0.0) -> GeneratedSplits:
+def make_generated_splits(
+    seed: int = 4, n_users: int = 400, n_items: int = 150, n_reviews: int = 9000, choice_affinity: float = 0.0
+) -> GeneratedSplits:
     """The sample generator's world (heavy-tailed item popularity, known ratings), split 80/10/10 at random.
 
     Unlike the planted data, who rates what here follows popularity (``choice_affinity=0``, as the generator
@@ -118,7 +135,9 @@ def make_generated_splits(seed: int = 4, n_users: int = 400, n_items: int = 150,
     """
     _, frame = _generated_world(seed, n_users, n_items, n_reviews, choice_affinity)
     split = np.random.default_rng(seed).random(frame.height)
-    return GeneratedSplits(frame.filter(split < 0.8), frame.filter((split >= 0.8) & (split < 0.9)), frame.filter(split >= 0.9))
+    return GeneratedSplits(
+        frame.filter(split < 0.8), frame.filter((split >= 0.8) & (split < 0.9)), frame.filter(split >= 0.9)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +161,9 @@ class PersonalSplits:
         return TrainingData(self.train, self.validation, self.content)
 
 
-def make_personal_splits(seed: int = 4, n_users: int = 500, n_items: int = 150, n_reviews: int = 15000) -> PersonalSplits:
+def make_personal_splits(
+    seed: int = 4, n_users: int = 500, n_items: int = 150, n_reviews: int = 15000
+) -> PersonalSplits:
     world, frame = _generated_world(seed, n_users, n_items, n_reviews, choice_affinity=None)
     rng = np.random.default_rng(seed)
     item_ids = [f"i{i:04d}" for i in range(n_items)]
@@ -158,8 +179,13 @@ def make_personal_splits(seed: int = 4, n_users: int = 500, n_items: int = 150, 
         test=position.filter(pl.col("_pos") == 1).drop("_pos"),
         cold=frame.filter(is_cold),
         cold_items=cold_items,
-        content=ItemContent(item_ids, (topics + rng.normal(0, 0.3, topics.shape)).astype(np.float32), np.ones(n_items, bool),
-                            (styles + rng.normal(0, 0.3, styles.shape)).astype(np.float32), np.ones(n_items, bool)),
+        content=ItemContent(
+            item_ids,
+            (topics + rng.normal(0, 0.3, topics.shape)).astype(np.float32),
+            np.ones(n_items, bool),
+            (styles + rng.normal(0, 0.3, styles.shape)).astype(np.float32),
+            np.ones(n_items, bool),
+        ),
     )
 
 

@@ -80,12 +80,15 @@ def test_recommend_returns_fewer_rows_when_exclusions_exhaust_the_catalogue(bias
     everything_but_two = set(biases.item_ids[2:])
     top = biases.recommend(["u000", "u000", "stranger"], n=5, exclude={"u000": everything_but_two})
     scores = dict(zip(biases.item_ids, biases.ranking_scores(["u000"])[0], strict=True))
-    assert top.filter(pl.col("user_id") == "u000")["item_id"].to_list() == sorted(biases.item_ids[:2], key=lambda i: -scores[i])
+    assert top.filter(pl.col("user_id") == "u000")["item_id"].to_list() == sorted(
+        biases.item_ids[:2], key=lambda i: -scores[i]
+    )
     assert top.filter(pl.col("user_id") == "stranger").height == 5
 
 
-def test_save_then_load_model_gives_identical_predictions(tmp_path: Path, planted: PlantedRatings,
-                                                           biases: BiasesRecommender) -> None:
+def test_save_then_load_model_gives_identical_predictions(
+    tmp_path: Path, planted: PlantedRatings, biases: BiasesRecommender
+) -> None:
     biases.save(tmp_path / "biases")
     loaded = load_model(tmp_path / "biases")
     assert isinstance(loaded, BiasesRecommender) and loaded.get_config() == biases.get_config()

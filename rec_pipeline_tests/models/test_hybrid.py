@@ -36,8 +36,9 @@ def test_hybrid_learns_warm_items(hybrid: HybridRecommender, planted: PlantedRat
     assert rmse(_predict(hybrid, planted.test), planted.test) < 0.85 * _global_mean_rmse(planted, planted.test)
 
 
-def test_hybrid_scores_cold_items_from_content_better_than_the_global_mean(hybrid: HybridRecommender,
-                                                                         planted: PlantedRatings) -> None:
+def test_hybrid_scores_cold_items_from_content_better_than_the_global_mean(
+    hybrid: HybridRecommender, planted: PlantedRatings
+) -> None:
     assert not set(planted.cold_test["item_id"]) & set(planted.train["item_id"])
     cold = rmse(_predict(hybrid, planted.cold_test), planted.cold_test)
     assert cold < 0.9 * _global_mean_rmse(planted, planted.cold_test)
@@ -48,15 +49,17 @@ def test_cold_items_are_rankable(hybrid: HybridRecommender, planted: PlantedRati
     assert hybrid.score_users(["u000"]).shape == (1, len(planted.content.item_ids))
 
 
-def test_save_then_load_answers_from_saved_content(hybrid: HybridRecommender, planted: PlantedRatings,
-                                                   tmp_path: Path) -> None:
+def test_save_then_load_answers_from_saved_content(
+    hybrid: HybridRecommender, planted: PlantedRatings, tmp_path: Path
+) -> None:
     hybrid.save(tmp_path / "hybrid")
     assert (tmp_path / "hybrid" / "content.npz").is_file()
     loaded = load_model(tmp_path / "hybrid")
     assert loaded.get_config() == hybrid.get_config()
     for frame in (planted.test, planted.cold_test):
-        assert np.array_equal(loaded.predict(frame["user_id"].to_list(), frame["item_id"].to_list()),
-                              _predict(hybrid, frame))
+        assert np.array_equal(
+            loaded.predict(frame["user_id"].to_list(), frame["item_id"].to_list()), _predict(hybrid, frame)
+        )
 
 
 def test_hybrid_requires_item_content(planted: PlantedRatings) -> None:

@@ -39,7 +39,16 @@ def _predict(model: Recommender, frame: pl.DataFrame) -> np.ndarray:
 
 def test_every_registered_model_is_exercised() -> None:
     # The rest have test files of their own: test_baselines, test_rankers, test_hybrid, test_two_tower, test_seed_models.
-    assert set(SETTINGS) | {"global_mean", "popularity", "biases", "ease", "hybrid", "two_tower", "mf_als", "hybrid_seed000"} == set(MODELS)
+    assert set(SETTINGS) | {
+        "global_mean",
+        "popularity",
+        "biases",
+        "ease",
+        "hybrid",
+        "two_tower",
+        "mf_als",
+        "hybrid_seed000",
+    } == set(MODELS)
 
 
 def test_model_learns_the_planted_signal(fitted: Recommender, planted: PlantedRatings) -> None:
@@ -73,8 +82,9 @@ def test_recommend_excludes_rated_items(fitted: Recommender, planted: PlantedRat
     assert not any(item in rated[user] for user, item in top.select("user_id", "item_id").iter_rows())
 
 
-def test_save_then_load_gives_identical_predictions(fitted: Recommender, planted: PlantedRatings,
-                                                     tmp_path: Path) -> None:
+def test_save_then_load_gives_identical_predictions(
+    fitted: Recommender, planted: PlantedRatings, tmp_path: Path
+) -> None:
     fitted.save(tmp_path / fitted.kind)
     loaded = load_model(tmp_path / fitted.kind)
     assert type(loaded) is type(fitted) and loaded.get_config() == fitted.get_config()

@@ -18,8 +18,14 @@ from rec_pipeline_tests.models.conftest import GeneratedSplits, PlantedRatings
 
 
 def _ratings(pairs: list[tuple[str, str]], rating: float = 4.0) -> pl.DataFrame:
-    return pl.DataFrame({"user_id": [u for u, _ in pairs], "item_id": [i for _, i in pairs],
-                         "rating": [rating] * len(pairs), "timestamp": list(range(len(pairs)))})
+    return pl.DataFrame(
+        {
+            "user_id": [u for u, _ in pairs],
+            "item_id": [i for _, i in pairs],
+            "rating": [rating] * len(pairs),
+            "timestamp": list(range(len(pairs))),
+        }
+    )
 
 
 # u1 rated a, b; u2 rated b, c; u3 rated a. With lambda = 1, G = X^T X + I = [[3,1,0],[1,3,1],[0,1,2]], det 13,
@@ -123,8 +129,11 @@ def test_a_never_seen_item_scores_nothing_for_rankers_and_the_fallback_for_ratin
         model.fit(TrainingData(TINY))
         assert model.unknown_item_scores(["u1", "stranger"]).tolist() == [0.0, 0.0]
     biases = create_model("biases")
-    biases.fit(TrainingData(_ratings([("u1", "a"), ("u1", "b"), ("u2", "a")], rating=5.0).vstack(
-        _ratings([("u2", "c")], rating=1.0))))
+    biases.fit(
+        TrainingData(
+            _ratings([("u1", "a"), ("u1", "b"), ("u2", "a")], rating=5.0).vstack(_ratings([("u2", "c")], rating=1.0))
+        )
+    )
     fallback = biases.unknown_item_scores(["u1", "u2"])
     assert np.allclose(fallback, biases.predict(["u1", "u2"], ["never", "never"]))
     assert fallback[0] > fallback[1]  # the user mean part: u1 rates higher than u2

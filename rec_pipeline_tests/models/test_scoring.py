@@ -97,4 +97,6 @@ def test_latent_factors_fold_biases_into_one_product() -> None:
     assert factors.n_items == 5
     assert np.allclose(factors.scores(np.arange(4)), expected, atol=1e-5)
     assert np.allclose(factors.pair_scores(np.array([1, 2]), np.array([3, 5])), expected[[1, 2], [2, 4]], atol=1e-5)
-    assert np.allclose(factors.item_scores(np.arange(4), 0), 3.5 + user_bias + item_bias[0] + users @ items[0], atol=1e-5)
+    assert np.allclose(
+        factors.item_scores(np.arange(4), 0), 3.5 + user_bias + item_bias[0] + users @ items[0], atol=1e-5
+    )

@@ -18,7 +18,9 @@ from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
 
 
 def test_both_models_are_registered_where_the_pipeline_looks() -> None:
-    assert MODELS["hybrid_seed000"] is HybridSeed000Recommender and MODELS["mf_als"] is ALSMatrixFactorizationRecommender
+    assert (
+        MODELS["hybrid_seed000"] is HybridSeed000Recommender and MODELS["mf_als"] is ALSMatrixFactorizationRecommender
+    )
     assert {"hybrid_seed000", "mf_als"} <= set(MODEL_NAMES)
     assert "hybrid_seed000" in KERAS_MODELS and "hybrid_seed000" in CONTENT_MODELS  # gpu pool, content vectors
     assert "mf_als" not in KERAS_MODELS and "mf_als" not in CONTENT_MODELS
@@ -51,8 +53,9 @@ def test_seed000_network_has_the_seeds_layer_sizes(seed000: HybridSeed000Recomme
 
 
 @pytest.mark.slow
-def test_seed000_towers_read_the_pipelines_vector_widths(seed000: HybridSeed000Recommender,
-                                                         planted: PlantedRatings) -> None:
+def test_seed000_towers_read_the_pipelines_vector_widths(
+    seed000: HybridSeed000Recommender, planted: PlantedRatings
+) -> None:
     # The seed's were 64-d titles and 512-d images; here the planted content is 8-d text and 16-d images.
     network = seed000._fitted_network()
     assert network.get_layer("title_dense").kernel.shape == (planted.content.text_dim, 64)
@@ -70,11 +73,13 @@ def test_seed000_trains_on_mae_with_keras2_decay(seed000: HybridSeed000Recommend
 
 
 @pytest.mark.slow
-def test_seed000_learns_and_a_missing_modality_contributes_zeros(seed000: HybridSeed000Recommender,
-                                                                 planted: PlantedRatings) -> None:
+def test_seed000_learns_and_a_missing_modality_contributes_zeros(
+    seed000: HybridSeed000Recommender, planted: PlantedRatings
+) -> None:
     predicted = seed000.predict(planted.test["user_id"].to_list(), planted.test["item_id"].to_list())
-    assert rmse(predicted, planted.test) < 0.85 * rmse(np.full(planted.test.height, planted.train["rating"].mean()),
-                                                        planted.test)
+    assert rmse(predicted, planted.test) < 0.85 * rmse(
+        np.full(planted.test.height, planted.train["rating"].mean()), planted.test
+    )
     no_text = [item for item, has in zip(planted.content.item_ids, planted.content.text_mask, strict=True) if not has]
     assert no_text
     network = seed000._fitted_network()
@@ -85,8 +90,9 @@ def test_seed000_learns_and_a_missing_modality_contributes_zeros(seed000: Hybrid
 
 
 @pytest.mark.slow
-def test_seed000_save_load_answers_identically(seed000: HybridSeed000Recommender, planted: PlantedRatings,
-                                                tmp_path: Path) -> None:
+def test_seed000_save_load_answers_identically(
+    seed000: HybridSeed000Recommender, planted: PlantedRatings, tmp_path: Path
+) -> None:
     loaded = load_model(seed000.save(tmp_path / "seed000"))
     assert isinstance(loaded, HybridSeed000Recommender) and loaded.get_config() == seed000.get_config()
     users = ["u000", "u001", "nobody"]
@@ -100,17 +106,28 @@ def test_seed000_save_load_answers_identically(seed000: HybridSeed000Recommender
 NOISE = 0.2
 
 
-def _low_rank(seed: int = 0, n_users: int = 300, n_items: int = 150, rank: int = 3, density: float = 0.4
-              ) -> tuple[TrainingData, pl.DataFrame, float]:
+def _low_rank(
+    seed: int = 0, n_users: int = 300, n_items: int = 150, rank: int = 3, density: float = 0.4
+) -> tuple[TrainingData, pl.DataFrame, float]:
     """mu + b_u + b_i + p_u . q_i (rank 3) + N(0, 0.2), inside 1..5; returns (train+validation, test, noise RMSE on test)."""
     rng = np.random.default_rng(seed)
     users, items = np.nonzero(rng.random((n_users, n_items)) < density)
     p, q = rng.normal(0, 0.4, (n_users, rank)), rng.normal(0, 0.4, (n_items, rank))
-    truth = 3.2 + rng.normal(0, 0.3, n_users)[users] + rng.normal(0, 0.3, n_items)[items] + np.einsum(
-        "ij,ij->i", p[users], q[items])
+    truth = (
+        3.2
+        + rng.normal(0, 0.3, n_users)[users]
+        + rng.normal(0, 0.3, n_items)[items]
+        + np.einsum("ij,ij->i", p[users], q[items])
+    )
     noise = rng.normal(0, NOISE, len(users))
-    frame = pl.DataFrame({"user_id": [f"u{u:03d}" for u in users], "item_id": [f"i{i:03d}" for i in items],
-                          "rating": truth + noise, "noise": noise})
+    frame = pl.DataFrame(
+        {
+            "user_id": [f"u{u:03d}" for u in users],
+            "item_id": [f"i{i:03d}" for i in items],
+            "rating": truth + noise,
+            "noise": noise,
+        }
+    )
     split = rng.random(frame.height)
     test = frame.filter(split >= 0.9)
     noise_rmse = float(np.sqrt(np.mean(test["noise"].to_numpy() ** 2)))

@@ -25,15 +25,18 @@ def _test_predictions(kind: str, planted: PlantedRatings, options: TrainOptions)
 
 def test_early_stopping_restores_the_best_epoch(planted: PlantedRatings) -> None:
     # No regularization and a large step: validation error bottoms out early, then rises as MF overfits.
-    options = TrainOptions(epochs=30, batch_size=32, embedding_dim=32, learning_rate=3e-2, l2=0.0,
-                           early_stopping_patience=3)
+    options = TrainOptions(
+        epochs=30, batch_size=32, embedding_dim=32, learning_rate=3e-2, l2=0.0, early_stopping_patience=3
+    )
     model = create_model("mf", embedding_l2=0.0, bias_l2=0.0)
     history = model.fit(planted.training_data(), options)
     assert history.best_epoch < history.epochs_run < options.epochs
     best, last = min(history.val_rmse), history.val_rmse[-1]
     assert history.val_rmse[history.best_epoch - 1] == best and last > best + 0.01
-    kept = rmse(model.predict(planted.validation["user_id"].to_list(), planted.validation["item_id"].to_list()),
-                planted.validation)
+    kept = rmse(
+        model.predict(planted.validation["user_id"].to_list(), planted.validation["item_id"].to_list()),
+        planted.validation,
+    )
     # Clipping to 1..5 can only lower the error, so the kept model sits at or just under the best epoch.
     assert best - 0.02 < kept <= best + 1e-4
 
@@ -45,8 +48,9 @@ def test_same_seed_gives_identical_predictions(kind: str, planted: PlantedRating
     assert not np.array_equal(first, _test_predictions(kind, planted, TrainOptions(**{**QUICK.to_dict(), "seed": 7})))
 
 
-def test_progress_goes_to_the_logger_and_checkpoints_to_their_dir(planted: PlantedRatings, tmp_path: Path,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_progress_goes_to_the_logger_and_checkpoints_to_their_dir(
+    planted: PlantedRatings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     logger = logging.getLogger("rec_pipeline.test_training")
     options = TrainOptions(**{**QUICK.to_dict(), "checkpoint_dir": tmp_path / "ckpt"})
     with caplog.at_level(logging.INFO, logger=logger.name):

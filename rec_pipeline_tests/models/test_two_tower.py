@@ -34,9 +34,9 @@ def popularity(personal: PersonalSplits) -> PopularityRecommender:
     return model
 
 
-def test_two_tower_beats_popularity_where_preference_is_personal(two_tower: TwoTowerRecommender,
-                                                                  popularity: PopularityRecommender,
-                                                                  personal: PersonalSplits) -> None:
+def test_two_tower_beats_popularity_where_preference_is_personal(
+    two_tower: TwoTowerRecommender, popularity: PopularityRecommender, personal: PersonalSplits
+) -> None:
     def ndcg(model: object) -> float:
         result = evaluate_model(model, personal.train, personal.test, personal.validation)  # type: ignore[arg-type]
         return float(result.metrics["ndcg@10"])  # type: ignore[arg-type]
@@ -44,8 +44,9 @@ def test_two_tower_beats_popularity_where_preference_is_personal(two_tower: TwoT
     assert ndcg(two_tower) > 1.25 * ndcg(popularity)  # 0.28 against 0.19 when written
 
 
-def test_cold_items_are_ranked_from_content(two_tower: TwoTowerRecommender, popularity: PopularityRecommender,
-                                            personal: PersonalSplits) -> None:
+def test_cold_items_are_ranked_from_content(
+    two_tower: TwoTowerRecommender, popularity: PopularityRecommender, personal: PersonalSplits
+) -> None:
     assert not set(personal.cold_items) & set(personal.train["item_id"])
     assert set(personal.cold_items) <= set(two_tower.item_ids)
     candidates = cold_candidates(personal.cold_items, default_candidates(personal.train), seed=0)

@@ -107,7 +107,9 @@ def process_group(args: Sequence[str], env: dict[str, str], log_path: Path) -> I
     group if it is still there after a grace period.
     """
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(list(args), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            list(args), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield proc
         finally:
@@ -169,8 +171,18 @@ def postgres_home(dagster_home: Path, postgres_db: str) -> Path:
     settings = yaml.safe_load((dagster_home / "dagster.yaml").read_text())
     # SQLAlchemy 2.1 made psycopg 3 the default driver of plain ``postgresql://`` URLs; dagster-postgres ships
     # psycopg2 only, so the scheme must name it.
-    settings["storage"] = {"postgres": {"postgres_db": {"hostname": PG["host"], "port": PG["port"], "username": PG["user"], "password": "",
-                                                        "db_name": postgres_db, "scheme": "postgresql+psycopg2"}}}
+    settings["storage"] = {
+        "postgres": {
+            "postgres_db": {
+                "hostname": PG["host"],
+                "port": PG["port"],
+                "username": PG["user"],
+                "password": "",
+                "db_name": postgres_db,
+                "scheme": "postgresql+psycopg2",
+            }
+        }
+    }
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     return dagster_home
 
@@ -188,6 +200,17 @@ def chromium() -> Path:
 
 def chromium_command(chromium: Path, profile_dir: Path, *action: str) -> list[str]:
     """Headless Chromium that only talks to the page under test (no updates, sync or QUIC probes)."""
-    return [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile_dir}",
-            "--window-size=1600,1000", *action]
+    return [
+        str(chromium),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile_dir}",
+        "--window-size=1600,1000",
+        *action,
+    ]

@@ -70,7 +70,9 @@ def celery_settings() -> Iterator[CelerySettings]:
 
 @pytest.fixture
 def small_category(data_dir: Path) -> Path:
-    write_sample(data_dir, SampleSpec(category=CATEGORY, n_users=150, n_items=40, n_reviews=2000, image_size=16, seed=11))
+    write_sample(
+        data_dir, SampleSpec(category=CATEGORY, n_users=150, n_items=40, n_reviews=2000, image_size=16, seed=11)
+    )
     ops = {name: entry for name, entry in demo_ops_config().items() if name in KERAS_STEPS}
     for entry in ops.values():
         entry["config"].update(epochs=2, embedding_dim=8)
@@ -80,8 +82,14 @@ def small_category(data_dir: Path) -> Path:
 
 def _deploy_env(home: Path, data_dir: Path, celery: CelerySettings) -> dict[str, str]:
     env = subprocess_env(home, data_dir)
-    env.update({EXECUTOR_ENV: "celery", CELERY_BROKER_ENV: celery.broker, CELERY_BACKEND_ENV: celery.backend,
-                CELERY_QUEUE_ENV: celery.queue})
+    env.update(
+        {
+            EXECUTOR_ENV: "celery",
+            CELERY_BROKER_ENV: celery.broker,
+            CELERY_BACKEND_ENV: celery.backend,
+            CELERY_QUEUE_ENV: celery.queue,
+        }
+    )
     # `dagster-celery worker start` runs the `celery` console script by name.
     env["PATH"] = f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -125,7 +133,9 @@ def _gpu_attempts(records: list[dg.EventLogEntry]) -> list[tuple[float, float, s
     return sorted(attempts)
 
 
-def _step_started_in_worker(instance: dg.DagsterInstance, launcher: subprocess.Popen[bytes], timeout: float) -> tuple[str, str]:
+def _step_started_in_worker(
+    instance: dg.DagsterInstance, launcher: subprocess.Popen[bytes], timeout: float
+) -> tuple[str, str]:
     """Wait until a Keras step has started in a worker; return (step, worker)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and launcher.poll() is None:
@@ -152,12 +162,22 @@ def _forget_results(logs: list[Path]) -> None:
 
 @pytest.fixture
 def workers(
-    postgres_home: Path, small_category: Path, celery_settings: CelerySettings, tmp_path: Path,
+    postgres_home: Path,
+    small_category: Path,
+    celery_settings: CelerySettings,
+    tmp_path: Path,
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """Two workers started as the README says, each in its own process group, always stopped (SIGINT, then SIGKILL)."""
     env = _deploy_env(postgres_home, small_category, celery_settings)
-    config = subprocess.run([str(BIN_DIR / "python"), "-m", "rec_pipeline.deploy", "celery-worker-config"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, check=True, timeout=60).stdout
+    config = subprocess.run(
+        [str(BIN_DIR / "python"), "-m", "rec_pipeline.deploy", "celery-worker-config"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     (tmp_path / "celery_worker.yaml").write_text(config)
     # Create the instance's tables once, before the workers start: two workers opening a fresh Postgres database
     # at the same moment race to create the schema ("type run_tags already exists"), as any fleet's first start would.
@@ -167,11 +187,32 @@ def workers(
     with contextlib.ExitStack() as stack:
         stack.callback(_forget_results, list(logs.values()))
         procs = {
-            name: stack.enter_context(process_group(
-                [cli("dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(tmp_path / "celery_worker.yaml"),
-                 "-q", celery_settings.queue, "-n", name, "-i", "rec_pipeline.definitions",
-                 "--", "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                env, logs[name]))
+            name: stack.enter_context(
+                process_group(
+                    [
+                        cli("dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(tmp_path / "celery_worker.yaml"),
+                        "-q",
+                        celery_settings.queue,
+                        "-n",
+                        name,
+                        "-i",
+                        "rec_pipeline.definitions",
+                        "--",
+                        "--concurrency=1",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                    ],
+                    env,
+                    logs[name],
+                )
+            )
             for name in WORKERS
         }
         for name, proc in procs.items():
@@ -180,31 +221,53 @@ def workers(
 
 
 def test_steps_run_in_celery_workers_one_gpu_step_at_a_time_and_a_lost_worker_is_retried(
-    workers: dict[str, subprocess.Popen[bytes]], postgres_home: Path, small_category: Path, celery_settings: CelerySettings,
+    workers: dict[str, subprocess.Popen[bytes]],
+    postgres_home: Path,
+    small_category: Path,
+    celery_settings: CelerySettings,
     tmp_path: Path,
 ) -> None:
     launcher_log = tmp_path / "launcher.log"
     started = time.monotonic()
     with open(launcher_log, "wb") as out, dg.DagsterInstance.from_config(str(postgres_home)) as instance:
         launcher = subprocess.Popen(
-            [cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions", "--select", ",".join(NUMPY_STEPS + KERAS_STEPS),
-             "--partition", CATEGORY],
-            cwd=REPO_ROOT, env=_deploy_env(postgres_home, small_category, celery_settings), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                cli("dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "rec_pipeline.definitions",
+                "--select",
+                ",".join(NUMPY_STEPS + KERAS_STEPS),
+                "--partition",
+                CATEGORY,
+            ],
+            cwd=REPO_ROOT,
+            env=_deploy_env(postgres_home, small_category, celery_settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             killed_step, killed_worker = _step_started_in_worker(instance, launcher, timeout=RUN_TIMEOUT_S)
-            os.killpg(workers[killed_worker].pid, signal.SIGKILL)  # the whole worker: CLI, Celery main process, step process
+            os.killpg(
+                workers[killed_worker].pid, signal.SIGKILL
+            )  # the whole worker: CLI, Celery main process, step process
             try:
                 launcher.wait(timeout=RUN_TIMEOUT_S - (time.monotonic() - started))
             except subprocess.TimeoutExpired:
-                pytest.fail(f"the run hung after worker {killed_worker} was killed during {killed_step}:\n"
-                            f"{launcher_log.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"the run hung after worker {killed_worker} was killed during {killed_step}:\n"
+                    f"{launcher_log.read_text(errors='replace')[-3000:]}"
+                )
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait(timeout=30)
         runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, launcher_log.read_text(errors="replace")[-4000:]
+        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, launcher_log.read_text(
+            errors="replace"
+        )[-4000:]
         records = list(instance.all_logs(runs[0].run_id))
 
     materialized = {r.get_dagster_event().asset_key for r in records if _type(r) == "ASSET_MATERIALIZATION"}

@@ -24,20 +24,37 @@ def _materialized(home: Path, asset: str) -> set[str]:
         return set(instance.get_materialized_partitions(dg.AssetKey(asset)))
 
 
-def test_dagster_cli_materializes_a_just_dropped_dump_without_registering_it_first(dagster_home: Path, data_dir: Path) -> None:
+def test_dagster_cli_materializes_a_just_dropped_dump_without_registering_it_first(
+    dagster_home: Path, data_dir: Path
+) -> None:
     link_real_dumps(data_dir / "raw", ["All_Beauty_5.json.gz"])
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert instance.get_dynamic_partitions("category") == []  # really never registered
 
     # The exact command from the README, default (multiprocess) executor included.
-    run_cli([cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions",
-             "--select", "raw_reviews,interactions,splits", "--partition", "All_Beauty"],
-            subprocess_env(dagster_home, data_dir), timeout=240)
+    run_cli(
+        [
+            cli("dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "rec_pipeline.definitions",
+            "--select",
+            "raw_reviews,interactions,splits",
+            "--partition",
+            "All_Beauty",
+        ],
+        subprocess_env(dagster_home, data_dir),
+        timeout=240,
+    )
 
     layout = DataLayout(data_dir)
     reviews = pl.read_parquet(layout.artifact("All_Beauty", "raw_reviews.parquet"))
     interactions = pl.read_parquet(layout.artifact("All_Beauty", "interactions.parquet"))
-    split_rows = sum(pl.read_parquet(layout.artifact("All_Beauty", f"splits/{name}.parquet")).height for name in ("train", "validation", "test"))
+    split_rows = sum(
+        pl.read_parquet(layout.artifact("All_Beauty", f"splits/{name}.parquet")).height
+        for name in ("train", "validation", "test")
+    )
     assert reviews.height > interactions.height > 0  # duplicates and the k-core removed something, not everything
     assert split_rows == interactions.height
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -51,9 +68,22 @@ def test_dagster_cli_materializes_a_just_dropped_dump_without_registering_it_fir
 
 def test_dg_launch_materializes_one_asset_for_one_partition(dagster_home: Path, data_dir: Path) -> None:
     link_real_dumps(data_dir / "raw", ["Appliances_5.json.gz"])
-    run_cli([cli("dg"), "launch", "--assets", "raw_reviews", "--partition", "Appliances", "-m", "rec_pipeline.definitions",
-             "--config-json", IN_PROCESS_RUN_CONFIG],
-            subprocess_env(dagster_home, data_dir), timeout=180)
+    run_cli(
+        [
+            cli("dg"),
+            "launch",
+            "--assets",
+            "raw_reviews",
+            "--partition",
+            "Appliances",
+            "-m",
+            "rec_pipeline.definitions",
+            "--config-json",
+            IN_PROCESS_RUN_CONFIG,
+        ],
+        subprocess_env(dagster_home, data_dir),
+        timeout=180,
+    )
 
     layout = DataLayout(data_dir)
     assert pl.read_parquet(layout.artifact("Appliances", "raw_reviews.parquet")).height > 0
@@ -61,17 +91,32 @@ def test_dg_launch_materializes_one_asset_for_one_partition(dagster_home: Path, 
     assert _materialized(dagster_home, "raw_reviews") == {"Appliances"}
 
 
-def test_partition_range_over_two_categories_runs_once_in_the_order_partitions_were_added(dagster_home: Path, data_dir: Path) -> None:
+def test_partition_range_over_two_categories_runs_once_in_the_order_partitions_were_added(
+    dagster_home: Path, data_dir: Path
+) -> None:
     link_real_dumps(data_dir / "raw", ["All_Beauty_5.json.gz", "Appliances_5.json.gz"])
     # Dynamic partitions are ordered by when they were added, not by name: register Appliances first so that
     # the range below is only valid in registration order.
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         instance.add_dynamic_partitions("category", ["Appliances", "All_Beauty"])
 
-    run_cli([cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions",
-             "--select", "raw_reviews,interactions,splits", "--partition-range", "Appliances...All_Beauty",
-             "--config-json", IN_PROCESS_RUN_CONFIG],
-            subprocess_env(dagster_home, data_dir), timeout=240)
+    run_cli(
+        [
+            cli("dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "rec_pipeline.definitions",
+            "--select",
+            "raw_reviews,interactions,splits",
+            "--partition-range",
+            "Appliances...All_Beauty",
+            "--config-json",
+            IN_PROCESS_RUN_CONFIG,
+        ],
+        subprocess_env(dagster_home, data_dir),
+        timeout=240,
+    )
 
     layout = DataLayout(data_dir)
     for category in ("Appliances", "All_Beauty"):

@@ -58,24 +58,41 @@ def _dead_pid() -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_during_ingestion_keeps_the_previous_version_and_the_rerun_completes(dagster_home: Path, data_dir: Path) -> None:
+def test_sigkill_during_ingestion_keeps_the_previous_version_and_the_rerun_completes(
+    dagster_home: Path, data_dir: Path
+) -> None:
     layout = DataLayout(data_dir)
     dump = layout.raw_dir / "Big_5.json.gz"
     target = layout.artifact("Big", "raw_reviews.parquet")
     _write_dump(dump, SMALL_LINES)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         instance.add_dynamic_partitions("category", ["Big"])
-        first = dg.materialize([raw_reviews], instance=instance, partition_key="Big", resources={"lake": DataLake(data_dir=str(data_dir))})
+        first = dg.materialize(
+            [raw_reviews], instance=instance, partition_key="Big", resources={"lake": DataLake(data_dir=str(data_dir))}
+        )
     assert first.success and pl.read_parquet(target).height == SMALL_LINES
     previous = _digest(target)
 
     _write_dump(dump, BIG_LINES)  # a new release of the dump lands: the next run must re-ingest it
-    command = [cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions", "--select", "raw_reviews",
-               "--partition", "Big", "--config-json", IN_PROCESS_RUN_CONFIG]
+    command = [
+        cli("dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "rec_pipeline.definitions",
+        "--select",
+        "raw_reviews",
+        "--partition",
+        "Big",
+        "--config-json",
+        IN_PROCESS_RUN_CONFIG,
+    ]
     env = subprocess_env(dagster_home, data_dir)
     log_path = dagster_home / "killed_run.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 120
         # Mid-write means at least one row group is on disk: a Parquet file starts with a 4-byte magic header.
@@ -133,7 +150,10 @@ def test_model_directories_left_by_killed_saves_are_swept_by_the_next_save(tmp_p
     target = tmp_path / "models" / "mf"
     target.parent.mkdir()
     dead, live = _dead_pid(), os.getpid()
-    orphans = [target.parent / f".mf.{_HOST_TAG}-{dead}.abc123.tmp", target.parent / f".mf.{_HOST_TAG}-{dead}.def456.old"]
+    orphans = [
+        target.parent / f".mf.{_HOST_TAG}-{dead}.abc123.tmp",
+        target.parent / f".mf.{_HOST_TAG}-{dead}.def456.old",
+    ]
     kept = [target.parent / f".mf.{_HOST_TAG}-{live}.ghi789.tmp", target.parent / f".mf.00000000-{dead}.jkl012.tmp"]
     for folder in (*orphans, *kept):
         (folder / "variables").mkdir(parents=True)

@@ -40,22 +40,46 @@ def _runs(home: Path) -> list[dg.DagsterRun]:
 
 
 @pytest.mark.slow
-def test_a_killed_training_run_is_failed_its_gpu_slot_freed_and_the_next_run_trains(dagster_home: Path, data_dir: Path) -> None:
-    write_sample(data_dir, SampleSpec(category=CATEGORY, n_users=150, n_items=40, n_reviews=2500, image_size=16, seed=2))
+def test_a_killed_training_run_is_failed_its_gpu_slot_freed_and_the_next_run_trains(
+    dagster_home: Path, data_dir: Path
+) -> None:
+    write_sample(
+        data_dir, SampleSpec(category=CATEGORY, n_users=150, n_items=40, n_reviews=2500, image_size=16, seed=2)
+    )
     (data_dir / "settings.yaml").write_text(SLOW_TRAINING)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         instance.add_dynamic_partitions("category", [CATEGORY])
-        upstream = dg.materialize([ingestion.raw_reviews, interactions.interactions, interactions.splits], instance=instance,
-                                  partition_key=CATEGORY, resources={"lake": DataLake(data_dir=str(data_dir))})
+        upstream = dg.materialize(
+            [ingestion.raw_reviews, interactions.interactions, interactions.splits],
+            instance=instance,
+            partition_key=CATEGORY,
+            resources={"lake": DataLake(data_dir=str(data_dir))},
+        )
         assert upstream.success
 
-    command = [cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions", "--select", "model_mf", "--partition", CATEGORY]
+    command = [
+        cli("dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "rec_pipeline.definitions",
+        "--select",
+        "model_mf",
+        "--partition",
+        CATEGORY,
+    ]
     env = subprocess_env(dagster_home, data_dir)
     log_path = dagster_home / "killed_run.log"
     in_process = {"execution": {"config": {"in_process": {}}}}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*command, "--config-json", json.dumps(in_process)], cwd=REPO_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*command, "--config-json", json.dumps(in_process)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while not _claimed(dagster_home):  # the training step holds the one `gpu` slot

@@ -17,7 +17,14 @@ import pytest
 
 from rec_pipeline.assets.training import MODEL_NAMES
 from rec_pipeline.paths import DataLayout
-from rec_pipeline_tests.ops.conftest import IN_PROCESS_RUN_CONFIG, REAL_DUMP_SETTINGS, cli, link_real_dumps, run_cli, subprocess_env
+from rec_pipeline_tests.ops.conftest import (
+    IN_PROCESS_RUN_CONFIG,
+    REAL_DUMP_SETTINGS,
+    cli,
+    link_real_dumps,
+    run_cli,
+    subprocess_env,
+)
 
 FILE_SETS = {
     "All_Beauty": ["All_Beauty_5.json.gz"],  # no metadata; mostly variant copies
@@ -40,8 +47,23 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     link_real_dumps(data / "raw", [name for names in FILE_SETS.values() for name in names])
     env = subprocess_env(home, data)
     first, *_, last = sorted(FILE_SETS)
-    done = run_cli([cli("dagster"), "asset", "materialize", "-m", "rec_pipeline.definitions", "--select", "*",
-                    "--partition-range", f"{first}...{last}", "--config-json", IN_PROCESS_RUN_CONFIG], env, timeout=900)
+    done = run_cli(
+        [
+            cli("dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "rec_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition-range",
+            f"{first}...{last}",
+            "--config-json",
+            IN_PROCESS_RUN_CONFIG,
+        ],
+        env,
+        timeout=900,
+    )
     return data, env, done.stdout + done.stderr
 
 
@@ -72,9 +94,14 @@ def test_variant_copies_are_collapsed_counted_and_cannot_leak_into_the_test_spli
     # Every review with its text, keyed like the splits (asin -> family key).
     reviews = pl.read_parquet(layout.artifact(category, "raw_reviews.parquet"))
     families = pl.read_parquet(layout.artifact(category, "item_families.parquet"))
-    events = reviews.join(families, on="item_id").select("user_id", pl.col("family_id").alias("item_id"), "timestamp", "rating", "text")
+    events = reviews.join(families, on="item_id").select(
+        "user_id", pl.col("family_id").alias("item_id"), "timestamp", "rating", "text"
+    )
     key, event = ["user_id", "item_id", "timestamp", "rating"], ["user_id", "timestamp", "rating", "text"]
-    train, test = (pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet")).join(events, on=key) for name in ("train", "test"))
+    train, test = (
+        pl.read_parquet(layout.artifact(category, f"splits/{name}.parquet")).join(events, on=key)
+        for name in ("train", "test")
+    )
     assert test.height > 0 and train.height > 0
     # A copy of a test review on a sibling asin in training is what made RMSE 0.009 before. (Same user, day and
     # rating alone is not a copy: people review two products on one day; the text tells them apart.)
@@ -108,13 +135,19 @@ def test_the_2018_image_key_is_read(real_run) -> None:
 @pytest.mark.slow
 def test_recommend_cli_answers_a_real_user_and_one_line_for_unknown_names(real_run) -> None:
     data, env, _ = real_run
-    user = pl.read_parquet(DataLayout(data).artifact("Magazine_Subscriptions", "interactions.parquet"))["user_id"].sort()[0]
+    user = pl.read_parquet(DataLayout(data).artifact("Magazine_Subscriptions", "interactions.parquet"))[
+        "user_id"
+    ].sort()[0]
     done = run_cli([cli("rec-pipeline"), "recommend", "--category", "Magazine_Subscriptions", "--user", user], env)
     assert "Top 10 recommendations:" in done.stdout and " 10. " in done.stdout
     import subprocess
 
-    for args, expected in ((["--category", "Nope", "--user", user], "no category 'Nope'"),
-                           (["--category", "Magazine_Subscriptions", "--user", "NOBODY"], "user 'NOBODY' not in category")):
-        bad = subprocess.run([cli("rec-pipeline"), "recommend", *args], env=env, capture_output=True, text=True, timeout=120)
+    for args, expected in (
+        (["--category", "Nope", "--user", user], "no category 'Nope'"),
+        (["--category", "Magazine_Subscriptions", "--user", "NOBODY"], "user 'NOBODY' not in category"),
+    ):
+        bad = subprocess.run(
+            [cli("rec-pipeline"), "recommend", *args], env=env, capture_output=True, text=True, timeout=120
+        )
         assert bad.returncode == 2, bad.stderr
         assert expected in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

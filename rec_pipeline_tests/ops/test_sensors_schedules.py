@@ -20,11 +20,17 @@ from rec_pipeline.definitions import RETRAIN_CRON_ENV, build_definitions
 from rec_pipeline.resources import DataLake
 from rec_pipeline_tests.conftest import write_lines
 
-REVIEWS = [{"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 4.0, "unixReviewTime": 1_400_000_000 + u * 10 + i} for u in range(3) for i in range(3)]
+REVIEWS = [
+    {"reviewerID": f"U{u}", "asin": f"B{i}", "overall": 4.0, "unixReviewTime": 1_400_000_000 + u * 10 + i}
+    for u in range(3)
+    for i in range(3)
+]
 
 
 def _tick(instance: dg.DagsterInstance, data_dir: Path, cursor: str | None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lake": DataLake(data_dir=str(data_dir))}) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lake": DataLake(data_dir=str(data_dir))}
+    ) as context:
         result = automation.landing_sensor(context)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:  # what the daemon does with the request
@@ -82,17 +88,23 @@ def test_landing_sensor_run_requests_target_a_job_that_exists(tmp_path: Path) ->
     defs = build_definitions(str(tmp_path))
     sensor = defs.resolve_sensor_def("landing_sensor")
     assert sensor.job_name == automation.INGEST_JOB_NAME
-    assert {k.to_user_string() for k in defs.resolve_job_def(sensor.job_name).asset_layer.executable_asset_keys} >= {"raw_reviews", "interactions", "splits"}
+    assert {k.to_user_string() for k in defs.resolve_job_def(sensor.job_name).asset_layer.executable_asset_keys} >= {
+        "raw_reviews",
+        "interactions",
+        "splits",
+    }
 
 
-def test_retrain_schedule_requests_one_run_per_category_and_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrain_schedule_requests_one_run_per_category_and_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(RETRAIN_CRON_ENV, raising=False)
     # The schedule as deployed: run requests with partition keys are resolved against the repository's job.
     repository = build_definitions(str(tmp_path)).get_repository_def()
     schedule = repository.get_schedule_def("retrain_schedule")
     # A persistent instance: schedule contexts hold an instance reference, which ephemeral instances lack.
     instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path))
-    sunday = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
+    sunday = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 
     def tick(when: dt.datetime) -> list[dg.RunRequest]:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repository)
@@ -106,7 +118,9 @@ def test_retrain_schedule_requests_one_run_per_category_and_tick(tmp_path: Path,
     assert all(r.tags["rec_pipeline/category"] == r.partition_key for r in first)
     keys = [r.run_key for r in [*first, *tick(sunday + dt.timedelta(days=7))]]
     assert len(set(keys)) == 6  # each week's runs are new runs, not deduplicated away
-    assert schedule.job_name == automation.RETRAIN_JOB_NAME and schedule.cron_schedule == automation.DEFAULT_RETRAIN_CRON
+    assert (
+        schedule.job_name == automation.RETRAIN_JOB_NAME and schedule.cron_schedule == automation.DEFAULT_RETRAIN_CRON
+    )
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # retraining starts only when switched on
 
 
@@ -123,14 +137,19 @@ def test_run_failure_recorder_appends_each_failed_run_to_the_ops_log(tmp_path: P
     lake = DataLake(data_dir=str(tmp_path))
     failures = []
     for _ in range(2):  # Books has no dump: a real failing run, twice
-        result = dg.materialize([raw_reviews], instance=instance, partition_key="Books", resources={"lake": lake}, raise_on_error=False)
+        result = dg.materialize(
+            [raw_reviews], instance=instance, partition_key="Books", resources={"lake": lake}, raise_on_error=False
+        )
         assert not result.success
         failures.append(result)
 
     for result in failures:
         with dg.build_run_status_sensor_context(
-            sensor_name="run_failure_recorder", dagster_instance=instance, dagster_run=result.dagster_run,
-            dagster_event=result.get_run_failure_event(), resources={"lake": lake},
+            sensor_name="run_failure_recorder",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+            resources={"lake": lake},
         ) as context:
             automation.run_failure_recorder(context.for_run_failure())
 
@@ -141,10 +160,15 @@ def test_run_failure_recorder_appends_each_failed_run_to_the_ops_log(tmp_path: P
     assert all("raw_reviews" in r["error"] for r in records)
     # The cause, not just "step failed": the asset's own message naming the missing and the present categories.
     assert [s["step"] for s in records[0]["failed_steps"]] == ["raw_reviews"]
-    assert "no dump for category 'Books'" in records[0]["failed_steps"][0]["error"] and "Toys" in records[0]["failed_steps"][0]["error"]
+    assert (
+        "no dump for category 'Books'" in records[0]["failed_steps"][0]["error"]
+        and "Toys" in records[0]["failed_steps"][0]["error"]
+    )
 
 
-def test_landing_sensor_reports_unusable_files_once_and_never_registers_them(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_landing_sensor_reports_unusable_files_once_and_never_registers_them(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     raw = tmp_path / "raw"
     write_lines(raw / "Toys_5.json.gz", REVIEWS)
     write_lines(raw / "reviews_.._5.json.gz", REVIEWS)  # would have written outside warehouse/
@@ -154,6 +178,8 @@ def test_landing_sensor_reports_unusable_files_once_and_never_registers_them(tmp
     first = _tick(instance, tmp_path, None)
     assert _requested(first) == ["Toys"] and instance.get_dynamic_partitions("category") == ["Toys"]
     said = [line for line in capfd.readouterr().err.splitlines() if "not used" in line]  # the sensor's log
-    assert len(said) == 1 and all(name in said[0] for name in ("reviews_.._5.json.gz", "My Toys_5.json.gz", "Dir_5.json.gz"))
+    assert len(said) == 1 and all(
+        name in said[0] for name in ("reviews_.._5.json.gz", "My Toys_5.json.gz", "Dir_5.json.gz")
+    )
     _tick(instance, tmp_path, first.cursor)
     assert "not used" not in capfd.readouterr().err  # unchanged: not repeated every tick

@@ -17,7 +17,15 @@ from PIL import Image
 
 from rec_pipeline.definitions import defs
 from rec_pipeline.paths import DataLayout
-from rec_pipeline_tests.ops.conftest import REPO_ROOT, chromium_command, cli, link_real_dumps, process_group, run_cli, subprocess_env
+from rec_pipeline_tests.ops.conftest import (
+    REPO_ROOT,
+    chromium_command,
+    cli,
+    link_real_dumps,
+    process_group,
+    run_cli,
+    subprocess_env,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -103,7 +111,10 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
 
     log = tmp_path / "dagster_dev.log"
     command = [cli("dagster"), "dev", "-h", "127.0.0.1", "-p", str(free_port), "-m", "rec_pipeline.definitions"]
-    with process_group(command, env, log) as proc, httpx.Client(base_url=f"http://127.0.0.1:{free_port}", timeout=60) as client:
+    with (
+        process_group(command, env, log) as proc,
+        httpx.Client(base_url=f"http://127.0.0.1:{free_port}", timeout=60) as client,
+    ):
         _wait_until_serving(client, proc, log)
 
         [repository] = _graphql(client, REPOSITORY_QUERY)["repositoriesOrError"]["nodes"]
@@ -111,7 +122,11 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
         asset_graph = defs.resolve_asset_graph()
         served_assets = {"/".join(node["assetKey"]["path"]) for node in repository["assetNodes"]}
         assert served_assets == {key.to_user_string() for key in asset_graph.get_all_asset_keys()}
-        served_checks = {("/".join(node["assetKey"]["path"]), check["name"]) for node in repository["assetNodes"] for check in node["assetChecksOrError"]["checks"]}
+        served_checks = {
+            ("/".join(node["assetKey"]["path"]), check["name"])
+            for node in repository["assetNodes"]
+            for check in node["assetChecksOrError"]["checks"]
+        }
         assert served_checks == {(key.asset_key.to_user_string(), key.name) for key in asset_graph.asset_check_keys}
         sensors = {sensor["name"]: sensor for sensor in repository["sensors"]}
         assert {"landing_sensor", "run_failure_recorder"} <= set(sensors)
@@ -124,7 +139,11 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
         automation = sensors["default_automation_condition_sensor"]
         # On by default in a fresh instance (declared RUNNING in definitions): the README's eager promise holds.
         assert automation["sensorState"]["status"] == "RUNNING"
-        stopped = _graphql(client, STOP_SENSOR, {"origin": automation["jobOriginId"], "selector": automation["sensorState"]["selectorId"]})
+        stopped = _graphql(
+            client,
+            STOP_SENSOR,
+            {"origin": automation["jobOriginId"], "selector": automation["sensorState"]["selectorId"]},
+        )
         assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
 
         # Both landed dumps were registered as partitions when the code server loaded the definitions.
@@ -132,8 +151,12 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
         assert stats == {"numMaterialized": 0, "numPartitions": 2}
 
         params = {
-            "selector": {"repositoryLocationName": location, "repositoryName": repository["name"], "jobName": "__ASSET_JOB",
-                         "assetSelection": [{"path": ["raw_reviews"]}]},
+            "selector": {
+                "repositoryLocationName": location,
+                "repositoryName": repository["name"],
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [{"path": ["raw_reviews"]}],
+            },
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "All_Beauty"}]},
             "runConfigData": {},
         }
@@ -155,10 +178,14 @@ def test_dagster_dev_serves_the_definitions_runs_a_partition_and_draws_the_asset
         dom = ""
         for attempt, budget_ms in enumerate((15_000, 30_000, 60_000)):
             budget = f"--virtual-time-budget={budget_ms}"
-            dom = _run_chromium(chromium_command(chromium, tmp_path / f"chromium-dom-{attempt}", budget, "--dump-dom", page))
+            dom = _run_chromium(
+                chromium_command(chromium, tmp_path / f"chromium-dom-{attempt}", budget, "--dump-dom", page)
+            )
             if all(text in dom for text in EXPECTED_IN_GRAPH):
                 break
-        _run_chromium(chromium_command(chromium, tmp_path / "chromium-shot", budget, f"--screenshot={screenshot}", page))
+        _run_chromium(
+            chromium_command(chromium, tmp_path / "chromium-shot", budget, f"--screenshot={screenshot}", page)
+        )
 
     # The rendered graph, not a spinner: both asset nodes, their partition fill and checks are in the DOM.
     for text in EXPECTED_IN_GRAPH:

@@ -8,8 +8,9 @@ import pytest
 
 from rec_pipeline.sample import SampleManifest, SampleSpec, write_sample
 
-SMALL = dict(n_users=300, n_items=60, n_reviews=3000, dirt_fraction=0.01, duplicate_fraction=0.05, image_size=24,
-             compresslevel=1)
+SMALL = dict(
+    n_users=300, n_items=60, n_reviews=3000, dirt_fraction=0.01, duplicate_fraction=0.05, image_size=24, compresslevel=1
+)
 
 
 def small_spec(release: str = "2018", **overrides: object) -> SampleSpec:

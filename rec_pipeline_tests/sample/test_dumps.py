@@ -20,11 +20,24 @@ from rec_pipeline_tests.sample.conftest import small_spec
 REVIEW_FIELDS = {
     "2014": {"reviewerID", "asin", "helpful", "reviewText", "overall", "summary", "unixReviewTime", "reviewTime"},
     "2018": {"overall", "verified", "reviewTime", "reviewerID", "asin", "reviewText", "summary", "unixReviewTime"},
-    "2023": {"rating", "title", "text", "images", "asin", "parent_asin", "user_id", "timestamp", "helpful_vote",
-             "verified_purchase"},
+    "2023": {
+        "rating",
+        "title",
+        "text",
+        "images",
+        "asin",
+        "parent_asin",
+        "user_id",
+        "timestamp",
+        "helpful_vote",
+        "verified_purchase",
+    },
 }
-KEYS = {"2014": ("reviewerID", "asin", "overall"), "2018": ("reviewerID", "asin", "overall"),
-        "2023": ("user_id", "parent_asin", "rating")}
+KEYS = {
+    "2014": ("reviewerID", "asin", "overall"),
+    "2018": ("reviewerID", "asin", "overall"),
+    "2023": ("user_id", "parent_asin", "rating"),
+}
 
 
 def read_lines(path: Path) -> list[str]:
@@ -143,7 +156,8 @@ def test_duplicate_pairs_are_present_and_the_later_copy_is_latest(samples: dict,
     time_key = "timestamp" if release == "2023" else "unixReviewTime"
     frame = pl.DataFrame(
         [(r[user_key], r[item_key], r[rating_key], r[time_key]) for r in valid_records(manifest.reviews_path, release)],
-        schema=["user_id", "item_id", "rating", "ts"], orient="row",
+        schema=["user_id", "item_id", "rating", "ts"],
+        orient="row",
     )
     pairs = frame.group_by("user_id", "item_id").agg(pl.len().alias("n"), pl.col("ts").n_unique().alias("times"))
     assert pairs.height == manifest.unique_pairs
@@ -157,10 +171,19 @@ def test_written_ratings_reproduce_the_truth_noise_floor(samples: dict, release:
     _, manifest = samples[release]
     user_key, item_key, rating_key = KEYS[release]
     time_key = "timestamp" if release == "2023" else "unixReviewTime"
-    reviews = pl.DataFrame(
-        [(r[user_key], r[item_key], r[rating_key], r[time_key]) for r in valid_records(manifest.reviews_path, release)],
-        schema=["user_id", "item_id", "rating", "ts"], orient="row",
-    ).sort("ts").group_by("user_id", "item_id").last()
+    reviews = (
+        pl.DataFrame(
+            [
+                (r[user_key], r[item_key], r[rating_key], r[time_key])
+                for r in valid_records(manifest.reviews_path, release)
+            ],
+            schema=["user_id", "item_id", "rating", "ts"],
+            orient="row",
+        )
+        .sort("ts")
+        .group_by("user_id", "item_id")
+        .last()
+    )
     users = pl.read_parquet(manifest.truth_users_path).rename({"bias": "bu", "factors": "pu"})
     items = pl.read_parquet(manifest.truth_items_path).rename({"bias": "bi", "factors": "qi"})
     joined = reviews.join(users, on="user_id").join(items, on="item_id")
@@ -194,7 +217,9 @@ def test_2018_metadata_has_string_prices_and_duplicated_asins(tmp_path: Path) ->
     prices = [r["price"] for r in records]
     assert all(isinstance(p, str) for p in prices)
     assert any(p.startswith("$") for p in prices) and "" in prices and any(" - " in p for p in prices)
-    assert all({"imageURL", "imageURLHighRes", "feature", "description", "category", "main_cat"} <= set(r) for r in records)
+    assert all(
+        {"imageURL", "imageURLHighRes", "feature", "description", "category", "main_cat"} <= set(r) for r in records
+    )
     assert any(r["title"].startswith("<!DOCTYPE html>") for r in records)
     assert any(r["description"] == [] for r in records)
 
@@ -204,8 +229,19 @@ def test_2023_metadata_fields_and_image_dicts(samples: dict) -> None:
     records = [json.loads(line) for line in read_lines(manifest.meta_path)]
     assert len(records) == manifest.items
     for r in records:
-        assert {"parent_asin", "main_category", "title", "features", "description", "price", "images", "store",
-                "categories", "average_rating", "rating_number"} <= set(r)
+        assert {
+            "parent_asin",
+            "main_category",
+            "title",
+            "features",
+            "description",
+            "price",
+            "images",
+            "store",
+            "categories",
+            "average_rating",
+            "rating_number",
+        } <= set(r)
         assert r["price"] is None or isinstance(r["price"], float)
         for image in r["images"]:
             assert set(image) == {"thumb", "large", "variant", "hi_res"}

@@ -28,8 +28,12 @@ def test_mirror_files_decode_with_pillow_in_both_formats(samples: dict) -> None:
 
 
 def test_styles_differ_in_mean_colour() -> None:
-    means = np.array([[np.asarray(render_item_image(style, 32, seed)).reshape(-1, 3).mean(axis=0) for seed in range(5)]
-                      for style in range(6)])  # (style, sample, rgb)
+    means = np.array(
+        [
+            [np.asarray(render_item_image(style, 32, seed)).reshape(-1, 3).mean(axis=0) for seed in range(5)]
+            for style in range(6)
+        ]
+    )  # (style, sample, rgb)
     centre = means.mean(axis=1)
     spread_within = np.linalg.norm(means - centre[:, None, :], axis=2).max()
     gaps = [np.linalg.norm(centre[a] - centre[b]) for a in range(6) for b in range(a + 1, 6)]
@@ -64,4 +68,7 @@ def test_rendering_is_deterministic_per_seed() -> None:
 
 
 def test_mirror_path_follows_the_url(tmp_path: Path) -> None:
-    assert mirror_path(tmp_path, "Cat", "B0ABC", "png") == tmp_path / "images/mirror/images.rec-pipeline.invalid/Cat/B0ABC.png"
+    assert (
+        mirror_path(tmp_path, "Cat", "B0ABC", "png")
+        == tmp_path / "images/mirror/images.rec-pipeline.invalid/Cat/B0ABC.png"
+    )

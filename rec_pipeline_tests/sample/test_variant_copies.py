@@ -31,7 +31,9 @@ def _copy_groups(records: list[dict]) -> dict[str, list[str]]:
     return groups
 
 
-def test_each_copy_line_repeats_a_review_on_another_asin_and_the_counts_add_up(planted: tuple[str, SampleManifest]) -> None:
+def test_each_copy_line_repeats_a_review_on_another_asin_and_the_counts_add_up(
+    planted: tuple[str, SampleManifest],
+) -> None:
     release, manifest = planted
     lines = read_lines(manifest.reviews_path)
     records = valid_records(manifest.reviews_path, release)

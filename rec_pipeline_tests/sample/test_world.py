@@ -43,10 +43,19 @@ def test_each_user_item_pair_is_drawn_once_before_duplication() -> None:
 
 def test_duplicates_are_later_than_the_review_they_copy() -> None:
     draw = draw_reviews(generate_world(small_spec()))
-    original = {(u, i): d for u, i, d in zip(draw.user[~draw.is_duplicate].tolist(), draw.item[~draw.is_duplicate].tolist(),
-                                             draw.day[~draw.is_duplicate].tolist())}
-    for u, i, d in zip(draw.user[draw.is_duplicate].tolist(), draw.item[draw.is_duplicate].tolist(),
-                       draw.day[draw.is_duplicate].tolist()):
+    original = {
+        (u, i): d
+        for u, i, d in zip(
+            draw.user[~draw.is_duplicate].tolist(),
+            draw.item[~draw.is_duplicate].tolist(),
+            draw.day[~draw.is_duplicate].tolist(),
+        )
+    }
+    for u, i, d in zip(
+        draw.user[draw.is_duplicate].tolist(),
+        draw.item[draw.is_duplicate].tolist(),
+        draw.day[draw.is_duplicate].tolist(),
+    ):
         assert d > original[(u, i)]
     # Exactly one record per pair is the latest, and for duplicated pairs it is the copy.
     assert draw.is_latest.sum() == (~draw.is_duplicate).sum()
@@ -97,10 +106,11 @@ def test_zero_choice_affinity_keeps_the_popularity_only_draw() -> None:
     spec = small_spec(choice_affinity=0.0)
     world = generate_world(spec)
     users = np.repeat(np.arange(spec.n_users, dtype=np.int32), world.user_review_counts)
-    expected = _distinct_items_per_user(np.random.default_rng([spec.seed, 0x2E71]), users, spec.n_items,
-                                        world.item_popularity)
+    expected = _distinct_items_per_user(
+        np.random.default_rng([spec.seed, 0x2E71]), users, spec.n_items, world.item_popularity
+    )
     draw = draw_reviews(world)
-    np.testing.assert_array_equal(draw.item[:len(users)], expected)
+    np.testing.assert_array_equal(draw.item[: len(users)], expected)
 
 
 def test_negative_choice_affinity_is_refused() -> None:

@@ -38,8 +38,14 @@ BUNDLED = bundled_stopwords()
 
 def _items(*rows: dict[str, Any]) -> pl.DataFrame:
     defaults: dict[str, Any] = {
-        "title": "", "brand": "", "categories": [], "description": [], "features": [], "price": None,
-        "image_urls": [], "source_line": 1,
+        "title": "",
+        "brand": "",
+        "categories": [],
+        "description": [],
+        "features": [],
+        "price": None,
+        "image_urls": [],
+        "source_line": 1,
     }
     return pl.DataFrame([{**defaults, **row} for row in rows], schema=ITEM_SCHEMA)
 
@@ -51,8 +57,18 @@ def _tokens(items: pl.DataFrame, options: TextCleaningOptions | None = None) -> 
 
 def test_html_document_title_keeps_only_visible_words() -> None:
     tokens = _tokens(_items({"item_id": "a", "title": HTML_DOCUMENT_TITLE}))[0]
-    assert tokens == ["kettle", "stainless", "steel", "electric", "kettle", "teapot", "cordless", "kettle", "litre",
-                      "see"]
+    assert tokens == [
+        "kettle",
+        "stainless",
+        "steel",
+        "electric",
+        "kettle",
+        "teapot",
+        "cordless",
+        "kettle",
+        "litre",
+        "see",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -69,10 +85,17 @@ def test_entities_are_decoded_or_removed(raw: str, expected: list[str]) -> None:
 
 
 def test_css_rules_in_descriptions_are_removed() -> None:
-    description = [".aplus-v2 .aplus-standard .aplus-module { margin: 0 auto; } Soft cotton shirt",
-                   "div.a-box{display:block} Machine washable"]
+    description = [
+        ".aplus-v2 .aplus-standard .aplus-module { margin: 0 auto; } Soft cotton shirt",
+        "div.a-box{display:block} Machine washable",
+    ]
     assert _tokens(_items({"item_id": "a", "description": description}))[0] == [
-        "soft", "cotton", "shirt", "machine", "washable"]
+        "soft",
+        "cotton",
+        "shirt",
+        "machine",
+        "washable",
+    ]
 
 
 def test_non_ascii_letters_fold_and_other_characters_separate() -> None:
@@ -111,8 +134,14 @@ def test_stemming_applies_porter_stemmer_to_every_token() -> None:
 
 def test_fallback_order_is_text_fields_then_categories_then_brand() -> None:
     items = _items(
-        {"item_id": "all", "title": "Title", "features": ["Feature"], "description": ["Description"],
-         "categories": ["Cat"], "brand": "Brand"},
+        {
+            "item_id": "all",
+            "title": "Title",
+            "features": ["Feature"],
+            "description": ["Description"],
+            "categories": ["Cat"],
+            "brand": "Brand",
+        },
         {"item_id": "desc", "description": ["", "Only description"], "categories": ["Cat"], "brand": "Brand"},
         {"item_id": "cats", "title": "  ", "categories": ["Home &amp; Kitchen", "Kettles"], "brand": "Brand"},
         {"item_id": "brand", "title": "<div><br/></div>", "brand": "Acme"},
@@ -120,9 +149,19 @@ def test_fallback_order_is_text_fields_then_categories_then_brand() -> None:
     )
     composed = compose_item_text(items)
     assert composed["text"].to_list() == [
-        "Title Feature Description", "Only description", "Home & Kitchen Kettles", "Acme", ""]
+        "Title Feature Description",
+        "Only description",
+        "Home & Kitchen Kettles",
+        "Acme",
+        "",
+    ]
     assert composed["text_source"].to_list() == [
-        "title+features+description", "description", "categories", "brand", "none"]
+        "title+features+description",
+        "description",
+        "categories",
+        "brand",
+        "none",
+    ]
 
 
 def test_compose_tolerates_missing_optional_columns() -> None:
@@ -154,8 +193,11 @@ def test_report_names_the_stopword_list_used() -> None:
 
 
 def test_content_hash_is_a_pinned_function_of_tokens_and_options() -> None:
-    items = _items({"item_id": "a", "title": "Red kettle"}, {"item_id": "b", "title": "<b>RED</b> Kettle!"},
-                   {"item_id": "c", "title": "Blue kettle"})
+    items = _items(
+        {"item_id": "a", "title": "Red kettle"},
+        {"item_id": "b", "title": "<b>RED</b> Kettle!"},
+        {"item_id": "c", "title": "Blue kettle"},
+    )
     cleaned, _ = clean_item_text(items, TextCleaningOptions(), BUNDLED)
     hashes = cleaned["content_hash"].to_list()
     assert hashes[0] == hashes[1] != hashes[2]
@@ -176,10 +218,16 @@ def test_content_hash_changes_with_the_stopword_list() -> None:
 
 def test_output_columns_and_types() -> None:
     cleaned, _ = clean_item_text(_items({"item_id": "a", "title": "Red kettle"}), stopwords=BUNDLED)
-    assert cleaned.schema == pl.Schema({
-        "item_id": pl.String, "tokens": pl.List(pl.String), "n_tokens": pl.Int32, "is_empty": pl.Boolean,
-        "content_hash": pl.String, "text_source": pl.String,
-    })
+    assert cleaned.schema == pl.Schema(
+        {
+            "item_id": pl.String,
+            "tokens": pl.List(pl.String),
+            "n_tokens": pl.Int32,
+            "is_empty": pl.Boolean,
+            "content_hash": pl.String,
+            "text_source": pl.String,
+        }
+    )
 
 
 def test_min_token_length_must_be_positive() -> None:

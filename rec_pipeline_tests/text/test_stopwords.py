@@ -26,9 +26,7 @@ def test_bundled_list_holds_nltks_179_english_words() -> None:
     assert not any(word.startswith("#") for word in stopwords.words)
 
 
-def test_falls_back_to_bundled_list_when_nltk_data_is_missing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_falls_back_to_bundled_list_when_nltk_data_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     with pytest.raises(LookupError):
         nltk_stopwords()

@@ -121,8 +121,9 @@ def test_nearest_neighbours_skip_the_query_and_copies_of_its_text() -> None:
     vectors = np.array([[1, 0], [1, 0], [1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32)
     ids = ["query", "variant", "relisted", "similar", "other"]
     hashes = ["h1", "h1", "h1", "h2", "h3"]
-    neighbours = nearest_neighbours(vectors, np.ones(5, dtype=bool), ids, ["query"], k=3, center=False,
-                                    text_hashes=hashes)["query"]
+    neighbours = nearest_neighbours(
+        vectors, np.ones(5, dtype=bool), ids, ["query"], k=3, center=False, text_hashes=hashes
+    )["query"]
     assert [item for item, _ in neighbours] == ["similar", "other"]
     assert neighbours[0][1] == pytest.approx(0.8)
 

@@ -74,8 +74,13 @@ def test_pretrained_model_is_fine_tuned_from_the_pretrained_start(corpus: list[l
     model = train_word2vec(corpus, Word2VecOptions(**SMALL, pretrained_path=str(path), pretrained_binary=False))
     moved = model.wv["kettle"] - pretrained[0]
     assert 0 < np.abs(moved).max() < 0.5  # trained, yet still near where it started
-    assert describe_model(model) == {"vocabulary_size": 14, "vector_size": 8, "documents": 301, "epochs": 2,
-                                     "pretrained_shared_words": 1}
+    assert describe_model(model) == {
+        "vocabulary_size": 14,
+        "vector_size": 8,
+        "documents": 301,
+        "epochs": 2,
+        "pretrained_shared_words": 1,
+    }
 
 
 def test_pretrained_vector_size_mismatch_is_a_clear_error(corpus: list[list[str]], tmp_path: Path) -> None:
@@ -125,7 +130,11 @@ def test_training_is_identical_across_processes_with_different_hash_seeds(tmp_pa
     repo_root = Path(__file__).resolve().parents[2]
     digests = {
         subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=repo_root,
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=repo_root,
             env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(repo_root)},
         ).stdout.strip()
         for seed in ("1", "2")
