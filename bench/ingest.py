@@ -131,7 +131,9 @@ def _escaped(text: str) -> str:
 
 
 def _tail_words(rng: np.random.Generator, n: int) -> list[str]:
-    """Made-up rare words (brand names, misspellings, jargon) built from syllables, so they read and compress like words."""
+    """Made-up rare words (brand names, misspellings, jargon) built from syllables.
+
+    So they read and compress like words."""
     onsets = [
         "",
         "b",
@@ -292,7 +294,8 @@ def _review_lines(
         f'"image": ["https://images-na.ssl-images-amazon.com/images/I/{p}._SY88.jpg"], ' for p in photo
     ]
     return [
-        f'{{"overall": {o}, {im}{vo}"verified": {ve}, "reviewTime": "{m:02d} {d}, {y}", "reviewerID": "{u}", "asin": "{i}", '
+        f'{{"overall": {o}, {im}{vo}"verified": {ve}, "reviewTime": "{m:02d} {d}, {y}", '
+        f'"reviewerID": "{u}", "asin": "{i}", '
         f'{st}"reviewerName": "{na}", "reviewText": "{t}", "summary": "{s}", "unixReviewTime": {sec}}}'
         for o, vo, ve, m, d, y, u, i, st, na, t, s, sec, im in zip(
             overall.tolist(),
@@ -468,7 +471,8 @@ def inflate_floor(label: str, source: Path, inflater: str, repeats: int) -> Run:
 def _verdict(value: float, target: float, unit: str = "x") -> str:
     if value <= target:
         return f"{value:.2f}{unit} (target <= {target:g}{unit}: met)"
-    return f"{value:.2f}{unit} (target <= {target:g}{unit}: MISSED by {value - target:.2f}{unit}, {value / target - 1:+.0%})"
+    missed = f"MISSED by {value - target:.2f}{unit}, {value / target - 1:+.0%}"
+    return f"{value:.2f}{unit} (target <= {target:g}{unit}: {missed})"
 
 
 def compare_inflaters(dump: Path, repeats: int) -> list[Run]:
@@ -514,7 +518,8 @@ def main() -> None:
     expanded = inflate_file(dump, choose_inflater())
     size_mb = dump.stat().st_size / 1e6
     print(
-        f"input: {dump} ({size_mb:.0f} MB gzipped, {expanded / 1e6:.0f} MB of JSON lines, {expanded / 1e6 / size_mb:.1f}:1)"
+        f"input: {dump} ({size_mb:.0f} MB gzipped, {expanded / 1e6:.0f} MB of JSON lines, "
+        f"{expanded / 1e6 / size_mb:.1f}:1)"
     )
     print(
         f"each row: median of {args.repeats} runs; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
@@ -601,7 +606,8 @@ def main() -> None:
     )
     print(
         f"hostile RSS / clean RSS:           bomb {bomb.peak_rss_mb / ingest.peak_rss_mb:.2f}x, blank lines "
-        f"{flood.peak_rss_mb / ingest.peak_rss_mb:.2f}x; extra time for the blank lines {flood.seconds - ingest.seconds:.1f} s"
+        f"{flood.peak_rss_mb / ingest.peak_rss_mb:.2f}x; "
+        f"extra time for the blank lines {flood.seconds - ingest.seconds:.1f} s"
     )
 
 

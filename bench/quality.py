@@ -172,7 +172,8 @@ def main() -> None:
             }
         )
     print(
-        f"\n{args.reviews:,} generated reviews, sigma={truth['sigma']}, noise floor RMSE={truth['noise_floor_rmse']:.4f}; "
+        f"\n{args.reviews:,} generated reviews, sigma={truth['sigma']}, "
+        f"noise floor RMSE={truth['noise_floor_rmse']:.4f}; "
         f"pipeline wall time {wall:.0f} s; ranking protocol: {metrics['protocol']}\n"
     )
     print_table(rows)
@@ -191,7 +192,8 @@ def main() -> None:
     recs = json.loads((args.out / "warehouse" / CATEGORY / "recommendations.json").read_text())
     nesting = "; ".join(f"{r['model']} > {r['contains']}: {r['verdict']}" for r in metrics["nesting"])
     print(
-        f"\nRecommendations from `{recs['model']}` ({recs['selected_by']}): {recs['distinct_items']} distinct items for "
+        f"\nRecommendations from `{recs['model']}` ({recs['selected_by']}): "
+        f"{recs['distinct_items']} distinct items for "
         f"{recs['users']} users. Nesting check: {nesting}"
     )
 

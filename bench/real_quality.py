@@ -443,9 +443,10 @@ def print_cold(results, comparison, n_held_out: int) -> None:  # type: ignore[no
     print_table(rows)
     counts = next(iter(results.values())).counts
     print(
-        f"\nCold items: {n_held_out:,} items with content held out of all training; {counts['n_test']:,} of their ratings "
-        f"by known users; each user's relevant cold items ranked among {counts['n_candidates']:,} candidates (every "
-        f"cold item + as many sampled warm ones), {counts['n_users_evaluated']:,} users ranked. Models that cannot score "
+        f"\nCold items: {n_held_out:,} items with content held out of all training; "
+        f"{counts['n_test']:,} of their ratings by known users; each user's relevant cold items ranked among "
+        f"{counts['n_candidates']:,} candidates (every cold item + as many sampled warm ones), "
+        f"{counts['n_users_evaluated']:,} users ranked. Models that cannot score "
         f"an unseen item use their item-agnostic score (rmse: the user/global mean). Peers have no content: not shown."
     )
 

@@ -273,7 +273,8 @@ def describe_data(root: Path, category: str, run: SeedRun) -> str:
     return (
         f"{origin} {release} `{category}`: {frame.height:,} ratings, {frame['user_id'].n_unique():,} users x "
         f"{frame['item_id'].n_unique():,} items, mean {ratings.mean():.2f} (std {ratings.std():.2f}), "
-        f"{float((ratings == 5).mean()):.0%} 5-star{floor}; {copies:,} variant copies collapsed. Seed: {run.data.seed_dataset}. "
+        f"{float((ratings == 5).mean()):.0%} 5-star{floor}; {copies:,} variant copies collapsed. "
+        f"Seed: {run.data.seed_dataset}. "
         f"Also: {run.differences}"
     )
 

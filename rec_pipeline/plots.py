@@ -208,7 +208,8 @@ def _thumbnail(path: Path | str | None, thumb: int) -> Image.Image | None:
     if path is None or not Path(path).is_file():
         return None
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as source:
+            image: Image.Image = source
             if image.width * image.height > MAX_THUMBNAIL_SOURCE_PIXELS:
                 return None
             image.draft("RGB", (thumb, thumb))  # JPEG: decode at reduced scale, far cheaper for big photos
@@ -222,7 +223,7 @@ def _thumbnail(path: Path | str | None, thumb: int) -> Image.Image | None:
                 image = image.convert("RGB")
             image.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
             return image
-    except Exception:  # untrusted files: any decoder error (truncated, bomb, unknown format) just means "skip"
+    except Exception:  # noqa: BLE001 - untrusted files: any decoder error (truncated, bomb, unknown format) just means "skip"
         return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -198,7 +198,7 @@ def comparison_table_md(
             if bootstrap is not None and bootstrap.best.get(metric) is not None:
                 bold = bootstrap.tied_with_best(name, metric)
             else:
-                bold = round(float(value), digits) == best[metric]
+                bold = value is not None and round(float(value), digits) == best[metric]
             cells.append(f"**{text}**" if bold else text)
         lines.append(f"| {_escape(name)} | " + " | ".join(cells) + " |")
     if bootstrap is not None:
@@ -308,8 +308,8 @@ def _summarize(value: EvaluationResult | Mapping[str, Any]) -> _Summary:
 
 def _best_displayed(summaries: Mapping[str, _Summary], metric: str, digits: int) -> float | None:
     values = [
-        round(float(s.metrics[metric]), digits)
-        for s in summaries.values()  # type: ignore[arg-type]
+        round(float(cast(float, s.metrics[metric])), digits)
+        for s in summaries.values()
         if not _missing(s.metrics.get(metric))
     ]
     if not values:

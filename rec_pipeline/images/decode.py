@@ -71,7 +71,7 @@ def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; broken EXIF keeps the image as stored rather than rejecting usable pixels."""
     try:
         return ImageOps.exif_transpose(image)
-    except Exception:  # Pillow's EXIF parser raises assorted errors on malformed tags
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises assorted errors on malformed tags
         return image
 
 

@@ -309,7 +309,8 @@ class _Run:
 
     @asynccontextmanager
     async def _admitted(self, key: HostKey, probe: Probe) -> AsyncIterator[None]:
-        """Wait until ``key`` may be talked to (no slot held while its probe runs), then hold a host and a global slot."""
+        """Wait until ``key`` may be talked to (no slot held while its probe runs), then hold a host slot and a
+        global one."""
         await self.hosts.admit(key, probe)
         slot = self.host_slots.setdefault(key[0], asyncio.Semaphore(self.options.per_host_limit))
         async with slot, self.global_slots:
@@ -471,7 +472,7 @@ def _report(
         )
     results = pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row")
     sources = Counter(results["source"].to_list())
-    failures = Counter(r for s, r in zip(results["status"], results["reason"]) if s != "ok")
+    failures = Counter(r for s, r in zip(results["status"], results["reason"], strict=True) if s != "ok")
     deferred = Counter(r for s, r in zip(results["status"], results["reason"], strict=True) if s == "deferred")
     return FetchReport(
         results=results,
@@ -516,4 +517,4 @@ def image_requests(items: pl.DataFrame, images_per_item: int = 1) -> list[tuple[
         .with_columns(pl.int_range(pl.len()).over("item_id").alias("rank"))
         .filter(pl.col("rank") < images_per_item)
     )
-    return list(zip(exploded["item_id"].to_list(), exploded["image_urls"].to_list()))
+    return list(zip(exploded["item_id"].to_list(), exploded["image_urls"].to_list(), strict=True))

@@ -84,13 +84,13 @@ def split_interactions(interactions: pl.DataFrame, options: SplitOptions = Split
             pl.len().over("user_id").alias("_n"),
         )
         # Rounded up so that users with few ratings (the many 5-core users) are evaluated too.
-        n_test = (pl.col("_n") * options.test_fraction).ceil()
-        n_val = (pl.col("_n") * options.validation_fraction).ceil()
+        n_test_per_user = (pl.col("_n") * options.test_fraction).ceil()
+        n_val_per_user = (pl.col("_n") * options.validation_fraction).ceil()
         # Stratified by user: each user contributes the same shares, and always keeps one training row.
         assigned = shuffled.with_columns(
-            pl.when((pl.col("_pos") <= n_test) & (pl.col("_n") >= 2))
+            pl.when((pl.col("_pos") <= n_test_per_user) & (pl.col("_n") >= 2))
             .then(pl.lit("test"))
-            .when((pl.col("_pos") <= n_test + n_val) & (pl.col("_pos") < pl.col("_n")))
+            .when((pl.col("_pos") <= n_test_per_user + n_val_per_user) & (pl.col("_pos") < pl.col("_n")))
             .then(pl.lit("validation"))
             .otherwise(pl.lit("train"))
             .alias("_split")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 from nltk.stem import PorterStemmer
@@ -152,8 +152,9 @@ def compose_item_text(items: pl.DataFrame) -> pl.DataFrame:
         [pl.when(present[name]).then(pl.lit(name)) for name in TEXT_FIELDS], separator="+", ignore_nulls=True
     )
     has_primary = pl.any_horizontal(*(present[name] for name in TEXT_FIELDS))
-    text = pl.when(has_primary).then(primary_text)
-    source = pl.when(has_primary).then(primary_source)
+    # a when/then chain grows one branch per fallback field (polars types each link differently)
+    text: Any = pl.when(has_primary).then(primary_text)
+    source: Any = pl.when(has_primary).then(primary_source)
     for name in FALLBACK_FIELDS:
         text = text.when(present[name]).then(pl.col(name))
         source = source.when(present[name]).then(pl.lit(name))
@@ -261,9 +262,9 @@ def cleaning_report(cleaned: pl.DataFrame, options: TextCleaningOptions, stopwor
         stopword_source=stopwords.source,
         n_items=cleaned.height,
         n_empty=int(cleaned["is_empty"].sum()),
-        mean_tokens=float(counts.mean() or 0.0),
-        median_tokens=float(counts.median() or 0.0),
-        max_tokens=int(counts.max() or 0),
+        mean_tokens=float(cast(float, counts.mean()) or 0.0),
+        median_tokens=float(cast(float, counts.median()) or 0.0),
+        max_tokens=int(cast(int, counts.max()) or 0),
         vocabulary_size=int(cleaned["tokens"].explode().drop_nulls().n_unique()),
         text_sources=dict(zip(sources["text_source"].to_list(), sources["count"].to_list(), strict=True)),
         options=asdict(options),
