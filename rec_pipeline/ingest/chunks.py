@@ -19,8 +19,8 @@ import importlib
 import queue
 import threading
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -111,7 +111,6 @@ class ReadStatus:
     long_lines: int = 0
     bom_stripped: bool = False
     inflater: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def is_gzip(path: Path) -> bool:
@@ -126,7 +125,10 @@ def _count_lines(data: bytes) -> int:
 
 
 class _Inflater:
-    """Decompresses raw blocks in pieces of bounded size; reads multi-member gzip files (``cat a.gz b.gz``) as one stream."""
+    """Decompresses raw blocks in pieces of bounded size.
+
+    Reads multi-member gzip files (``cat a.gz b.gz``) as one stream.
+    """
 
     def __init__(self, gzipped: bool, library: InflateLibrary, max_piece: int = _INFLATE_PIECE) -> None:
         self._gzipped = gzipped
@@ -199,7 +201,7 @@ class _Inflater:
         return bytes(tail)
 
 
-_Item = tuple[bytes, bool, int] | LongLine | BaseException | None
+_Item = tuple[bytes, int] | LongLine | BaseException | None
 
 
 def inflate_file(path: Path | str, library: InflateLibrary) -> int:
@@ -217,7 +219,7 @@ def iter_chunks(
     status: ReadStatus | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     inflater: str | None = None,
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     """Yield newline-aligned chunks of about ``chunk_bytes`` decompressed bytes.
 
     Lines longer than ``max_line_bytes`` (newline not counted) are skipped without being held in memory and
@@ -235,7 +237,7 @@ def iter_chunks(
     def producer() -> None:
         try:
             _produce(path, chunk_bytes, max_line_bytes, status, out_q, stop, library)
-        except BaseException as exc:  # surfaced in the consumer, with its traceback
+        except BaseException as exc:  # noqa: BLE001 - surfaced in the consumer, with its traceback
             out_q.put(exc)
 
     thread = threading.Thread(target=producer, name=f"inflate-{path.name}", daemon=True)
@@ -255,11 +257,7 @@ def iter_chunks(
                 yield Chunk(data=b"", first_line=next_line, n_lines=1, long_line=item)
                 next_line += 1
                 continue
-            data, is_cut_tail, n = item
-            if is_cut_tail and not data.endswith(b"\n"):
-                # The last line of a truncated stream is cut mid-way: hand it on so it is rejected with
-                # its line number rather than vanishing.
-                status.extra["cut_last_line"] = next_line + _count_lines(data) - 1
+            data, n = item
             status.decompressed_bytes += len(data)
             status.lines += n
             yield Chunk(data=data, first_line=next_line, n_lines=n)
@@ -301,7 +299,7 @@ def _produce(
         while complete >= chunk_bytes or (final and complete):
             cut = pending.rfind(b"\n", 0, chunk_bytes) + 1 or pending.find(b"\n", chunk_bytes) + 1
             piece = bytes(pending[:cut])
-            out_q.put((piece, False, _count_lines(piece)))  # counted here, off the parsing thread
+            out_q.put((piece, _count_lines(piece)))  # counted here, off the parsing thread
             del pending[:cut]
             complete -= cut
 
@@ -385,5 +383,5 @@ def _produce(
         out_q.put(skipping)
     if pending:
         tail_bytes = bytes(pending)
-        out_q.put((tail_bytes, not status.complete, _count_lines(tail_bytes)))
+        out_q.put((tail_bytes, _count_lines(tail_bytes)))
     out_q.put(None)

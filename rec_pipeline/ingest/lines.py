@@ -36,13 +36,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from rec_pipeline.ingest.formats import SourceFormat
+from rec_pipeline.ingest.formats import SOURCE_FORMATS, SourceFormat
 
 _SMALL_BLOCK_LINES = 64
 _BLOCK_LINES = 2048
 RAW_SNIPPET_CHARS = 500
 # Ids are keys: a replaced byte would merge distinct users or items, so an id must be exact text or nothing.
-ID_FIELDS = frozenset({"reviewerID", "user_id", "asin", "parent_asin"})
+ID_FIELDS = frozenset().union(*(fmt.id_fields for fmt in SOURCE_FORMATS))
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # ASCII only: str.isdigit() and float() also take "٥" (Arabic-Indic five) or "５" (fullwidth), which no dump writes.
 _ASCII_INT = re.compile(r"[+-]?[0-9]+")
@@ -204,7 +204,7 @@ def _read_kept(table: _LineTable, kept: np.ndarray, fmt: SourceFormat) -> _KeptR
     row_lines = np.flatnonzero(kept & ~table.blank)
     try:
         frame = pl.read_ndjson(io.BytesIO(buffer), schema=fmt.raw_schema, ignore_errors=True)
-    except Exception:  # polars raises several error types for bad input
+    except Exception:  # noqa: BLE001 - polars raises several error types for bad input
         return None
     if frame.height != len(row_lines):
         return None  # polars skipped a line the blank scan did not: let the slower steps decide
@@ -238,7 +238,10 @@ def _not_json(table: _LineTable, kept: np.ndarray) -> np.ndarray:
 def _parse_dirty(
     data: bytes, first_line: int, fmt: SourceFormat, source_file: str, required: tuple[str, ...]
 ) -> ParsedBlock:
-    """A block the strict reader refused (or was not asked): bad lines found in one pass, only they decoded one by one."""
+    """A block the strict reader refused (or was not asked).
+
+    Its bad lines are found in one pass, and only they are decoded one by one.
+    """
     table = _LineTable(data)
     aside = table.misshapen() | table.not_utf8()
     read = _read_kept(table, ~aside, fmt)
@@ -394,7 +397,7 @@ def _try_fast(data: bytes, n_lines: int, fmt: SourceFormat, first_line: int) -> 
     """All lines of ``data`` read by polars, or None when any line needs the per-line decoder's verdict."""
     try:
         frame = pl.read_ndjson(io.BytesIO(data), schema=fmt.raw_schema)
-    except Exception:  # polars raises several error types for bad input; the slow path says which line
+    except Exception:  # noqa: BLE001 - polars raises several error types for bad input; the slow path says why
         return None
     empty = 0
     if frame.height == n_lines:
@@ -588,14 +591,7 @@ def _rows_to_frame(
 
 
 # Reasons for a wrong-typed required field, named by meaning rather than by each release's field name.
-_REQUIRED_REASON = {
-    "overall": "non-numeric rating",
-    "rating": "non-numeric rating",
-    "reviewerID": "invalid user id",
-    "user_id": "invalid user id",
-    "asin": "invalid item id",
-    "parent_asin": "invalid item id",
-}
+_REQUIRED_REASON = {name: why for fmt in SOURCE_FORMATS for name, why in fmt.required_reasons().items()}
 
 
 class _Bad(Exception):

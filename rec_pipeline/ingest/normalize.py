@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from rec_pipeline.atomic import atomic_path
 from rec_pipeline.ingest.chunks import DEFAULT_MAX_LINE_BYTES, Chunk, ReadStatus, iter_chunks
-from rec_pipeline.ingest.formats import FORMATS, NORMALIZERS, SourceFormat, sniff_format
+from rec_pipeline.ingest.formats import SourceFormat, format_for, sniff_format
 from rec_pipeline.ingest.lines import ParsedBlock, line_texts, parse_block, rejection
 from rec_pipeline.ingest.sources import Kind
 from rec_pipeline.schema import ITEM_SCHEMA, RATING_MAX, RATING_MIN, REJECTED_SCHEMA, REVIEW_SCHEMA
@@ -109,7 +109,7 @@ class _BackgroundWriter:
             if self._error is None:
                 try:
                     self._writer.write_table(table)
-                except BaseException as exc:  # re-raised in the caller's thread by close()
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by close()
                     self._error = exc
 
     def write_table(self, table: pa.Table) -> None:
@@ -190,11 +190,6 @@ def ingest_dump(
     started = time.perf_counter()
     report = IngestReport(source_file=path.name, kind=kind)
     target_schema = REVIEW_SCHEMA if kind == "reviews" else ITEM_SCHEMA
-    required = (
-        ("reviewerID", "user_id", "asin", "parent_asin", "overall", "rating")
-        if kind == "reviews"
-        else ("asin", "parent_asin")
-    )
     validate = _validate_reviews if kind == "reviews" else _validate_items
     status = ReadStatus()
     reasons: Counter[str] = Counter()
@@ -202,14 +197,11 @@ def ingest_dump(
     repaired: Counter[str] = Counter()
     fmt = _detect_format(path, kind, options)
     if fmt is None:
-        fmt = FORMATS[("2018", kind)]  # no line with any content (all blank or too long): any format reads that
+        fmt = format_for("2018", kind)  # no line with any content (all blank or too long): any format reads that
     else:
         report.release = fmt.release
         log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
-    # Only fields this release actually has can be required.
-    required = tuple(
-        r for r in required if r in fmt.raw_schema and not (r == "asin" and "parent_asin" in fmt.raw_schema)
-    )
+    required = fmt.required  # the ids (and rating): a wrong type there rejects the line
     last_log = started
     good: pl.DataFrame | None
     likely_dirty = False  # the previous chunk held bad lines: skip the strict read that would only fail
@@ -320,7 +312,7 @@ def _non_blank_lines(data: bytes) -> Iterator[bytes]:
         position = end + 1
 
 
-def _head_lines(path: Path, options: IngestOptions) -> Iterator[bytes]:
+def _head_lines(path: Path, options: IngestOptions) -> Generator[bytes, None, None]:
     """Non-blank lines from the head of the file, within the sniffing budget (_SNIFF_SCAN_LINES/_BYTES)."""
     lines = scanned = 0
     with closing(
@@ -343,7 +335,7 @@ def _detect_format(path: Path, kind: Kind, options: IngestOptions) -> SourceForm
     """
     seen_content = False
 
-    def sample() -> Iterator[bytes]:
+    def sample() -> Generator[bytes, None, None]:
         nonlocal seen_content
         for line in _head_lines(path, options):
             seen_content = True
@@ -361,6 +353,5 @@ def _detect_format(path: Path, kind: Kind, options: IngestOptions) -> SourceForm
 def _normalize_and_validate(
     block: ParsedBlock, fmt: SourceFormat, kind: Kind, validate: Any
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    exprs = NORMALIZERS[(fmt.release, kind)]()
-    normalized = block.frame.select(*exprs, pl.col("source_line"))
+    normalized = block.frame.select(*fmt.normalize(), pl.col("source_line"))
     return validate(normalized)

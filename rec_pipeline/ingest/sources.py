@@ -16,19 +16,43 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-Kind = Literal["reviews", "meta"]
+from rec_pipeline.ingest.formats import RELEASES
+from rec_pipeline.ingest.release import Kind
+
+__all__ = [
+    "CATEGORY_KEY",
+    "CategoryDumps",
+    "DumpFile",
+    "IgnoredFile",
+    "Kind",
+    "categories_with_reviews",
+    "classify",
+    "discover",
+    "fingerprint",
+    "id_space",
+    "ignored_files",
+]
 
 _PARTIAL_SUFFIXES = (".tmp", ".part", ".crdownload", ".partial", ".download")
 _DUMP_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
-_PATTERNS: tuple[tuple[re.Pattern[str], Kind, str], ...] = (
-    (re.compile(r"^meta_(?P<cat>.+?)\.jsonl(\.gz)?$"), "meta", "2023"),
-    (re.compile(r"^meta_(?P<cat>.+?)\.json(\.gz)?$"), "meta", "2014/2018"),
-    (re.compile(r"^reviews_(?P<cat>.+?)(?P<five>_5)?\.json(\.gz)?$"), "reviews", "2014"),
-    (re.compile(r"^(?P<cat>.+?)\.jsonl(\.gz)?$"), "reviews", "2023"),
-    (re.compile(r"^(?P<cat>.+?)(?P<five>_5)?\.json(\.gz)?$"), "reviews", "2018"),
-)
+
+
+def _name_patterns() -> tuple[tuple[re.Pattern[str], Kind, str], ...]:
+    """Each release's file-name patterns; releases that publish under the same name share one, hinted "2014/2018"."""
+    releases: dict[tuple[str, Kind], list[str]] = {}
+    for release in RELEASES:
+        for kind in ("meta", "reviews"):
+            releases.setdefault((release.file(kind).pattern().pattern, kind), []).append(release.name)
+    return tuple((re.compile(regex), kind, "/".join(sorted(names))) for (regex, kind), names in releases.items())
+
+
+_PATTERNS = _name_patterns()
+# Releases keying items the same way share item ids: the id space of a release is all of them ("2014/2018").
+_ID_SPACES = {
+    r.name: "/".join(sorted(other.name for other in RELEASES if other.item_key == r.item_key)) for r in RELEASES
+}
 # Letters, digits, "_", "-" and "&", starting with a letter or digit (a leading "-" reads as a CLI option);
 # no dots (".." is the parent folder), spaces, slashes or non-ASCII letters.
 CATEGORY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_&-]{0,99}")
@@ -133,8 +157,9 @@ def id_space(dump: DumpFile) -> str:
     """Which item ids a dump uses: 2023 keys products by ``parent_asin``, 2014/2018 by the variant's ``asin``.
 
     Reviews and metadata pair only within one id space: 2023 reviews joined to 2018 metadata share no item.
+    A hint naming several releases ("2014/2018") names releases of one id space.
     """
-    return "2023" if dump.release_hint == "2023" else "2014/2018"
+    return _ID_SPACES[dump.release_hint.split("/")[0]]
 
 
 def _choose(category: str, dumps: list[DumpFile]) -> CategoryDumps:
@@ -168,11 +193,16 @@ def _choose(category: str, dumps: list[DumpFile]) -> CategoryDumps:
                 f"{dump.path.name}: {dump.release_hint} release, not paired with the {space} files used for {category}"
             )
         else:
-            why = f"{dump.path.name}: another {dump.kind} dump of the same release ({(chosen or meta).path.name if (chosen or meta) else '?'} is used)"
+            used = chosen or meta
+            why = (
+                f"{dump.path.name}: another {dump.kind} dump of the same release "
+                f"({used.path.name if used else '?'} is used)"
+            )
         notes.append(why)
     if chosen is not None and meta is None and any(d.kind == "meta" for d in dumps):
         notes.append(
-            f"{category}: the metadata present is from another release than {chosen.path.name}: items get no text or images"
+            f"{category}: the metadata present is from another release than {chosen.path.name}: "
+            "items get no text or images"
         )
     ignored = tuple(d.path for d in dumps if d is not chosen and d is not meta)
     return CategoryDumps(category, chosen, meta, ignored, tuple(notes))

@@ -19,11 +19,15 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rec_pipeline.atomic import atomic_path
+from rec_pipeline.ingest import formats, release_2018
+from rec_pipeline.ingest.release import MetaFields, ReviewFields, present
 from rec_pipeline.sample.images import STYLE_NAMES, image_ext, image_url, write_item_images
 from rec_pipeline.sample.truth import write_truth
 from rec_pipeline.sample.world import (
@@ -42,8 +46,9 @@ DIRT_KINDS = ("malformed_json", "missing_user_id", "non_numeric_rating", "out_of
 NON_NUMERIC_RATINGS = ("five", "N/A", "4 stars", "", "excellent")
 
 # --- vocabularies -----------------------------------------------------------------------------------------------
-# Each topic has its own nouns, adjectives, details and features, so the topic is recoverable from the text; the
-# shared filler below appears everywhere, as boilerplate does in real listings and reviews.
+# The word lists live in ``vocabulary.json`` beside this module (package data). Each topic has its own nouns,
+# adjectives, details and features, so the topic is recoverable from the text; the shared lists appear
+# everywhere, as boilerplate does in real listings and reviews.
 
 
 @dataclass(frozen=True)
@@ -57,272 +62,40 @@ class Topic:
     median_price: float
 
 
-TOPICS: tuple[Topic, ...] = (
-    Topic(
-        "Puzzles",
-        ("jigsaw puzzle", "puzzle", "brain teaser", "3D puzzle", "puzzle cube", "maze puzzle"),
-        ("challenging", "interlocking", "tricky", "scenic", "panoramic"),
-        (
-            "The pieces fit snugly and the picture is vivid.",
-            "It took us a whole weekend to finish it.",
-            "No missing pieces and the cardboard is thick.",
-            "The edge pieces are easy to sort.",
-            "Great for family puzzle night at the kitchen table.",
-        ),
-        (
-            "1000 interlocking pieces",
-            "Poster included for reference",
-            "Thick recycled cardboard",
-            "Finished size 27 x 20 inches",
-            "Glare-free linen finish",
-        ),
-        ("Ravenwood", "PuzzleCraft", "Mindbend"),
-        14.0,
-    ),
-    Topic(
-        "Plush Toys",
-        ("teddy bear", "plush bunny", "stuffed animal", "plush dragon", "plush unicorn", "pillow pet"),
-        ("soft", "cuddly", "fluffy", "huggable", "squishy"),
-        (
-            "The fur is incredibly soft and the stitching is tight.",
-            "My toddler sleeps with it every night.",
-            "It survived the washing machine without issues.",
-            "The embroidered eyes are safe for babies.",
-            "Bigger and softer than it looks in the photos.",
-        ),
-        (
-            "Ultra-soft polyester fur",
-            "Embroidered safety eyes",
-            "Surface washable",
-            "Measures 14 inches tall",
-            "Hypoallergenic stuffing",
-        ),
-        ("Cuddlebug", "SnuggleCo", "Fuzzy Friends"),
-        17.0,
-    ),
-    Topic(
-        "Building Blocks",
-        ("building set", "brick kit", "block set", "construction kit", "magnetic tiles"),
-        ("creative", "compatible", "modular", "sturdy", "stackable"),
-        (
-            "The bricks click together firmly and come apart easily.",
-            "The instructions are clear, step by step.",
-            "Compatible with the bricks we already had.",
-            "We built the castle in one afternoon.",
-            "Lots of pieces to build your own designs.",
-        ),
-        (
-            "520 pieces",
-            "Compatible with major brick brands",
-            "Step-by-step instruction booklet",
-            "Storage bin included",
-            "BPA-free ABS plastic",
-        ),
-        ("Brickforge", "BlockBuddy", "Constructo"),
-        34.0,
-    ),
-    Topic(
-        "Remote Control Vehicles",
-        ("RC car", "remote control truck", "drone", "RC helicopter", "stunt car"),
-        ("fast", "rechargeable", "rugged", "off-road", "wireless"),
-        (
-            "The battery lasts about twenty minutes per charge.",
-            "It handles grass and gravel surprisingly well.",
-            "The remote has a good range in the backyard.",
-            "It flips over and keeps driving.",
-            "Charging takes a couple of hours with the USB cable.",
-        ),
-        (
-            "2.4GHz remote control",
-            "Rechargeable battery included",
-            "Top speed 15 mph",
-            "Shock-absorbing suspension",
-            "USB charging cable",
-        ),
-        ("TurboTrax", "SkyHawk", "RoadRush"),
-        45.0,
-    ),
-    Topic(
-        "Board Games",
-        ("board game", "card game", "strategy game", "party game", "dice game"),
-        ("strategic", "competitive", "family-friendly", "cooperative", "replayable"),
-        (
-            "Rules are easy to learn but there is real strategy.",
-            "Game night has never been this loud.",
-            "A round takes about forty five minutes.",
-            "The cards and tokens are good quality.",
-            "Works well with two players and with six.",
-        ),
-        (
-            "For 2 to 6 players",
-            "Ages 8 and up",
-            "45 minute play time",
-            "Includes 120 cards and 4 dice",
-            "Quick start rules sheet",
-        ),
-        ("Meeple House", "Gamewright Labs", "Tabletop Co"),
-        24.0,
-    ),
-    Topic(
-        "Arts & Crafts",
-        ("craft kit", "paint set", "crayon set", "bead kit", "sketchbook set", "slime kit"),
-        ("washable", "non-toxic", "vibrant", "mess-free", "creative"),
-        (
-            "The colors are vibrant and wash out of clothes.",
-            "Enough beads for a dozen bracelets.",
-            "My daughter spent hours painting with it.",
-            "The markers did not dry out.",
-            "Everything comes in a neat carrying case.",
-        ),
-        (
-            "Washable non-toxic paints",
-            "24 vibrant colors",
-            "Carrying case included",
-            "Over 500 beads",
-            "Safety scissors included",
-        ),
-        ("Artsy Kids", "ColorNest", "Crafty Cub"),
-        15.0,
-    ),
-    Topic(
-        "Outdoor Play",
-        ("water blaster", "kite", "jump rope", "sandbox set", "bubble machine", "frisbee"),
-        ("durable", "weatherproof", "lightweight", "splash-proof", "portable"),
-        (
-            "It soaked everyone at the pool party.",
-            "Flies easily even in a light breeze.",
-            "Held up to a summer of backyard play.",
-            "The bubbles come out fast and big.",
-            "Folds up small enough for the beach bag.",
-        ),
-        (
-            "Range up to 30 feet",
-            "UV-resistant plastic",
-            "Ripstop nylon sail",
-            "Batteries not included",
-            "Carry bag included",
-        ),
-        ("SunSplash", "Backyard Pro", "Windrider"),
-        19.0,
-    ),
-    Topic(
-        "Dolls & Figures",
-        ("doll", "action figure", "dollhouse", "figure set", "fashion doll"),
-        ("poseable", "articulated", "collectible", "detailed", "miniature"),
-        (
-            "The joints are poseable and hold their position.",
-            "The outfits are well made and easy to change.",
-            "The paint details on the face are excellent.",
-            "The dollhouse furniture is tiny and adorable.",
-            "A great addition to his collection.",
-        ),
-        (
-            "11 points of articulation",
-            "Includes 3 outfits",
-            "Display stand included",
-            "Stands 12 inches tall",
-            "Hand-painted details",
-        ),
-        ("Figurine Works", "Dollhaven", "HeroForge"),
-        22.0,
-    ),
-)
+def _load_vocabulary() -> dict[str, Any]:
+    text = resources.files("rec_pipeline.sample").joinpath("vocabulary.json").read_text(encoding="utf-8")
+    vocabulary: dict[str, Any] = json.loads(text)
+    return vocabulary
 
-OPENERS = {
-    5: ("Absolutely love", "We really love", "My kids adore", "I highly recommend", "Couldn't be happier with"),
-    4: ("Pretty happy with", "We really like", "Overall satisfied with", "Good experience with", "Nice job on"),
-    3: ("Mixed feelings about", "Not sure about", "Somewhat okay with", "Average experience with", "So-so on"),
-    2: ("Somewhat disappointed with", "Expected more from", "Not impressed by", "Kind of let down by", "Unhappy with"),
-    1: ("Very disappointed with", "Do not buy", "Really regret buying", "Terrible experience with", "Avoid"),
-}
-VERDICTS = {
-    5: (
-        "it exceeded my expectations",
-        "it is worth every penny",
-        "it works perfectly",
-        "it is the best gift this year",
-    ),
-    4: ("it is good for the price", "it works well with minor quirks", "it is well made overall", "it does its job"),
-    3: ("it is just average", "it does the job but nothing special", "quality is hit or miss", "it is fine I guess"),
-    2: (
-        "it feels cheaper than expected",
-        "it broke after a few weeks",
-        "it is smaller than pictured",
-        "parts wore out fast",
-    ),
-    1: (
-        "it arrived broken",
-        "it fell apart on the first day",
-        "it is a waste of money",
-        "nothing worked out of the box",
-    ),
-}
-CLOSINGS = {
-    5: ("Five stars from our family.", "Would buy again in a heartbeat.", "Highly recommended!", "Love it!"),
-    4: ("Would recommend.", "Overall a solid buy.", "Happy with the purchase.", "Good value."),
-    3: ("It's fine for the price.", "Not bad, not great.", "Might look for something else next time.", "Meh."),
-    2: ("Probably would not buy again.", "Expected better quality.", "Two stars for the effort.", "Disappointing."),
-    1: ("Returned it.", "One star is generous.", "Save your money.", "Complete junk."),
-}
-SUMMARIES = {
-    5: ("Five Stars", "Five Stars", "Five Stars", "Love it!", "Perfect gift", "Excellent", "Great {noun}"),
-    4: ("Four Stars", "Four Stars", "Good value", "Nice {noun}", "Pretty good", "Kids like it"),
-    3: ("Three Stars", "Three Stars", "OK", "Average {noun}", "It's alright"),
-    2: ("Two Stars", "Two Stars", "Meh", "Not great", "Disappointed with this {noun}"),
-    1: ("One Star", "One Star", "Junk", "Broke immediately", "Waste of money", "Terrible {noun}"),
-}
-FILLER = (
-    "I bought this as a gift for my nephew.",
-    "Shipping was fast and the packaging was fine.",
-    "We have had it for about a month now.",
-    "The box was a bit dented but the contents were fine.",
-    "I compared several options before choosing this one.",
-    "My daughter plays with it almost every day.",
-    "Instructions were easy enough to follow.",
-    "Arrived two days earlier than expected.",
-    "Bought it for a birthday party and it was a hit.",
-    "The price was lower than in the local store.",
-    "Grandkids visit every weekend and this gets used a lot.",
-    "I read a lot of reviews before ordering.",
+
+def _by_rating(table: dict[str, list[str]]) -> dict[int, tuple[str, ...]]:
+    return {int(rating): tuple(words) for rating, words in table.items()}
+
+
+_VOCABULARY = _load_vocabulary()
+TOPICS: tuple[Topic, ...] = tuple(
+    Topic(
+        t["name"],
+        tuple(t["nouns"]),
+        tuple(t["adjectives"]),
+        tuple(t["details"]),
+        tuple(t["features"]),
+        tuple(t["brands"]),
+        float(t["median_price"]),
+    )
+    for t in _VOCABULARY["topics"]
 )
-MARKETING = (
-    "Makes a great gift for birthdays and holidays.",
-    "Perfect for ages 3 and up.",
-    "Encourages creativity and imaginative play.",
-    "Designed and tested for safety.",
-    "Satisfaction guaranteed or your money back.",
-    "Hours of fun for the whole family.",
-)
-FIRST_NAMES = (
-    "Shelly",
-    "Adam",
-    "Maria",
-    "James",
-    "Linda",
-    "Kevin",
-    "Priya",
-    "Tom",
-    "Ana",
-    "Chris",
-    "Wei",
-    "Jordan",
-    "Fatima",
-    "Lucas",
-    "Emma",
-    "Noah",
-    "Olivia",
-    "Sam",
-    "Grace",
-    "Omar",
-)
-NICKNAMES = ("houserules", "toyfan", "momof3", "gamer", "crafty", "bargainhunter", "dad_on_duty", "reader")
-SIZES = ("Small", "Medium", "Large", "One Size", "Pack of 2", "Pack of 4")
-HTML_DOCUMENT = (
-    '<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title><style type="text/css">'
-    'body {{ font-family: Arial; }} .a-box {{ margin: 0; }}</style></head><body><div class="a-box">'
-    '<span id="productTitle">{title}</span></div></body></html>'
-)
-STRAY_PRICE_HTML = ".a-section.a-spacing-mini{margin-bottom:6px!important;}.a-box-inner{background-color:#fff;}"
+OPENERS = _by_rating(_VOCABULARY["openers"])
+VERDICTS = _by_rating(_VOCABULARY["verdicts"])
+CLOSINGS = _by_rating(_VOCABULARY["closings"])
+SUMMARIES = _by_rating(_VOCABULARY["summaries"])
+FILLER: tuple[str, ...] = tuple(_VOCABULARY["filler"])
+MARKETING: tuple[str, ...] = tuple(_VOCABULARY["marketing"])
+FIRST_NAMES: tuple[str, ...] = tuple(_VOCABULARY["first_names"])
+NICKNAMES: tuple[str, ...] = tuple(_VOCABULARY["nicknames"])
+SIZES: tuple[str, ...] = tuple(_VOCABULARY["sizes"])
+HTML_DOCUMENT: str = _VOCABULARY["html_document"]
+STRAY_PRICE_HTML: str = _VOCABULARY["stray_price_html"]
 ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 MAX_VARIANT_ASINS = 3  # extra asins per planted family
 # Every variant asin carries the first MIN_VARIANT_COPIES text reviews of its item (so it shares enough events to
@@ -372,14 +145,30 @@ class SampleManifest:
 
 
 def dump_file_names(category: str, release: str, five_core: bool = True) -> tuple[str, str]:
-    """(reviews, metadata) file names exactly as each release published them."""
-    suffix = "_5" if five_core else ""
-    if release == "2014":
-        return f"reviews_{category}{suffix}.json.gz", f"meta_{category}.json.gz"
-    if release == "2018":
-        return f"{category}{suffix}.json.gz", f"meta_{category}.json.gz"
-    # The 2023 release has no 5-core review files; it publishes whole categories only.
-    return f"{category}.jsonl.gz", f"meta_{category}.jsonl.gz"
+    """(reviews, metadata) file names exactly as each release published them (2023 has no 5-core files)."""
+    published = formats.release(release)
+    return published.reviews_file.name(category, five_core), published.meta_file.name(category)
+
+
+# --- field names: the reader's own (rec_pipeline.ingest.release_*), so writer and reader cannot drift apart ---------
+
+
+def review_fields(release: str) -> ReviewFields:
+    fields = formats.format_for(release, "reviews").fields
+    assert isinstance(fields, ReviewFields)
+    return fields
+
+
+def meta_fields(release: str) -> MetaFields:
+    fields = formats.format_for(release, "meta").fields
+    assert isinstance(fields, MetaFields)
+    return fields
+
+
+def _key(name: str | None) -> str:
+    """A JSON key ready to be followed by its value: '"name": '."""
+    assert name is not None, "the release has no such field"
+    return json.dumps(name) + ": "
 
 
 def random_ids(
@@ -405,7 +194,7 @@ def make_user_ids(rng: np.random.Generator, n: int, release: str) -> list[str]:
         return random_ids(rng, n, "A", 27)
     lengths = rng.choice([11, 12, 13], size=n, p=[0.2, 0.4, 0.4])
     full = random_ids(rng, n, "A", 13)
-    ids = [uid[: 1 + int(k)] for uid, k in zip(full, lengths)]
+    ids = [uid[: 1 + int(k)] for uid, k in zip(full, lengths, strict=True)]
     if len(set(ids)) < n:  # truncation collided (astronomically rare): keep the full-length ids
         return full
     return ids
@@ -635,14 +424,14 @@ class VariantCopies:
     def families(self, item_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """Item id -> all of its asins (its own included), sorted: the families variant collapsing must find."""
         members: dict[str, list[str]] = {}
-        for asin, base in zip(self.asins, self.base.tolist()):
+        for asin, base in zip(self.asins, self.base.tolist(), strict=True):
             members.setdefault(item_ids[base], [item_ids[base]]).append(asin)
         return {item: tuple(sorted(asins)) for item, asins in members.items()}
 
     def variants_of(self) -> dict[int, list[str]]:
         """Item index -> its variant asins, for the metadata writer."""
         out: dict[int, list[str]] = {}
-        for asin, base in zip(self.asins, self.base.tolist()):
+        for asin, base in zip(self.asins, self.base.tolist(), strict=True):
             out.setdefault(base, []).append(asin)
         return out
 
@@ -744,21 +533,30 @@ def _review_time_table(first_day: int, last_day: int) -> np.ndarray:
 
 
 def build_line_tables(
-    draw: ReviewDraw, user_ids: list[str], items: list[ItemContent], rng: np.random.Generator
+    draw: ReviewDraw, user_ids: list[str], items: list[ItemContent], rng: np.random.Generator, release: str
 ) -> LineTables:
+    """The release's fragments; fields it does not have (2023: reviewer names, style) are left empty."""
+    fields = review_fields(release)
+    name_key = fields.user_name
     n_users = len(user_ids)
     names = []
-    for _ in range(n_users):
+    for _ in range(n_users):  # drawn whatever the release, so every release sees the same random stream
         roll = rng.random()
         if roll < 0.01:
-            names.append("")
+            name = None
         elif roll < 0.12:
-            names.append('"reviewerName": "Amazon Customer", ')
+            name = "Amazon Customer"
         elif roll < 0.35:
-            names.append(f'"reviewerName": "{rng.choice(NICKNAMES)}{rng.integers(1, 100)}", ')
+            name = f"{rng.choice(NICKNAMES)}{rng.integers(1, 100)}"
         else:
-            names.append(f'"reviewerName": "{rng.choice(FIRST_NAMES)} {chr(65 + int(rng.integers(0, 26)))}", ')
-    style = [json.dumps({"style": sv})[1:-1] + ", " for item in items for sv in item.style_variants] + [""]
+            name = f"{rng.choice(FIRST_NAMES)} {chr(65 + int(rng.integers(0, 26)))}"
+        names.append(f'{_key(name_key)}"{name}", ' if name is not None and name_key is not None else "")
+    style_key = fields.style
+    style = [
+        json.dumps({style_key: sv})[1:-1] + ", " if style_key is not None else ""
+        for item in items
+        for sv in item.style_variants
+    ] + [""]
     variants = [item.variant_ids[k % len(item.variant_ids)] for item in items for k in range(3)]
     helpful = [f"[{min(a, b)}, {b}]" for a in range(64) for b in range(64)]
     first_day, last_day = int(draw.day.min()), int(draw.day.max())
@@ -778,8 +576,9 @@ def build_line_tables(
 def _vote_fragments(votes: np.ndarray) -> list[str]:
     """'"vote": "1,234", ' where a review has votes, '' elsewhere (2018 writes votes as strings)."""
     out = [""] * len(votes)
+    key = _key(review_fields("2018").votes)
     for pos in np.flatnonzero(votes).tolist():
-        out[pos] = f'"vote": "{int(votes[pos]):,}", '
+        out[pos] = f'{key}"{int(votes[pos]):,}", '
     return out
 
 
@@ -813,6 +612,9 @@ def _chunk_lines(
     day = draw.day[idx]
     photos = extras.photos[idx]
     photo_pos = np.flatnonzero(photos).tolist()
+    f = review_fields(release)
+    k_user, k_item, k_rating, k_time = _key(f.user), _key(f.item), _key(f.rating), _key(f.time)
+    k_text, k_summary = _key(f.text), _key(f.summary)
     if release == "2023":
         ts = ((day * 86_400 + draw.seconds_of_day[idx]) * 1000 + extras.millis[idx]).tolist()
         variant = tables.variant_id[draw.item[idx].astype(np.int64) * 3 + extras.variant[idx]].tolist()
@@ -824,12 +626,13 @@ def _chunk_lines(
             )
         helpful = extras.votes[idx].tolist()
         verified = np.where(extras.verified[idx], "true", "false").tolist()
+        k_images, k_variant, k_votes, k_verified = _key(f.images), _key(f.variant), _key(f.votes), _key(f.verified)
         return [
-            f'{{"rating": {r}, "title": "{s}", "text": "{h}{t}", "images": {im}, "asin": "{v}", '
-            f'"parent_asin": "{i}", "user_id": "{u}", "timestamp": {ms}, "helpful_vote": {hv}, '
-            f'"verified_purchase": {ve}}}'
+            f'{{{k_rating}{r}, {k_summary}"{s}", {k_text}"{h}{t}", {k_images}{im}, {k_variant}"{v}", '
+            f'{k_item}"{i}", {k_user}"{u}", {k_time}{ms}, {k_votes}{hv}, '
+            f"{k_verified}{ve}}}"
             for r, s, h, t, im, v, i, u, ms, hv, ve in zip(
-                rating, summary, head, tail, images, variant, item, user, ts, helpful, verified
+                rating, summary, head, tail, images, variant, item, user, ts, helpful, verified, strict=True
             )
         ]
     names = tables.name_field[draw.user[idx]].tolist()
@@ -838,11 +641,12 @@ def _chunk_lines(
     if release == "2014":
         helpful_idx = np.minimum(extras.votes[idx], 63) * 64 + np.minimum(extras.total_votes[idx], 63)
         helpful = tables.helpful[helpful_idx].tolist()
+        k_helpful, k_date = _key(f.votes), _key(f.date)
         return [
-            f'{{"reviewerID": "{u}", "asin": "{i}", {n}"helpful": {hp}, "reviewText": "{h}{t}", "overall": {r}, '
-            f'"summary": "{s}", "unixReviewTime": {sec}, "reviewTime": "{rt}"}}'
+            f'{{{k_user}"{u}", {k_item}"{i}", {n}{k_helpful}{hp}, {k_text}"{h}{t}", {k_rating}{r}, '
+            f'{k_summary}"{s}", {k_time}{sec}, {k_date}"{rt}"}}'
             for u, i, n, hp, h, t, r, s, sec, rt in zip(
-                user, listed, names, helpful, head, tail, rating, summary, seconds, review_time
+                user, listed, names, helpful, head, tail, rating, summary, seconds, review_time, strict=True
             )
         ]
     votes = _vote_fragments(extras.votes[idx])
@@ -850,14 +654,28 @@ def _chunk_lines(
     style_idx = np.where(sv >= 0, draw.item[idx].astype(np.int64) * 3 + sv, len(tables.style_field) - 1)
     style = tables.style_field[style_idx].tolist()
     images = [""] * len(idx)
+    k_photos, k_verified, k_date = _key(f.images), _key(f.verified), _key(f.date)
     for pos in photo_pos:
-        images[pos] = '"image": ' + json.dumps(_photo_urls(category, user[pos], item[pos], int(photos[pos]))) + ", "
+        images[pos] = k_photos + json.dumps(_photo_urls(category, user[pos], item[pos], int(photos[pos]))) + ", "
     verified = np.where(extras.verified[idx], "true", "false").tolist()
     return [
-        f'{{{im}"overall": {r}, {vo}"verified": {ve}, "reviewTime": "{rt}", "reviewerID": "{u}", "asin": "{i}", '
-        f'{st}{n}"reviewText": "{h}{t}", "summary": "{s}", "unixReviewTime": {sec}}}'
+        f'{{{im}{k_rating}{r}, {vo}{k_verified}{ve}, {k_date}"{rt}", {k_user}"{u}", {k_item}"{i}", '
+        f'{st}{n}{k_text}"{h}{t}", {k_summary}"{s}", {k_time}{sec}}}'
         for im, r, vo, ve, rt, u, i, st, n, h, t, s, sec in zip(
-            images, rating, votes, verified, review_time, user, listed, style, names, head, tail, summary, seconds
+            images,
+            rating,
+            votes,
+            verified,
+            review_time,
+            user,
+            listed,
+            style,
+            names,
+            head,
+            tail,
+            summary,
+            seconds,
+            strict=True,
         )
     ]
 
@@ -869,7 +687,8 @@ def corrupt_line(line: str, kind: str, release: str, rng: np.random.Generator) -
     if kind == "malformed_json":
         return line[: max(1, len(line) // 2)]
     record = json.loads(line)
-    user_key, rating_key = ("user_id", "rating") if release == "2023" else ("reviewerID", "overall")
+    fields = review_fields(release)
+    user_key, rating_key = fields.user, fields.rating
     if kind == "missing_user_id":
         del record[user_key]
     elif kind == "non_numeric_rating":
@@ -899,7 +718,7 @@ def write_reviews(
     spec = world.spec
     bank = build_text_bank(rng)
     extras = draw_extras(world, draw, bank, rng)
-    tables = build_line_tables(draw, user_ids, items, rng)
+    tables = build_line_tables(draw, user_ids, items, rng, spec.release)
     item_ids = [item.item_id for item in items]
     copies = plan_variant_copies(
         world, draw, extras.head != len(bank.heads) - 1, item_ids, np.random.default_rng([spec.seed, 0x7A41])
@@ -960,6 +779,12 @@ def _price_2018(price: float | None, rng: np.random.Generator) -> str:
     return f"${price:,.2f}"
 
 
+def _thumbnail(url: str) -> str:
+    """The 38x50 thumbnail URL of a picture, as 2018's ``image`` lists hold them (the reader maps it back)."""
+    stem, _, ext = url.rpartition(".")
+    return f"{stem}._SX38_SY50_CR,0,0,38,50_.{ext}"
+
+
 def _listings(
     items: list[ItemContent], variants: Mapping[int, Sequence[str]], rng: np.random.Generator
 ) -> Iterator[tuple[int, ItemContent]]:
@@ -970,7 +795,7 @@ def _listings(
         asins = variants.get(index, ())
         if not asins:
             continue
-        for asin, size in zip(asins, rng.choice(SIZES, size=len(asins), replace=False).tolist()):
+        for asin, size in zip(asins, rng.choice(SIZES, size=len(asins), replace=False).tolist(), strict=True):
             title = f"{item.title}, {size}" if item.title and not item.title.startswith("<") else item.title
             yield index, dataclasses.replace(item, item_id=asin, title=title)
 
@@ -985,6 +810,8 @@ def meta_records(
     """One metadata line per item and variant asin (``variants``: item index -> its variant asins), in the
     release's syntax."""
     release = world.spec.release
+    m = meta_fields(release)
+    image_variant = release_2018.image_key_variant(world.spec.category)
     topic_members: dict[int, list[str]] = {}
     for index, item in enumerate(items):
         topic_members.setdefault(int(world.item_topic[index]), []).append(item.item_id)
@@ -996,48 +823,58 @@ def meta_records(
         peers = [x for x in topic_members[int(world.item_topic[index])] if x != item.item_id]
         display = item.category_path[0]
         if release == "2014":
-            record: dict = {"asin": item.item_id}
+            ((image_key,),) = m.image_keys
+            record: dict = {m.item: item.item_id}
             if item.title:
-                record["title"] = item.title
+                record[m.title] = item.title
             if item.price is not None:
-                record["price"] = item.price
+                record[m.price] = item.price
             if item.image_url:
-                record["imUrl"] = item.image_url
+                record[image_key] = item.image_url
             record["related"] = {
                 "also_bought": _related(rng, peers, 4),
                 "also_viewed": _related(rng, peers, 3),
                 "bought_together": _related(rng, peers, 1),
             }
             record["salesRank"] = {display: int(ranks[index])}
-            record["brand"] = item.brand
-            record["categories"] = [item.category_path] + ([[display]] if len(item.category_path) > 1 else [])
+            record[m.brand] = item.brand
+            record[m.categories] = [item.category_path] + ([[display]] if len(item.category_path) > 1 else [])
             if item.description:
-                record["description"] = " ".join(item.description)
+                record[m.description] = " ".join(item.description)
             yield repr(record)
         elif release == "2018":
+            # In the order of the real files; small categories keep their images under another key (see release_2018).
             urls = [item.image_url] if item.image_url else []
-            yield json.dumps(
+            image_keys = m.image_keys[image_variant]
+            record = {
+                m.categories: item.category_path,
+                "tech1": "",
+                m.description: item.description,
+                "fit": "",
+                m.title: item.title,
+                "also_buy": _related(rng, peers, 4),
+            }
+            if image_variant == release_2018.SMALL_CATEGORY_IMAGES:
+                record.update((key, [_thumbnail(url) for url in urls]) for key in image_keys)
+            record.update(
                 {
-                    "category": item.category_path,
-                    "tech1": "",
-                    "description": item.description,
-                    "fit": "",
-                    "title": item.title,
-                    "also_buy": _related(rng, peers, 4),
                     "tech2": "",
-                    "brand": item.brand,
-                    "feature": item.features,
+                    m.brand: item.brand,
+                    present(m.features): item.features,
                     "rank": f"{int(ranks[index]):,} in {display} (",
                     "also_view": _related(rng, peers, 3),
-                    "main_cat": display,
+                    "details": {},
+                    present(m.main_category): display,
                     "similar_item": "",
                     "date": "",
-                    "price": _price_2018(item.price, rng),
-                    "asin": item.item_id,
-                    "imageURL": urls,
-                    "imageURLHighRes": urls,
+                    m.price: _price_2018(item.price, rng),
+                    m.item: item.item_id,
                 }
             )
+            if image_variant == release_2018.LARGE_CATEGORY_IMAGES:
+                high_res, low_res = image_keys
+                record.update({low_res: urls, high_res: urls})
+            yield json.dumps(record)
         else:
             images = []
             if item.image_url:
@@ -1050,21 +887,22 @@ def meta_records(
                     }
                 ]
             n_ratings = int(counts[index])
+            ((images_key,),) = m.image_keys
             yield json.dumps(
                 {
-                    "main_category": display,
-                    "title": item.title,
+                    present(m.main_category): display,
+                    m.title: item.title,
                     "average_rating": round(float(sums[index] / n_ratings), 1) if n_ratings else None,
                     "rating_number": n_ratings,
-                    "features": item.features,
-                    "description": item.description,
-                    "price": item.price,
-                    "images": images,
+                    present(m.features): item.features,
+                    m.description: item.description,
+                    m.price: item.price,
+                    images_key: images,
                     "videos": [],
-                    "store": item.brand,
-                    "categories": item.category_path,
+                    m.brand: item.brand,
+                    m.categories: item.category_path,
                     "details": {"Manufacturer": item.brand},
-                    "parent_asin": item.item_id,
+                    m.item: item.item_id,
                     "bought_together": None,
                 }
             )
@@ -1099,8 +937,11 @@ def write_meta(
 # --- the whole sample ---------------------------------------------------------------------------------------------
 
 
+_DEFAULT_SPEC = SampleSpec()
+
+
 def write_sample(
-    data_root: Path, spec: SampleSpec = SampleSpec(), logger: logging.Logger | None = None
+    data_root: Path, spec: SampleSpec = _DEFAULT_SPEC, logger: logging.Logger | None = None
 ) -> SampleManifest:
     """Generate ``spec``'s world and write its dumps into ``<data_root>/raw``, images into the mirror and the
     truth into ``<data_root>/sample_truth``. Deterministic: the same spec writes the same bytes."""

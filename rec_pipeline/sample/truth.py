@@ -133,7 +133,7 @@ def truth_summary(
         "true_score_std": float(draw.true_score[latest].std()),
         "rating_mean": float(draw.rating[latest].mean()),
         "rating_histogram": {
-            str(k): int(v) for k, v in zip(range(1, 6), np.bincount(draw.rating[latest], minlength=6)[1:])
+            str(k): int(v) for k, v in zip(range(1, 6), np.bincount(draw.rating[latest], minlength=6)[1:], strict=True)
         },
         "counts": counts,
         "variants": variants or {"families": {}, "coincidences": []},

@@ -19,7 +19,7 @@ import pytest
 
 from rec_pipeline.ingest import lines as lines_module
 from rec_pipeline.ingest.chunks import iter_chunks
-from rec_pipeline.ingest.formats import FORMATS, REVIEWS_2018, REVIEWS_2023
+from rec_pipeline.ingest.formats import REVIEWS_2018, REVIEWS_2023, SOURCE_FORMATS
 from rec_pipeline.ingest.lines import parse_block
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
@@ -224,7 +224,7 @@ def test_clean_chunk_is_one_strict_read_and_not_flagged_dirty(reader: _CountingR
 def _typed_dtypes() -> dict[str, pl.DataType]:
     """Every non-text column type of every JSON release's raw schema (text columns take any value)."""
     out: dict[str, pl.DataType] = {}
-    for fmt in FORMATS.values():
+    for fmt in SOURCE_FORMATS:
         if not fmt.python_literals:
             out.update({str(dtype): dtype for dtype in fmt.raw_schema.values() if dtype != pl.String()})
     return out
@@ -267,7 +267,7 @@ def test_forgiving_read_nulls_exactly_what_the_strict_read_refuses(dtype_name: s
     dtype = _typed_dtypes()[dtype_name]
     check = lines_module._element_refused(pl.col("f"), dtype)
     for value in VALUES:
-        line = ('{"f": %s}\n' % value).encode()
+        line = ('{"f": ' + value + "}\n").encode()
         forgiving = pl.read_ndjson(io.BytesIO(line), schema={"f": dtype}, ignore_errors=True)
         try:
             strict = pl.read_ndjson(io.BytesIO(line), schema={"f": dtype})

@@ -345,7 +345,7 @@ def test_file_of_blank_lines_only_gives_empty_output_not_an_error(tmp_path: Path
 
 
 def test_2014_metadata_lines_that_break_the_literal_parser_are_quarantined(tmp_path: Path) -> None:
-    lines = [
+    lines: list[str | bytes] = [
         "{'asin': 'B1', 'title': 'ok', 'imUrl': 'http://x/1.jpg'}",
         "{'asin': 'B2', [1]: 2}",  # literal_eval raises TypeError (unhashable key)
         "{'asin': 'B3', 'title': '" + "t" * (2 << 20) + "'}",  # longer than the literal decoder is given

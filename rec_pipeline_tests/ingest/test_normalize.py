@@ -105,7 +105,7 @@ def test_bad_lines_are_counted_and_quarantined_with_line_numbers(tmp_path: Path)
     assert report.lines == 208
     assert report.rows_out == 201
     assert report.empty_lines == 1
-    by_line = dict(zip(rejected["source_line"], rejected["reason"]))
+    by_line = dict(zip(rejected["source_line"], rejected["reason"], strict=True))
     assert set(by_line) == {11, 21, 31, 41, 61, 71}
     assert by_line[11].startswith("malformed JSON")
     assert by_line[21] == "missing user id" and by_line[71] == "missing item id"
@@ -119,7 +119,8 @@ def test_bad_lines_are_counted_and_quarantined_with_line_numbers(tmp_path: Path)
 
 def test_truncated_gzip_keeps_rows_and_flags_the_input(tmp_path: Path) -> None:
     lines = "".join(
-        f'{{"reviewerID": "U{i}", "asin": "B{i % 50}", "overall": 4.0, "unixReviewTime": {1300000000 + i}, "reviewText": "text {i} " }}\n'
+        f'{{"reviewerID": "U{i}", "asin": "B{i % 50}", "overall": 4.0, "unixReviewTime": {1300000000 + i}, '
+        f'"reviewText": "text {i} " }}\n'
         for i in range(20000)
     )
     whole = gzip.compress(lines.encode())
@@ -141,7 +142,8 @@ def test_empty_file_gives_an_empty_table_and_a_problem(tmp_path: Path) -> None:
 
 def test_2014_metadata_python_literals_are_parsed(tmp_path: Path) -> None:
     lines = [
-        "{'asin': 'B1', 'title': \"Kid's guitar\", 'price': 12.5, 'imUrl': 'http://x/1.jpg', 'categories': [['Toys', 'Music']], 'salesRank': {'Toys': 5}, 'related': {'also_bought': ['B2']}}",
+        "{'asin': 'B1', 'title': \"Kid's guitar\", 'price': 12.5, 'imUrl': 'http://x/1.jpg', "
+        "'categories': [['Toys', 'Music']], 'salesRank': {'Toys': 5}, 'related': {'also_bought': ['B2']}}",
         "{'asin': 'B2', 'description': 'A drum', 'categories': [['Toys']]}",
         "{'asin': broken",
     ]

@@ -43,7 +43,7 @@ def test_styles_differ_in_mean_colour() -> None:
 def test_meta_urls_map_to_mirror_files_except_broken_ones(samples: dict) -> None:
     root, manifest = samples["2018"]
     truth = pl.read_parquet(manifest.truth_items_path)
-    state = dict(zip(truth["item_id"], truth["image_state"]))
+    state = dict(zip(truth["item_id"], truth["image_state"], strict=True))
     with gzip.open(manifest.meta_path, "rt") as handle:
         records = {r["asin"]: r for r in map(json.loads, handle)}
     seen = set()

@@ -49,12 +49,14 @@ def test_duplicates_are_later_than_the_review_they_copy() -> None:
             draw.user[~draw.is_duplicate].tolist(),
             draw.item[~draw.is_duplicate].tolist(),
             draw.day[~draw.is_duplicate].tolist(),
+            strict=True,
         )
     }
     for u, i, d in zip(
         draw.user[draw.is_duplicate].tolist(),
         draw.item[draw.is_duplicate].tolist(),
         draw.day[draw.is_duplicate].tolist(),
+        strict=True,
     ):
         assert d > original[(u, i)]
     # Exactly one record per pair is the latest, and for duplicated pairs it is the copy.
