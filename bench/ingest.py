@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from _measure import print_table, python_snippet  # noqa: E402
 
+from rec_pipeline.ingest.release_2018 import REVIEW as F  # noqa: E402  (the 2018 field names, from their one owner)
+
 REAL_DIR = ROOT.parent / "shared" / "data" / "real"
 REAL_FILES = ("All_Beauty_5.json.gz", "Magazine_Subscriptions_5.json.gz", "Appliances_5.json.gz")
 DIRT_FRACTION = 0.001
@@ -200,7 +202,7 @@ def real_shapes(real_dir: Path, rng: np.random.Generator) -> Shapes:
             summaries=np.array(["Five Stars", "Great"], dtype=object),
             styles=[""],
             names=["Reader"],
-            votes=["" for _ in range(9)] + ['"vote": "2", '],
+            votes=["" for _ in range(9)] + [f'"{F.votes}": "2", '],
             overall=np.array([1.0, 2, 3, 4, 5]),
             overall_p=np.array([0.05, 0.05, 0.1, 0.2, 0.6]),
             image_share=0.02,
@@ -232,12 +234,14 @@ def real_shapes(real_dir: Path, rng: np.random.Generator) -> Shapes:
         corpus=corpus,
         text_words=np.array(text_words),
         summaries=np.array([_escaped(r.get("summary", "")) for r in records], dtype=object),
-        styles=[f'"style": {json.dumps(r["style"], ensure_ascii=False)}, ' if "style" in r else "" for r in distinct],
+        styles=[
+            f'"{F.style}": {json.dumps(r[F.style], ensure_ascii=False)}, ' if F.style in r else "" for r in distinct
+        ],
         names=sorted({_escaped(r.get("reviewerName", "Amazon Customer")) for r in records}),
-        votes=[f'"vote": "{r["vote"]}", ' if "vote" in r else "" for r in distinct],
+        votes=[f'"{F.votes}": "{r[F.votes]}", ' if F.votes in r else "" for r in distinct],
         overall=values,
         overall_p=np.array([overall[v] for v in values], dtype=float) / sum(overall.values()),
-        image_share=sum("image" in r for r in distinct) / len(distinct),
+        image_share=sum(F.images in r for r in distinct) / len(distinct),
         source=f"{len(records):,} real reviews from {', '.join(n for n in REAL_FILES if (real_dir / n).exists())}",
     )
 
@@ -291,12 +295,12 @@ def _review_lines(
     photo = _ids(rng, int(has_image.sum()), "", 11)
     images = np.full(n, "", dtype=object)
     images[has_image] = [
-        f'"image": ["https://images-na.ssl-images-amazon.com/images/I/{p}._SY88.jpg"], ' for p in photo
+        f'"{F.images}": ["https://images-na.ssl-images-amazon.com/images/I/{p}._SY88.jpg"], ' for p in photo
     ]
     return [
-        f'{{"overall": {o}, {im}{vo}"verified": {ve}, "reviewTime": "{m:02d} {d}, {y}", '
-        f'"reviewerID": "{u}", "asin": "{i}", '
-        f'{st}"reviewerName": "{na}", "reviewText": "{t}", "summary": "{s}", "unixReviewTime": {sec}}}'
+        f'{{"{F.rating}": {o}, {im}{vo}"{F.verified}": {ve}, "{F.date}": "{m:02d} {d}, {y}", '
+        f'"{F.user}": "{u}", "{F.item}": "{i}", '
+        f'{st}"{F.user_name}": "{na}", "{F.text}": "{t}", "{F.summary}": "{s}", "{F.time}": {sec}}}'
         for o, vo, ve, m, d, y, u, i, st, na, t, s, sec, im in zip(
             overall.tolist(),
             votes,
