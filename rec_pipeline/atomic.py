@@ -197,7 +197,8 @@ def parquet_problem(path: Path | str, expected_rows: int | None = None, full: bo
 
 
 def read_artifact(path: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
-    """``pl.read_parquet`` that names the file and the fix when it fails ("File out of specification" alone does not)."""
+    """``pl.read_parquet`` that names the file and the fix when it fails ("File out of specification" alone does
+    not)."""
     path = Path(path)
     try:
         return pl.read_parquet(path, columns=columns)

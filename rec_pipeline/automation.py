@@ -19,7 +19,7 @@ import dagster as dg
 
 from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
 from rec_pipeline.ingest.sources import discover, fingerprint, ignored_files
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import Lake
 from rec_pipeline.run_reaper import reap_dead_runs
 
 MAIN_JOB_NAME = "recommender_pipeline"
@@ -79,7 +79,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds a category partition and requests ingestion when a dump lands or changes in raw/.",
 )
-def landing_sensor(context: dg.SensorEvaluationContext, lake: DataLake) -> dg.SensorResult:
+def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake) -> dg.SensorResult:
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     current = _fingerprints(lake.layout.raw_dir)
     ignored = ignored_files(lake.layout.raw_dir)
@@ -145,7 +145,7 @@ def run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records every failed run (job, partition, error) in <data>/ops/run_failures.jsonl.",
 )
-def run_failure_recorder(context: dg.RunFailureSensorContext, lake: DataLake) -> None:
+def run_failure_recorder(context: dg.RunFailureSensorContext, lake: Lake) -> None:
     run = context.dagster_run
     record = {
         "run_id": run.run_id,

@@ -18,9 +18,13 @@ MAIN_JOB_NAME = automation.MAIN_JOB_NAME
 RETRAIN_CRON_ENV = "REC_PIPELINE_RETRAIN_CRON"
 
 
-def build_definitions(data_dir: str | None = None, deploy: DeploySettings = DeploySettings()) -> dg.Definitions:
+def build_definitions(data_dir: str | None = None, deploy: DeploySettings | None = None) -> dg.Definitions:
     """Build the code location. Tests pass their own ``data_dir``; settings come from its ``settings.yaml``, the
-    executor from ``deploy`` (Dagster's multiprocess executor unless it says otherwise)."""
+    executor from ``deploy`` (Dagster's multiprocess executor unless it says otherwise).
+
+    The lake is the one resource the assets need: it is also the input manager that hands each asset a ``Stored``
+    handle per upstream (``rec_pipeline.warehouse_io``)."""
+    deploy = deploy if deploy is not None else DeploySettings()
     lake = DataLake(data_dir=data_dir or str(default_data_dir()))
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),

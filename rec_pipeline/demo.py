@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rec_pipeline.assets.training import KERAS_MODELS, MODEL_NAMES
+from rec_pipeline.models.registry import CATALOGUE
 from rec_pipeline.settings import dump_settings
 
 DEMO_EPOCHS = 20
@@ -25,9 +25,9 @@ def demo_ops_config() -> dict[str, Any]:
         "item_images": {"config": {"image_size": 64, "max_retries": 1, "connect_timeout": 2.0, "read_timeout": 5.0}},
         "image_embeddings": {"config": {"weights": "random", "image_size": 64, "projection_dim": 64, "batch_size": 64}},
     }
-    for name in MODEL_NAMES:
-        if name in KERAS_MODELS:
-            ops[f"model_{name}"] = {"config": {"epochs": DEMO_EPOCHS, "embedding_dim": 16, "batch_size": 512}}
+    for spec in CATALOGUE:
+        if spec.keras:
+            ops[spec.asset] = {"config": {"epochs": DEMO_EPOCHS, "embedding_dim": 16, "batch_size": 512}}
     return ops
 
 

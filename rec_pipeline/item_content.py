@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 
 from rec_pipeline.models.data import ItemContent
-from rec_pipeline.paths import DataLayout
 from rec_pipeline.warehouse import Artifact
+from rec_pipeline.warehouse_io import Upstream
 
 
 def _vectors(path: pl.DataFrame | None) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -18,12 +18,13 @@ def _vectors(path: pl.DataFrame | None) -> tuple[dict[str, int], np.ndarray, np.
     return {item: row for row, item in enumerate(frame["item_id"].to_list())}, matrix, frame["has_vector"].to_numpy()
 
 
-def load_item_content(layout: DataLayout, category: str) -> ItemContent | None:
-    """Union of items with a text vector or an image embedding; None when neither asset produced anything."""
-    text_path = layout.artifact(category, Artifact.ITEM_TEXT_VECTORS)
-    image_path = layout.artifact(category, Artifact.IMAGE_EMBEDDINGS)
-    text = pl.read_parquet(text_path, columns=["item_id", "vector", "has_vector"]) if text_path.exists() else None
-    image = pl.read_parquet(image_path, columns=["item_id", "vector", "has_vector"]) if image_path.exists() else None
+def load_item_content(item_text_vectors: Upstream, image_embeddings: Upstream) -> ItemContent | None:
+    """Union of items with a text vector or an image embedding (one category of each asset); None when neither
+    asset produced anything."""
+    columns = ["item_id", "vector", "has_vector"]
+    text_artifact, image_artifact = Artifact.ITEM_TEXT_VECTORS, Artifact.IMAGE_EMBEDDINGS
+    text = item_text_vectors.read(text_artifact, columns) if item_text_vectors.exists(text_artifact) else None
+    image = image_embeddings.read(image_artifact, columns) if image_embeddings.exists(image_artifact) else None
     t_pos, t_mat, t_mask = _vectors(text)
     i_pos, i_mat, i_mask = _vectors(image)
     item_ids = sorted(set(t_pos) | set(i_pos))

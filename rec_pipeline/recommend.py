@@ -24,14 +24,17 @@ def known_categories(layout: DataLayout) -> list[str]:
     return sorted(built | set(categories_with_reviews(layout.raw_dir)))
 
 
+def unique_titles(titles: pl.DataFrame) -> pl.DataFrame:
+    """One ``item_id, title`` row per item (the first)."""
+    return titles.unique("item_id", keep="first", maintain_order=True)
+
+
 def item_titles(layout: DataLayout, category: str) -> pl.DataFrame:
     """``item_id, title`` from the item catalog (keyed like interactions: variant families merged)."""
     for artifact in (Artifact.ITEMS, Artifact.RAW_ITEMS):
         path = layout.artifact(category, artifact)
         if path.exists():
-            return pl.read_parquet(path, columns=["item_id", "title"]).unique(
-                "item_id", keep="first", maintain_order=True
-            )
+            return unique_titles(pl.read_parquet(path, columns=["item_id", "title"]))
     return pl.DataFrame(schema={"item_id": pl.String, "title": pl.String})
 
 
@@ -48,7 +51,8 @@ def user_report(layout: DataLayout, category: str, user_id: str, n: int = 10, hi
     recs_path = layout.artifact(category, Artifact.RECOMMENDATIONS)
     if not recs_path.exists():
         raise UserInputError(
-            f"no recommendations for {category!r} under {layout.root} yet: materialize the `recommendations` asset first"
+            f"no recommendations for {category!r} under {layout.root} yet: materialize the `recommendations` asset "
+            "first"
         )
     recs = pl.read_parquet(recs_path)
     mine = recs.filter(pl.col("user_id") == user_id).sort("rank").head(n)

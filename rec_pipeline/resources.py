@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,13 +12,20 @@ from pydantic import Field
 from rec_pipeline.paths import DataLayout, default_data_dir
 from rec_pipeline.run_reaper import tag_run_with_host
 from rec_pipeline.settings import Settings, SettingsError, load_settings, merge_config, settings_path
+from rec_pipeline.warehouse_io import CategoryStore, Stored
 
 ConfigT = TypeVar("ConfigT", bound=dg.Config)
 
 
-class DataLake(dg.ConfigurableResource):
+class DataLake(dg.ConfigurableIOManager):
     """The data root: ``raw/`` landing folder, image mirror and cache, ``warehouse/<category>/`` artifacts and
     ``settings.yaml``, the deployment's settings (see ``rec_pipeline.settings``).
+
+    It is also the input manager of every asset input (``AssetIn(input_manager_key="lake")``): an asset receives
+    a ``Stored`` handle per upstream asset, never the data, which stays on disk; writes go through
+    ``lake.category(c)`` (``CategoryStore``). Assets return ``MaterializeResult``, so no output is ever handed to
+    it. Being one resource, a caller that provides ``lake`` (``dg.materialize(..., resources={"lake": ...})``)
+    provides both. Assets take it as ``lake: Lake`` (Dagster asks IO managers to be annotated ``ResourceParam``).
 
     Defaults to ``$REC_PIPELINE_DATA_DIR`` or ``./data``; override per deployment in the launchpad or in
     ``Definitions``.
@@ -39,10 +47,31 @@ class DataLake(dg.ConfigurableResource):
         except SettingsError as exc:
             raise dg.Failure(description=str(exc)) from exc
 
+    def category(self, category: str) -> CategoryStore:
+        """Where this asset reads its own caches and writes its artifacts for ``category``."""
+        return CategoryStore(self.layout, category)
+
+    def load_input(self, context: dg.InputContext) -> Stored:
+        upstream = context.upstream_output
+        key = upstream.asset_key if upstream is not None and upstream.has_asset_key else context.asset_key
+        categories = tuple(context.asset_partition_keys) if context.has_asset_partitions else ()
+        return Stored(key.to_user_string(), self.layout, categories)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is not None:
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned a value; assets write through lake.category(c) and "
+                "return a MaterializeResult"
+            )
+
+
+Lake = dg.ResourceParam[DataLake]
+"""How assets and sensors take the lake: ``lake: Lake``."""
+
 
 def _explicit_run_config(context: dg.AssetExecutionContext, op: str) -> dict[str, Any]:
     """What the run's own config sets for ``op`` (not the defaults Dagster filled in)."""
-    run_config = context.run.run_config or {}
+    run_config: Mapping[str, Any] = context.run.run_config or {}
     entry = (run_config.get("ops") or {}).get(op) or {}
     return dict(entry.get("config") or {})
 

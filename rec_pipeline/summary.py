@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from rec_pipeline.paths import DataLayout
-from rec_pipeline.warehouse import SPLITS, Artifact, report_artifact, summary_artifact
+from rec_pipeline.warehouse import SPLITS, WRITTEN_BY, Artifact, report_artifact, summary_artifact
 
 
 def _rows(path: Path) -> int | None:
@@ -30,9 +30,9 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
     art = lambda name: layout.artifact(category, name)  # noqa: E731 - a local shorthand
     summary: dict[str, Any] = {"category": category, "data_dir": str(layout.root), "assets": {}}
     assets = summary["assets"]
-    for name, kind in (("raw_reviews", "reviews"), ("raw_items", "items")):
+    for name in ("raw_reviews", "raw_items"):
         sidecar = _json(art(report_artifact(name)))
-        rows = _rows(art(Artifact(f"{name}.parquet")))
+        rows = _rows(art(WRITTEN_BY[name][0]))
         if rows is None and sidecar is None:
             continue
         report = (sidecar or {}).get("report", {})
@@ -57,7 +57,7 @@ def category_summary(layout: DataLayout, category: str) -> dict[str, Any]:
         assets["splits"] = {name: _rows(art(artifact)) for name, artifact in SPLITS.items()}
         assets["splits"].update(_json(art(Artifact.SPLIT_INFO)) or {})
     for name in ("items", "item_text", "item_text_vectors", "item_images", "image_embeddings", "recommendations"):
-        if (rows := _rows(art(Artifact(f"{name}.parquet")))) is not None:
+        if (rows := _rows(art(WRITTEN_BY[name][0]))) is not None:
             summary_file = summary_artifact(name)
             assets[name] = {"rows": rows, **((_json(art(summary_file)) if summary_file else None) or {})}
     if (metrics := _json(art(Artifact.METRICS))) is not None:

@@ -3,6 +3,11 @@
 Assets, the CLI, the summary and the benches ask for ``Artifact.INTERACTIONS`` rather than spelling
 ``"interactions.parquet"``: a rename or a move happens here, and a reader finds every producer and consumer of a
 file with one search for its name. ``DataLayout.artifact(category, Artifact.X)`` gives the path.
+
+``WRITTEN_BY`` says which asset writes which artifacts: an asset reads another's files only through the handle
+Dagster passes it for that upstream (``rec_pipeline.warehouse_io``), which refuses artifacts the upstream does not
+write, and ``CONTENT`` names the artifacts whose bytes are an asset's content (its data version): the tables and
+models, not the reports that carry timings.
 """
 
 from __future__ import annotations
@@ -76,3 +81,55 @@ def summary_artifact(asset: str) -> Artifact | None:
         "item_images": Artifact.ITEM_IMAGES_SUMMARY,
         "image_embeddings": Artifact.IMAGE_EMBEDDINGS_SUMMARY,
     }.get(asset)
+
+
+WRITTEN_BY: dict[str, tuple[Artifact, ...]] = {
+    "raw_reviews": (Artifact.RAW_REVIEWS, Artifact.REJECTED_REVIEWS, Artifact.RAW_REVIEWS_REPORT),
+    "raw_items": (Artifact.RAW_ITEMS, Artifact.REJECTED_ITEMS, Artifact.RAW_ITEMS_LINES, Artifact.RAW_ITEMS_REPORT),
+    "interactions": (Artifact.INTERACTIONS, Artifact.ITEM_FAMILIES, Artifact.INTERACTIONS_SUMMARY),
+    "splits": (Artifact.TRAIN, Artifact.VALIDATION, Artifact.TEST, Artifact.SPLIT_INFO),
+    "cold_items": (Artifact.COLD_ITEMS, Artifact.COLD_INTERACTIONS),
+    "items": (Artifact.ITEMS,),
+    "item_text": (Artifact.ITEM_TEXT,),
+    "word2vec_model": (Artifact.WORD2VEC_MODEL, Artifact.WORD2VEC_INFO, Artifact.WORD2VEC_TRAINED_ON),
+    "item_text_vectors": (Artifact.ITEM_TEXT_VECTORS,),
+    "item_images": (Artifact.ITEM_IMAGES, Artifact.ITEM_IMAGES_SUMMARY),
+    "image_embeddings": (Artifact.IMAGE_EMBEDDINGS, Artifact.IMAGE_EMBEDDINGS_SUMMARY),
+    "model_metrics": (
+        Artifact.METRICS,
+        Artifact.METRICS_TABLE,
+        Artifact.COMPARISON,
+        Artifact.CROSS_VALIDATION,
+        Artifact.METRICS_DIR,
+    ),
+    "recommendations": (Artifact.RECOMMENDATIONS, Artifact.RECOMMENDATIONS_INFO),
+}
+"""The artifacts of each asset (model assets write a model directory and a training summary instead, see
+``DataLayout.model_dir``)."""
+
+# Reports and summaries carry timings (seconds, throughput): they would change the version of unchanged content.
+_NOT_CONTENT = frozenset(
+    {
+        Artifact.RAW_REVIEWS_REPORT,
+        Artifact.RAW_ITEMS_REPORT,
+        Artifact.RAW_ITEMS_LINES,
+        Artifact.ITEM_IMAGES_SUMMARY,
+        Artifact.IMAGE_EMBEDDINGS_SUMMARY,
+        Artifact.WORD2VEC_TRAINED_ON,
+        Artifact.METRICS_DIR,
+        Artifact.METRICS_TABLE,
+        Artifact.COMPARISON,
+    }
+)
+CONTENT: dict[str, tuple[Artifact, ...]] = {
+    asset: tuple(a for a in artifacts if a not in _NOT_CONTENT) for asset, artifacts in WRITTEN_BY.items()
+}
+"""The artifacts whose bytes make an asset's content fingerprint (its Dagster data version)."""
+
+
+def writer_of(artifact: Artifact) -> str:
+    """The asset that writes ``artifact``."""
+    for asset, artifacts in WRITTEN_BY.items():
+        if artifact in artifacts:
+            return asset
+    raise ValueError(f"{artifact!r} has no writer in WRITTEN_BY")

@@ -14,7 +14,6 @@ from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_user_defined_k8s_config
 from kubernetes.client import ApiClient
 
-from rec_pipeline.assets.training import KERAS_MODELS
 from rec_pipeline.definitions import build_definitions
 from rec_pipeline.deploy import (
     CelerySettings,
@@ -26,6 +25,7 @@ from rec_pipeline.deploy import (
     k8s_executor_config,
     k8s_pod_config,
 )
+from rec_pipeline.models.registry import KERAS_MODELS
 
 K8S = K8sSettings(
     data_claim="recs-data", data_root="/mnt/recs", gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -72,8 +72,10 @@ def test_the_worker_config_file_passes_dagster_celerys_own_validation(tmp_path: 
 
 
 def test_gpu_steps_are_the_keras_steps_of_the_gpu_pool(tmp_path: Path) -> None:
+    # Every step that builds, loads or trains Keras models: the CNN, the Keras models, their evaluation (which
+    # also cross-validates) and the recommendations scored with the selected model.
     assert gpu_steps(build_definitions(str(tmp_path))) == sorted(
-        {"image_embeddings"} | {f"model_{name}" for name in KERAS_MODELS}
+        {"image_embeddings", "model_metrics", "recommendations"} | {f"model_{name}" for name in KERAS_MODELS}
     )
 
 

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 
 from rec_pipeline import cli
-from rec_pipeline.assets.training import MODEL_NAMES
 from rec_pipeline.automation import MAIN_JOB_NAME
 from rec_pipeline.definitions import build_definitions
 from rec_pipeline.demo import demo_ops_config
+from rec_pipeline.models.registry import MODEL_NAMES
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.sample import SampleSpec, write_sample
 
@@ -117,11 +117,16 @@ def test_recommendations_exclude_rated_items_and_the_cli_shows_them(
 
 @pytest.mark.slow
 def test_cross_validation_reports_mean_and_std(materialized: tuple[Path, dg.ExecuteInProcessResult]) -> None:
-    from rec_pipeline.assets.evaluation import MetricsConfig, evaluate_category
+    from rec_pipeline.assets.evaluation import MetricsConfig, evaluate_category, upstreams_at
+    from rec_pipeline.warehouse_io import CategoryStore
 
     root, _ = materialized
+    layout = DataLayout(root)
     outcome = evaluate_category(
-        DataLayout(root), CATEGORY, MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1), _Log()
+        CategoryStore(layout, CATEGORY),
+        upstreams_at(layout, CATEGORY),
+        MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1),
+        _Log(),
     )
     cv = json.loads(DataLayout(root).artifact(CATEGORY, "metrics/cross_validation.json").read_text())
     assert cv["biases"]["k"] == 3 and len(cv["biases"]["folds"]) == 3

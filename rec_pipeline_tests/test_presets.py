@@ -14,9 +14,10 @@ import pytest
 
 from rec_pipeline.assets.evaluation import MetricsConfig, RecommendationsConfig
 from rec_pipeline.assets.interactions import InteractionsConfig, SplitsConfig
-from rec_pipeline.assets.training import MODEL_NAMES, ColdItemsConfig, TrainingConfig
+from rec_pipeline.assets.training import ColdItemsConfig, TrainingConfig
 from rec_pipeline.interactions.kcore import kcore
 from rec_pipeline.interactions.splits import SplitOptions, split_interactions
+from rec_pipeline.models.registry import MODEL_NAMES
 from rec_pipeline.settings import SettingsError, load_preset, merge_config, parse_settings, preset_names
 
 CONFIGS: dict[str, type[dg.Config]] = {
@@ -126,7 +127,7 @@ def test_the_one_pass_filter_is_not_a_kcore() -> None:
         }
     )
     one_pass = kcore(frame, 2, iterate=False).frame
-    assert sorted(zip(one_pass["user_id"], one_pass["item_id"])) == [
+    assert sorted(zip(one_pass["user_id"], one_pass["item_id"], strict=True)) == [
         ("U0", "A"),
         ("U0", "B"),
         ("U2", "A"),
@@ -134,7 +135,9 @@ def test_the_one_pass_filter_is_not_a_kcore() -> None:
         ("U3", "A"),
         ("U3", "C"),
     ]
-    assert sorted(zip(*kcore(frame, 2).frame.select("user_id", "item_id").to_dict(as_series=False).values())) == [
+    assert sorted(
+        zip(*kcore(frame, 2).frame.select("user_id", "item_id").to_dict(as_series=False).values(), strict=True)
+    ) == [
         ("U2", "A"),
         ("U2", "C"),
         ("U3", "A"),

@@ -63,7 +63,8 @@ def test_a_missing_file_means_defaults(tmp_path: Path) -> None:
 def _write_reviews(raw: Path, category: str, n_users: int, n_items: int) -> None:
     """Every user rates every item: a dense block whose k-core is itself for k <= min(users, items)."""
     lines = [
-        f'{{"reviewerID": "U{u}", "asin": "I{i}", "overall": {1 + (u + i) % 5}.0, "unixReviewTime": {1_500_000_000 + u * 100 + i}, '
+        f'{{"reviewerID": "U{u}", "asin": "I{i}", "overall": {1 + (u + i) % 5}.0, '
+        f'"unixReviewTime": {1_500_000_000 + u * 100 + i}, '
         f'"reviewText": "review {u} {i}"}}'
         for u in range(n_users)
         for i in range(n_items)

@@ -10,13 +10,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
-from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import read_artifact, write_parquet
+from rec_pipeline.assets.factory import category_asset, materialized
+from rec_pipeline.assets.metadata import combined_check, md_table
 from rec_pipeline.interactions.variants import merge_family_items
-from rec_pipeline.resources import DataLake
+from rec_pipeline.resources import Lake
 from rec_pipeline.schema import ITEM_SCHEMA
 from rec_pipeline.warehouse import Artifact
+from rec_pipeline.warehouse_io import Stored
 
 
 def build_catalog(raw_items: pl.DataFrame, families: pl.DataFrame, rated_items: pl.Series) -> pl.DataFrame:
@@ -35,35 +35,38 @@ def build_catalog(raw_items: pl.DataFrame, families: pl.DataFrame, rated_items: 
             *[pl.lit([], dtype=dtype).alias(name) for name, dtype in ITEM_SCHEMA.items() if isinstance(dtype, pl.List)],
             pl.concat_list(pl.col("item_id")).alias("members"),
         ).select(merged.columns)
-        merged = pl.concat([merged, blank.cast(dict(merged.schema))], how="vertical")
+        merged = pl.concat([merged, blank.cast(merged.schema)], how="vertical")
     return merged.with_columns(pl.col("item_id").is_in(rated_items.implode()).alias("in_interactions"))
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["raw_items", "interactions"],
     group_name="features",
     kinds={"polars", "parquet"},
     code_version="1",
-    deps=["raw_items", "interactions"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec("unique_items", asset="items", description="One row per item (family key).")],
-    description="Item catalog: metadata merged per variant family (keyed like interactions), flagged `in_interactions`.",
+    description="Item catalog: metadata merged per variant family (keyed like interactions), flagged "
+    "`in_interactions`.",
 )
-def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
-    layout = lake.layout
+def items(
+    context: dg.AssetExecutionContext, raw_items: Stored, interactions: Stored, lake: Lake
+) -> dg.MaterializeResult:
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     unique: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
-        raw = read_artifact(layout.artifact(category, Artifact.RAW_ITEMS))
-        families = read_artifact(layout.artifact(category, Artifact.ITEM_FAMILIES))
-        rated = read_artifact(layout.artifact(category, Artifact.INTERACTIONS), columns=["item_id"])["item_id"].unique()
+        store = lake.category(category)
+        raw = raw_items[category].read(Artifact.RAW_ITEMS)
+        families = interactions[category].read(Artifact.ITEM_FAMILIES)
+        rated = interactions[category].read(Artifact.INTERACTIONS, columns=["item_id"])["item_id"].unique()
         catalog = build_catalog(raw, families, rated)
-        write_parquet(catalog, layout.artifact(category, Artifact.ITEMS))
+        store.write(Artifact.ITEMS, catalog)
+        fingerprints[category] = store.fingerprint("items")
         in_core = catalog.filter(pl.col("in_interactions"))
         with_metadata = int((in_core["source_line"].is_not_null()).sum())
         context.log.info(
-            f"{category}: {catalog.height:,} catalog items, {in_core.height:,} rated in the k-core, {with_metadata:,} of those with metadata"
+            f"{category}: {catalog.height:,} catalog items, {in_core.height:,} rated in the k-core, "
+            f"{with_metadata:,} of those with metadata"
         )
         per_category[category] = {
             "items": catalog.height,
@@ -72,7 +75,7 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
             "rated_with_metadata": with_metadata,
             "rated_with_title": int(in_core["title"].is_not_null().sum()),
             "rated_with_image_url": int((in_core["image_urls"].list.len() > 0).sum()),
-            "largest_family": int(catalog["members"].list.len().max() or 0) if catalog.height else 0,
+            "largest_family": int(catalog.select(pl.col("members").list.len().max()).item() or 0),
             "preview": dg.MetadataValue.md(
                 md_table(
                     in_core.head(5)
@@ -80,9 +83,7 @@ def items(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeRe
                     .to_dicts()
                 )
             ),
-            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.ITEMS))),
+            "path": dg.MetadataValue.path(str(store.path(Artifact.ITEMS))),
         }
         unique[category] = (catalog["item_id"].n_unique() == catalog.height, f"{catalog.height} items")
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category), check_results=[combined_check("unique_items", unique, "items")]
-    )
+    return materialized(context, per_category, fingerprints, [combined_check("unique_items", unique, "items")])

@@ -3,22 +3,23 @@ test, and on the held-out cold items (``cold_items``), with bootstrap intervals,
 ranker on validation."""
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
-import json
+import functools
 from typing import Any, Literal
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
-from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
-from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.assets.training import MODEL_NAMES, cold_item_ids, warm_split
-from rec_pipeline.atomic import write_bytes, write_json, write_parquet
+from rec_pipeline.assets.factory import GPU_POOL, category_asset, materialized
+from rec_pipeline.assets.metadata import combined_check, md_table
+from rec_pipeline.assets.training import held_out_items, warm
+from rec_pipeline.models.registry import CATALOGUE, MODEL_NAMES
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import scatter_md
-from rec_pipeline.recommend import item_titles
-from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.recommend import unique_titles
+from rec_pipeline.resources import Lake, step_config
 from rec_pipeline.warehouse import Artifact
+from rec_pipeline.warehouse_io import CategoryStore, Stored, Upstream, stored
 
 EVALUATION = "evaluation"
 
@@ -61,10 +62,24 @@ def _table_metrics(k: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str,
     )
 
 
-def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, log: Any) -> dict[str, Any]:
-    """Evaluate every saved model of the category on validation, test and the cold items, with one candidate set
-    per protocol for all; select the model for `recommendations`; write metrics JSON/Parquet and the comparison
-    tables."""
+MODEL_ASSETS = tuple(spec.asset for spec in CATALOGUE)
+EVALUATION_INPUTS = ("splits", "cold_items", "interactions")  # and every model asset
+
+
+def upstreams_at(
+    layout: DataLayout, category: str, names: tuple[str, ...] = (*EVALUATION_INPUTS, *MODEL_ASSETS)
+) -> dict[str, Upstream]:
+    """``{asset: Upstream}`` of one category from a data root: what Dagster passes ``model_metrics``, for scripts and
+    tests that evaluate outside Dagster."""
+    return {name: stored(layout, name)[category] for name in names}
+
+
+def evaluate_category(
+    store: CategoryStore, inputs: dict[str, Upstream], config: MetricsConfig, log: Any
+) -> dict[str, Any]:
+    """Evaluate every saved model of the category (``inputs``: ``EVALUATION_INPUTS`` and ``model_<name>`` for each
+    model) on validation, test and the cold items, with one candidate set per protocol for all; select the model
+    for `recommendations`; write metrics JSON/Parquet and the comparison tables."""
     from rec_pipeline.evaluation import (
         EvaluationOptions,
         cold_candidates,
@@ -81,11 +96,13 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     from rec_pipeline.models import load_model
     from rec_pipeline.models.artifacts import is_saved_model
 
+    category = store.category
+    splits, cold_items = inputs["splits"], inputs["cold_items"]
     # The warm splits (cold items held out), as the models were trained on; the cold items are measured apart.
-    train, validation, test = (warm_split(layout, category, name) for name in ("train", "validation", "test"))
-    held_out = cold_item_ids(layout, category)
-    cold_path = layout.artifact(category, Artifact.COLD_INTERACTIONS)
-    cold = pl.read_parquet(cold_path) if held_out and cold_path.exists() else None
+    train, validation, test = (warm(splits, cold_items, name) for name in ("train", "validation", "test"))
+    held_out = held_out_items(cold_items)
+    has_cold = bool(held_out) and cold_items.exists(Artifact.COLD_INTERACTIONS)
+    cold = cold_items.read(Artifact.COLD_INTERACTIONS) if has_cold else None
     options = EvaluationOptions(
         ks=tuple(config.ks),
         protocol=config.protocol,
@@ -101,10 +118,10 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     stats: dict[str, dict[str, Any]] = {"test": {}, "val": {}, "cold": {}}
     scatter: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     k = options.ks[0]
-    for name in MODEL_NAMES:
-        model_dir = layout.model_dir(category, name)
-        summary_path = layout.training_summary(category, name)
-        training = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for spec in CATALOGUE:
+        name, saved = spec.name, inputs[spec.asset]
+        model_dir = saved.model_dir
+        training = saved.training()
         if not is_saved_model(model_dir):
             reason = training.get("skipped_reason") or f"materialize model_{name} first"
             log.warning(f"{category}: no saved model `{name}` ({reason}); skipped")
@@ -118,7 +135,8 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
         row = result.to_dict()
         row["metrics"].update(validated.prefixed("val_"))
         if cold is not None:
-            # Replaces the test split's own rmse_cold segment, which the splits leave empty (every test item is trained).
+            # Replaces the test split's own rmse_cold segment, which the splits leave empty (every test item is
+            # trained).
             on_cold = evaluate_cold_items(model, train, cold, candidates_cold, warm_history, options)
             row["metrics"].update(cold_metrics(on_cold))
             row["counts"].update(
@@ -174,9 +192,10 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
     if cold is not None:
         n_cold = next(iter(results.values()))["counts"].get("n_cold_ratings", 0)
         table += (
-            f"\nCold items (`rmse_cold`, `ndcg_cold@{k}`): {len(held_out):,} items with content held out of every model's "
-            f"training; {n_cold:,} of their ratings, ranked among {len(candidates_cold):,} candidates (the cold items and "
-            f"as many sampled warm ones). Models that cannot score an unseen item use their item-agnostic fallback.\n"
+            f"\nCold items (`rmse_cold`, `ndcg_cold@{k}`): {len(held_out):,} items with content held out of every "
+            f"model's training; {n_cold:,} of their ratings, ranked among {len(candidates_cold):,} candidates (the "
+            "cold items and as many sampled warm ones). Models that cannot score an unseen item use their "
+            "item-agnostic fallback.\n"
         )
     table += (
         f"\nRecommendations use `{best}`: best {selection_metric} ("
@@ -184,8 +203,8 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
         + ").\n"
     )
     nesting = nesting_report(results, comparison)
-    art = lambda artifact: layout.artifact(category, artifact)  # noqa: E731 - a local shorthand
-    write_json(
+    store.write(
+        Artifact.METRICS,
         {
             "protocol": options.protocol_name,
             "ks": list(config.ks),
@@ -202,9 +221,8 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
             "nesting": nesting,
             "models": results,
         },
-        art(Artifact.METRICS),
     )
-    write_parquet(results_frame(results), art(Artifact.METRICS_TABLE))
+    store.write(Artifact.METRICS_TABLE, results_frame(results))
     if comparison is not None:
         table += (
             "\nDifference to the best model of each column, with its paired bootstrap "
@@ -212,12 +230,12 @@ def evaluate_category(layout: DataLayout, category: str, config: MetricsConfig, 
             + difference_table_md(comparison, columns)
         )
     if config.cv_folds > 1:
-        cv = cross_validate_models(layout, category, config, options, log)
-        write_json(cv, art(Artifact.CROSS_VALIDATION))
+        cv = cross_validate_models(inputs["interactions"], config, options, log)
+        store.write(Artifact.CROSS_VALIDATION, cv)
         table += f"\n\nCross-validation ({config.cv_folds} folds, mean ± std):\n\n" + comparison_table_md(
             cv, metrics=("rmse", "mae", f"ndcg@{k}")
         )
-    write_bytes((table + "\n").encode(), art(Artifact.COMPARISON))
+    store.write(Artifact.COMPARISON, (table + "\n").encode())
     y_true, y_pred = scatter[best]
     return {
         "best": best,
@@ -294,20 +312,26 @@ def nesting_report(results: dict[str, Any], comparison: Any) -> list[dict[str, A
 
 
 def cross_validate_models(
-    layout: DataLayout, category: str, config: MetricsConfig, options: Any, log: Any
+    stored_interactions: Upstream, config: MetricsConfig, options: Any, log: Any
 ) -> dict[str, Any]:
-    """k-fold CV (folds stratified by user) of the chosen models, each fold trained from scratch."""
+    """k-fold CV (folds stratified by user) of the chosen models on one category's interactions, each fold trained
+    from scratch."""
     from rec_pipeline.evaluation import cross_validate
     from rec_pipeline.models import TrainingData, TrainOptions, create_model
 
-    interactions = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS))
+    category = stored_interactions.category
+    interactions = stored_interactions.read(Artifact.INTERACTIONS)
     train_options = TrainOptions(epochs=config.cv_epochs, seed=config.seed)
     out = {}
+
+    def fit(model: Any, train_fold: pl.DataFrame, val_fold: pl.DataFrame) -> None:
+        model.fit(TrainingData(train_fold, val_fold), train_options)
+
     for name in config.cv_models:
         log.info(f"{category}: {config.cv_folds}-fold cross-validation of {name}")
         out[name] = cross_validate(
-            lambda name=name: create_model(name),
-            lambda model, train_fold, val_fold: model.fit(TrainingData(train_fold, val_fold), train_options),
+            functools.partial(create_model, name),
+            fit,
             interactions,
             k=config.cv_folds,
             seed=config.seed,
@@ -316,14 +340,12 @@ def cross_validate_models(
     return out
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=[*EVALUATION_INPUTS, *MODEL_ASSETS],
     group_name=EVALUATION,
     kinds={"numpy", "polars"},
     code_version="2",
-    deps=[*(f"model_{name}" for name in MODEL_NAMES), "cold_items"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
+    pool=GPU_POOL,  # loads and scores the Keras models (and trains them again when cross-validating)
     check_specs=[
         dg.AssetCheckSpec(
             "nested_models_not_worse",
@@ -333,16 +355,33 @@ def cross_validate_models(
             "after training none may be clearly worse on validation RMSE than what it contains.",
         )
     ],
-    description="Every model on one candidate set (items seen in training): RMSE, MAE, Pearson, Recall/NDCG/HR/MAP@K and coverage "
-    "on validation and test, RMSE and NDCG@K on the held-out cold items, paired bootstrap intervals against the "
-    "best, "
-    "and the model `recommendations` uses.",
+    description="Every model on one candidate set (items seen in training): RMSE, MAE, Pearson, Recall/NDCG/HR/MAP@K "
+    "and coverage on validation and test, RMSE and NDCG@K on the held-out cold items, paired bootstrap intervals "
+    "against the best, and the model `recommendations` uses.",
 )
-def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake: DataLake) -> dg.MaterializeResult:
+def model_metrics(
+    context: dg.AssetExecutionContext,
+    config: MetricsConfig,
+    splits: Stored,
+    cold_items: Stored,
+    interactions: Stored,
+    lake: Lake,
+    **models: Stored,
+) -> dg.MaterializeResult:
+    """``models``: one input per model of the catalogue (``model_<name>``)."""
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     nesting: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
-        outcome = evaluate_category(lake.layout, category, step_config(context, config, lake, category), context.log)
+        store = lake.category(category)
+        inputs = {
+            "splits": splits[category],
+            "cold_items": cold_items[category],
+            "interactions": interactions[category],
+            **{name: model[category] for name, model in models.items()},
+        }
+        outcome = evaluate_category(store, inputs, step_config(context, config, lake, category), context.log)
+        fingerprints[category] = store.fingerprint("model_metrics")
         y_true, y_pred = outcome["scatter"]
         best_row = outcome["results"][outcome["best"]]
         selection = outcome["selection"]
@@ -381,10 +420,10 @@ def model_metrics(context: dg.AssetExecutionContext, config: MetricsConfig, lake
                     diagonal=True,
                 )
             ),
-            "metrics_path": dg.MetadataValue.path(str(lake.layout.artifact(category, Artifact.METRICS))),
+            "metrics_path": dg.MetadataValue.path(str(store.path(Artifact.METRICS))),
         }
     check = combined_check("nested_models_not_worse", nesting, "model_metrics", severity=dg.AssetCheckSeverity.WARN)
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category), check_results=[check])
+    return materialized(context, per_category, fingerprints, [check])
 
 
 def _selection_md(selection: dict[str, Any]) -> str:
@@ -404,14 +443,12 @@ def _selection_md(selection: dict[str, Any]) -> str:
     return md_table(rows)
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["model_metrics", "splits", "cold_items", "interactions", "items", *MODEL_ASSETS],
     group_name=EVALUATION,
     kinds={"polars", "parquet"},
     code_version="2",
-    deps=[model_metrics],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
+    pool=GPU_POOL,  # loads a Keras model and scores every user with it
     check_specs=[
         dg.AssetCheckSpec(
             "excludes_rated_items",
@@ -422,24 +459,35 @@ def _selection_md(selection: dict[str, Any]) -> str:
             "not_one_list",
             asset="recommendations",
             blocking=False,
-            description="The recommendations name at least 2 x n distinct items: not (nearly) the same list for everybody.",
+            description="The recommendations name at least 2 x n distinct items: not (nearly) the same list for "
+            "everybody.",
         ),
     ],
-    description="Top-N items per user from the best ranker on validation (MetricsConfig.selection_metric), among the items seen in "
-    "training and excluding already-rated items, with titles.",
+    description="Top-N items per user from the best ranker on validation (MetricsConfig.selection_metric), among the "
+    "items seen in training and excluding already-rated items, with titles.",
 )
 def recommendations(
-    context: dg.AssetExecutionContext, config: RecommendationsConfig, lake: DataLake
+    context: dg.AssetExecutionContext,
+    config: RecommendationsConfig,
+    model_metrics: Stored,
+    splits: Stored,
+    cold_items: Stored,
+    interactions: Stored,
+    items: Stored,
+    lake: Lake,
+    **models: Stored,
 ) -> dg.MaterializeResult:
+    """``models``: one input per model of the catalogue (``model_<name>``); the selected one is loaded."""
     from rec_pipeline.models import load_model
 
-    layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     outcomes: dict[str, tuple[bool, str]] = {}
     variety: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
-        metrics = json.loads(layout.artifact(category, Artifact.METRICS).read_text())
+        store = lake.category(category)
+        metrics = model_metrics[category].read_json(Artifact.METRICS)
         name = config.model or metrics["best_model"]
         selection = metrics.get("selection") or {}
         selected_by = (
@@ -447,19 +495,22 @@ def recommendations(
             if config.model
             else f"best {selection.get('metric', metrics.get('selection_metric'))}"
         )
-        model = load_model(layout.model_dir(category, name))
+        if f"model_{name}" not in models:
+            raise dg.Failure(f"{category}: RecommendationsConfig.model {name!r} is not a model; models: {MODEL_NAMES}")
+        model = load_model(models[f"model_{name}"][category].model_dir)
         # The candidate set of model_metrics: recommending what no model was evaluated on would be unmeasured.
-        candidates = warm_split(layout, category, "train")["item_id"].unique().to_list()
-        rated = pl.read_parquet(layout.artifact(category, Artifact.INTERACTIONS), columns=["user_id", "item_id"])
+        candidates = warm(splits[category], cold_items[category], "train")["item_id"].unique().to_list()
+        rated = interactions[category].read(Artifact.INTERACTIONS, columns=["user_id", "item_id"])
         exclude = {u: set(items) for u, items in rated.group_by("user_id").agg("item_id").iter_rows()}
         users = sorted(exclude)
         recs = model.recommend(users, config.n, exclude=exclude, candidates=candidates, seed=config.seed)
-        titles = item_titles(layout, category)
+        titles = unique_titles(items[category].read(Artifact.ITEMS, columns=["item_id", "title"]))
         recs = recs.join(titles, on="item_id", how="left").sort("user_id", "rank")
         distinct = recs["item_id"].n_unique()
         coverage = distinct / max(1, len(candidates))
-        write_parquet(recs, layout.artifact(category, Artifact.RECOMMENDATIONS))
-        write_json(
+        store.write(Artifact.RECOMMENDATIONS, recs)
+        store.write(
+            Artifact.RECOMMENDATIONS_INFO,
             {
                 "model": name,
                 "selected_by": selected_by,
@@ -468,8 +519,8 @@ def recommendations(
                 "distinct_items": distinct,
                 "catalog_coverage": coverage,
             },
-            layout.artifact(category, Artifact.RECOMMENDATIONS_INFO),
         )
+        fingerprints[category] = store.fingerprint("recommendations")
         leaked = recs.join(rated, on=["user_id", "item_id"], how="inner").height
         duplicates = recs.height - recs.select("user_id", "item_id").unique().height
         outcomes[category] = (leaked == 0 and duplicates == 0, f"{leaked} already-rated, {duplicates} duplicates")
@@ -497,13 +548,15 @@ def recommendations(
                     recs.head(10).select("user_id", "rank", "item_id", pl.col("score").round(3), "title").to_dicts()
                 )
             ),
-            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.RECOMMENDATIONS))),
+            "path": dg.MetadataValue.path(str(store.path(Artifact.RECOMMENDATIONS))),
         }
         if selection.get("top") and not config.model:
             per_category[category]["selection"] = dg.MetadataValue.md(_selection_md(selection))
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[
+    return materialized(
+        context,
+        per_category,
+        fingerprints,
+        [
             combined_check("excludes_rated_items", outcomes, "recommendations"),
             combined_check("not_one_list", variety, "recommendations", severity=dg.AssetCheckSeverity.WARN),
         ],

@@ -7,15 +7,23 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from rec_pipeline.assets.metadata import combined_check, counts_md, merge_category_metadata
-from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import read_artifact, read_cache, write_json, write_parquet
+from rec_pipeline.assets.factory import GPU_POOL, category_asset, materialized
+from rec_pipeline.assets.metadata import combined_check, counts_md
 from rec_pipeline.images.fetch import RESULT_SCHEMA, FetchOptions, fetch_images
+from rec_pipeline.incremental import Reuse, reuse_by_key
 from rec_pipeline.plots import image_grid_md
-from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.resources import Lake, step_config
 from rec_pipeline.warehouse import Artifact
+from rec_pipeline.warehouse_io import Stored
 
 FEATURES = "features"
+
+
+_EMBEDDING_SCHEMA: dict[str, pl.DataType] = {
+    "embedding_key": pl.String(),
+    "vector": pl.Array(pl.Float32, 1),
+    "has_vector": pl.Boolean(),
+}
 
 
 class ItemImagesConfig(dg.Config):
@@ -50,14 +58,11 @@ class ImageEmbeddingsConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["items"],
     group_name=FEATURES,
     kinds={"httpx", "pillow"},
     code_version="2",
-    deps=["items"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
     pool="image_fetch",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
     check_specs=[
@@ -68,35 +73,39 @@ class ImageEmbeddingsConfig(dg.Config):
             blocking=False,
         )
     ],
-    description="Each item's product image: local mirror first, then the network (http/https only, private addresses refused), cached by URL.",
+    description="Each item's product image: local mirror first, then the network (http/https only, private addresses "
+    "refused), cached by URL.",
 )
-def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lake: DataLake) -> dg.MaterializeResult:
+def item_images(
+    context: dg.AssetExecutionContext, config: ItemImagesConfig, items: Stored, lake: Lake
+) -> dg.MaterializeResult:
     layout = lake.layout.ensure()
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     coverage_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         config = step_config(context, config, lake, category)
         options = _fetch_options(config)
         # Only items that survived the k-core: nothing else is trained on or recommended, so nothing else is fetched.
-        catalog = read_artifact(
-            layout.artifact(category, Artifact.ITEMS), columns=["item_id", "image_urls", "in_interactions"]
-        )
-        items = catalog.filter(pl.col("in_interactions"))
-        wanted = items.with_columns(pl.col("image_urls").list.get(config.image_index, null_on_oob=True).alias("url"))
+        store = lake.category(category)
+        catalog = items[category].read(Artifact.ITEMS, columns=["item_id", "image_urls", "in_interactions"])
+        rated = catalog.filter(pl.col("in_interactions"))
+        wanted = rated.with_columns(pl.col("image_urls").list.get(config.image_index, null_on_oob=True).alias("url"))
         requests = [(i, u) for i, u in wanted.filter(pl.col("url").is_not_null()).select("item_id", "url").iter_rows()]
         context.log.info(
-            f"{category}: {len(requests)} of the {items.height} rated items have an image URL ({catalog.height - items.height} catalog items not in the k-core are not fetched)"
+            f"{category}: {len(requests)} of the {rated.height} rated items have an image URL "
+            f"({catalog.height - rated.height} catalog items not in the k-core are not fetched)"
         )
         report = fetch_images(requests, layout.image_cache_dir, layout.image_mirror_dir, options, logger=context.log)
         # An empty request list still gets the full schema: downstream reads columns, not rows.
         results = report.results if report.results.width else pl.DataFrame(schema=RESULT_SCHEMA)
         results = results.with_columns(pl.lit(options.variant, dtype=pl.String).alias("variant"))
-        write_parquet(results, layout.artifact(category, Artifact.ITEM_IMAGES))
+        store.write(Artifact.ITEM_IMAGES, results)
         ok = results.filter(pl.col("status") == "ok")
-        coverage = ok.height / items.height if items.height else 0.0
+        coverage = ok.height / rated.height if rated.height else 0.0
         summary = {
-            "items": items.height,
-            "catalog_items_not_fetched": catalog.height - items.height,
+            "items": rated.height,
+            "catalog_items_not_fetched": catalog.height - rated.height,
             "with_url": len(requests),
             "coverage": round(coverage, 4),
             **report.summary(),
@@ -107,7 +116,8 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
                 f"{category}: {summary['deferred']} image URLs deferred ({why}), {summary['backing_off']} backing off "
                 "until a later run; the models use the content there is"
             )
-        write_json(summary, layout.artifact(category, Artifact.ITEM_IMAGES_SUMMARY))
+        store.write(Artifact.ITEM_IMAGES_SUMMARY, summary)
+        fingerprints[category] = store.fingerprint("item_images")
         coverage_ok[category] = (
             coverage >= config.min_coverage,
             f"coverage {coverage:.1%} (min {config.min_coverage:.0%})",
@@ -115,7 +125,7 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
         per_category[category] = {
             **{k: v for k, v in summary.items() if k not in ("failures_by_reason", "hosts_unreachable")},
             "hosts_unreachable": dg.MetadataValue.json(summary["hosts_unreachable"]),
-            "items_without_url": items.height - len(requests),
+            "items_without_url": rated.height - len(requests),
             "failures_by_reason": dg.MetadataValue.md(counts_md(report.failures_by_reason)),
             "images_per_s": round(report.throughput, 1),
             "seconds": round(report.elapsed_s, 2),
@@ -125,9 +135,11 @@ def item_images(context: dg.AssetExecutionContext, config: ItemImagesConfig, lak
                 )
             ),
         }
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[combined_check("coverage", coverage_ok, "item_images", dg.AssetCheckSeverity.WARN)],
+    return materialized(
+        context,
+        per_category,
+        fingerprints,
+        [combined_check("coverage", coverage_ok, "item_images", dg.AssetCheckSeverity.WARN)],
     )
 
 
@@ -153,29 +165,27 @@ def _embedding_options(config: ImageEmbeddingsConfig) -> Any:
     )
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["item_images"],
     group_name=FEATURES,
     kinds={"keras", "tensorflow"},
     code_version="1",
-    deps=[item_images],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
-    pool="gpu",
+    pool=GPU_POOL,
     check_specs=[
         dg.AssetCheckSpec("no_nan", asset="image_embeddings"),
         dg.AssetCheckSpec("dimensions", asset="image_embeddings", description="Every vector has the configured size."),
     ],
-    description="CNN embeddings of the fetched images (Keras backbone, pooled, optionally projected); only new images are embedded.",
+    description="CNN embeddings of the fetched images (Keras backbone, pooled, optionally projected); only new "
+    "images are embedded.",
 )
 def image_embeddings(
-    context: dg.AssetExecutionContext, config: ImageEmbeddingsConfig, lake: DataLake
+    context: dg.AssetExecutionContext, config: ImageEmbeddingsConfig, item_images: Stored, lake: Lake
 ) -> dg.MaterializeResult:
     # TensorFlow is imported only here, inside the step process, so other steps stay light.
     from rec_pipeline.images.embed import EmbeddingWeightsError, build_embedder, embed_images, embedder_fingerprint
 
-    layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     no_nan: dict[str, tuple[bool, str]] = {}
     dims_ok: dict[str, tuple[bool, str]] = {}
     embedders: dict[str, Any] = {}
@@ -183,36 +193,26 @@ def image_embeddings(
         config = step_config(context, config, lake, category)
         options = _embedding_options(config)
         fingerprint = embedder_fingerprint(options)
-        images = read_artifact(layout.artifact(category, Artifact.ITEM_IMAGES)).filter(pl.col("status") == "ok")
+        store = lake.category(category)
+        images = item_images[category].read(Artifact.ITEM_IMAGES).filter(pl.col("status") == "ok")
         images = images.with_columns(
             (pl.col("url_hash") + ":" + pl.col("variant") + ":" + pl.lit(fingerprint)).alias("embedding_key")
         )
-        out_path = layout.artifact(category, Artifact.IMAGE_EMBEDDINGS)
-        cached = pl.DataFrame()
-        if (previous := read_cache(out_path, context.log)) is not None:
-            cached = previous.unique("embedding_key").select("embedding_key", "vector", "has_vector")
-        todo = (
-            images.filter(~pl.col("embedding_key").is_in(cached["embedding_key"].implode()))
-            if cached.height
-            else images
-        )
-        # Items sharing an image URL (variants) share one embedding: embedding it once also keeps the join below
-        # from multiplying their rows.
-        todo = todo.unique("embedding_key", keep="first", maintain_order=True)
-        reused = images.height - int(images["embedding_key"].is_in(todo["embedding_key"].implode()).sum())
-        context.log.info(f"{category}: {reused} embeddings reused, {todo.height} distinct images to embed")
-        if todo.height:
+        previous = store.read_cache(Artifact.IMAGE_EMBEDDINGS, context.log)
+
+        def embed(todo: pl.DataFrame, options: Any = options, fingerprint: str = fingerprint) -> pl.DataFrame:
+            if not todo.height:
+                return pl.DataFrame(schema=_EMBEDDING_SCHEMA)
             # The CNN is built only when there is something to embed: a category without images needs no weights.
             if fingerprint not in embedders:
                 try:
                     embedders[fingerprint] = build_embedder(options)
                 except (EmbeddingWeightsError, ValueError) as exc:
                     raise dg.Failure(description=f"image_embeddings: {exc}") from exc
-            embedder = embedders[fingerprint]
             vectors, mask = embed_images(
-                [p for p in todo["image_path"].to_list()], embedder, options, logger=context.log
+                list(todo["image_path"].to_list()), embedders[fingerprint], options, logger=context.log
             )
-            fresh = pl.DataFrame(
+            return pl.DataFrame(
                 {
                     "embedding_key": todo["embedding_key"],
                     "vector": pl.Series(
@@ -221,24 +221,38 @@ def image_embeddings(
                     "has_vector": pl.Series("has_vector", np.asarray(mask, bool)),
                 }
             )
-            cached = pl.concat([cached, fresh], how="vertical") if cached.height else fresh
-        if not images.height:
+
+        if images.height:
+            # Keyed by image and embedder; items sharing an image URL (variants) share one embedding.
+            reuse = reuse_by_key(
+                images,
+                "embedding_key",
+                previous,
+                embed,
+                keep=["item_id", "embedding_key"],
+                values=["vector", "has_vector"],
+                how="inner",
+            )
+        else:
             context.log.warning(
-                f"{category}: no fetched image to embed (see item_images); writing an empty table, the hybrid uses the other content"
+                f"{category}: no fetched image to embed (see item_images); writing an empty table, the hybrid uses "
+                "the other content"
             )
-            cached = pl.DataFrame(
-                schema={"embedding_key": pl.String, "vector": pl.Array(pl.Float32, 1), "has_vector": pl.Boolean}
-            )
-        frame = images.select("item_id", "embedding_key").join(cached, on="embedding_key", how="inner")
-        write_parquet(frame, out_path)
+            empty = pl.DataFrame(schema={"item_id": pl.String(), **_EMBEDDING_SCHEMA})
+            reuse = Reuse(empty, 0, 0, 0)
+        reused = reuse.reused_rows
+        context.log.info(f"{category}: {reused} embeddings reused, {reuse.computed_keys} distinct images embedded")
+        frame = reuse.frame
+        store.write(Artifact.IMAGE_EMBEDDINGS, frame)
         matrix = np.asarray(frame["vector"].to_numpy(), np.float32) if frame.height else np.zeros((0, 0), np.float32)
         dim = int(matrix.shape[1]) if matrix.ndim == 2 and frame.height else 0
         nan_rows = int(np.isnan(matrix).any(axis=1).sum()) if matrix.size else 0
         expected = config.projection_dim or dim
         no_nan[category] = (nan_rows == 0, f"{nan_rows} rows with NaN")
         dims_ok[category] = (frame.height == 0 or dim == expected, f"{dim} dimensions (expected {expected})")
-        summary = {"embedded_now": todo.height, "reused": reused, "dimensions": dim, "fingerprint": fingerprint}
-        write_json(summary, layout.artifact(category, Artifact.IMAGE_EMBEDDINGS_SUMMARY))
+        summary = {"embedded_now": reuse.computed_keys, "reused": reused, "dimensions": dim, "fingerprint": fingerprint}
+        store.write(Artifact.IMAGE_EMBEDDINGS_SUMMARY, summary)
+        fingerprints[category] = store.fingerprint("image_embeddings")
         per_category[category] = {
             "items_with_embedding": frame.height,
             **summary,
@@ -247,9 +261,11 @@ def image_embeddings(
             "weights": config.weights,
             "unreadable_images": int((~frame["has_vector"]).sum()) if frame.height else 0,
         }
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[
+    return materialized(
+        context,
+        per_category,
+        fingerprints,
+        [
             combined_check("no_nan", no_nan, "image_embeddings"),
             combined_check("dimensions", dims_ok, "image_embeddings"),
         ],

@@ -1,24 +1,25 @@
 """Ingestion assets: raw dumps in ``raw/`` -> normalized ``raw_reviews`` and ``raw_items`` Parquet."""
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
 
-from rec_pipeline.assets.metadata import combined_check, counts_md, md_table, merge_category_metadata
-from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import parquet_problem, read_artifact, write_json, write_parquet
+from rec_pipeline.assets.factory import category_asset, materialized
+from rec_pipeline.assets.metadata import combined_check, counts_md, md_table
+from rec_pipeline.atomic import parquet_problem
+from rec_pipeline.incremental import Record, reuse_record
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline.ingest.sources import CategoryDumps, discover, fingerprint
 from rec_pipeline.interactions.stats import interaction_stats
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import bar_md
-from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.resources import Lake, step_config
 from rec_pipeline.schema import ITEM_SCHEMA, REJECTED_SCHEMA
 from rec_pipeline.warehouse import Artifact
+from rec_pipeline.warehouse_io import CategoryStore
 
 INGEST_CODE_VERSION = "2"  # 2: hostile-line verdicts (overflow, id types, non-UTF-8 ids, long lines)
 
@@ -38,32 +39,46 @@ def _dumps(layout: DataLayout, category: str) -> CategoryDumps:
         raise dg.Failure(
             description=(
                 f"no dump for category {category!r} in {layout.raw_dir}. Categories found there: {names}. "
-                "Dumps must keep their original names, e.g. AMAZON_FASHION_5.json.gz or reviews_Musical_Instruments_5.json.gz."
+                "Dumps must keep their original names, e.g. AMAZON_FASHION_5.json.gz or "
+                "reviews_Musical_Instruments_5.json.gz."
             )
         )
     return found[category]
 
 
 def _ingest_cached(
-    source: Path, kind: str, out: Path, rejected: Path, sidecar: Path, config: IngestConfig, log: Any
+    source: Path,
+    kind: Literal["reviews", "meta"],
+    store: CategoryStore,
+    artifacts: tuple[Artifact, Artifact, Artifact],
+    config: IngestConfig,
+    log: Any,
 ) -> tuple[IngestReport, bool]:
-    """Ingest ``source`` unless the same file (name, size, mtime) was already ingested by this code version."""
+    """Ingest ``source`` into ``artifacts`` (output, rejected lines, report) unless the same file (name, size,
+    mtime) was already ingested by this code version."""
+    out, rejected = store.path(artifacts[0]), store.path(artifacts[1])
     stamp = {"fingerprint": fingerprint([source]), "code_version": INGEST_CODE_VERSION}
-    if not config.force and sidecar.exists() and out.exists() and rejected.exists():
-        previous = json.loads(sidecar.read_text())
-        if previous.get("stamp") == stamp:
-            report = IngestReport(**previous["report"])
-            # Trust, but verify: a truncated or damaged output would otherwise be reused forever. Reading every
-            # page costs a fraction of re-ingesting and catches flipped bytes in columns this run does not read.
-            problem = parquet_problem(out, report.rows_out, full=True) or parquet_problem(
-                rejected, report.rejected_total, full=True
-            )
-            if problem is None:
-                log.info(f"{source.name} unchanged since the last ingestion: reusing {out.name}")
-                return report, True
-            log.warning(
-                f"{source.name} is unchanged but its output {out} or {rejected.name} is damaged ({problem}): ingesting again"
-            )
+    recorded = None
+    if store.exists(artifacts[2]) and out.exists() and rejected.exists():
+        previous = store.read_json(artifacts[2])
+        recorded = Record(previous.get("stamp"), previous.get("report") or {})
+
+    def damaged(record: Record) -> str | None:
+        # Trust, but verify: a truncated or damaged output would otherwise be reused forever. Reading every
+        # page costs a fraction of re-ingesting and catches flipped bytes in columns this run does not read.
+        report = IngestReport(**record.payload)
+        return parquet_problem(out, report.rows_out, full=True) or parquet_problem(
+            rejected, report.rejected_total, full=True
+        )
+
+    reused, why = reuse_record(recorded, stamp, force=config.force, problem=damaged)
+    if reused is not None:
+        log.info(f"{source.name} unchanged since the last ingestion: reusing {out.name}")
+        return IngestReport(**reused.payload), True
+    if why.startswith("recorded output unusable"):
+        log.warning(
+            f"{source.name} is unchanged but its output {out} or {rejected.name} is damaged ({why}): ingesting again"
+        )
     report = ingest_dump(
         source,
         kind,
@@ -73,7 +88,7 @@ def _ingest_cached(
         logger=log,
     )
     report_dict = {k: v for k, v in report.to_dict().items() if k != "rejected_total"}
-    write_json({"stamp": stamp, "report": report_dict}, sidecar)
+    store.write(artifacts[2], {"stamp": stamp, "report": report_dict})
     return report, False
 
 
@@ -102,12 +117,11 @@ def _report_metadata(report: IngestReport, skipped: bool, out: Path, rejected: P
     }
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    eager=False,
     group_name="ingestion",
     kinds={"polars", "parquet"},
     code_version=INGEST_CODE_VERSION,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[
         dg.AssetCheckSpec("has_rows", asset="raw_reviews", description="At least one review survived ingestion."),
         dg.AssetCheckSpec(
@@ -117,11 +131,13 @@ def _report_metadata(report: IngestReport, skipped: bool, out: Path, rejected: P
             blocking=False,
         ),
     ],
-    description="Reviews of one category normalized to the common schema (all releases), with rejected lines quarantined.",
+    description="Reviews of one category normalized to the common schema (all releases), with rejected lines "
+    "quarantined.",
 )
-def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: DataLake) -> dg.MaterializeResult:
+def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: Lake) -> dg.MaterializeResult:
     layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     has_rows: dict[str, tuple[bool, str]] = {}
     complete: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
@@ -131,21 +147,20 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
         for note in dumps.notes:
             context.log.warning(f"{category}: ignored {note}")
         cfg = step_config(context, config, lake, category)
-        out = layout.artifact(category, Artifact.RAW_REVIEWS)
-        rejected = layout.artifact(category, Artifact.REJECTED_REVIEWS)
+        store = lake.category(category)
         report, skipped = _ingest_cached(
             dumps.reviews.path,
             "reviews",
-            out,
-            rejected,
-            layout.artifact(category, Artifact.RAW_REVIEWS_REPORT),
+            store,
+            (Artifact.RAW_REVIEWS, Artifact.REJECTED_REVIEWS, Artifact.RAW_REVIEWS_REPORT),
             cfg,
             context.log,
         )
+        out, rejected = store.path(Artifact.RAW_REVIEWS), store.path(Artifact.REJECTED_REVIEWS)
         metadata = _report_metadata(report, skipped, out, rejected)
         metadata["ignored_dumps"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in dumps.notes) or "_none_")
         if report.rows_out:
-            stats = interaction_stats(read_artifact(out, columns=["user_id", "item_id", "rating"]))
+            stats = interaction_stats(store.read(Artifact.RAW_REVIEWS, columns=["user_id", "item_id", "rating"]))
             metadata.update(
                 users=stats["users"],
                 items=stats["items"],
@@ -154,23 +169,25 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
                 ),
             )
         per_category[category] = metadata
+        fingerprints[category] = store.fingerprint("raw_reviews")
         has_rows[category] = (report.rows_out > 0, f"{report.rows_out} rows")
         complete[category] = (report.complete, report.problem or "complete")
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[
+    return materialized(
+        context,
+        per_category,
+        fingerprints,
+        [
             combined_check("has_rows", has_rows, "raw_reviews"),
             combined_check("input_complete", complete, "raw_reviews", dg.AssetCheckSeverity.WARN),
         ],
     )
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    eager=False,
     group_name="ingestion",
     kinds={"polars", "parquet"},
     code_version=INGEST_CODE_VERSION,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[
         dg.AssetCheckSpec(
             "unique_items", asset="raw_items", description="One row per item after merging repeated metadata lines."
@@ -178,39 +195,38 @@ def raw_reviews(context: dg.AssetExecutionContext, config: IngestConfig, lake: D
     ],
     description="Product metadata of one category in the common item schema; repeated asin lines merged (last wins).",
 )
-def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: DataLake) -> dg.MaterializeResult:
+def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Lake) -> dg.MaterializeResult:
     layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     unique: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         dumps = _dumps(layout, category)
         cfg = step_config(context, config, lake, category)
-        out = layout.artifact(category, Artifact.RAW_ITEMS)
-        rejected = layout.artifact(category, Artifact.REJECTED_ITEMS)
+        store = lake.category(category)
         if dumps.meta is None:
             # Metadata is optional (the real 5-core files ship without it): content features will be empty and
             # the hybrid model falls back to its collaborative part. Said loudly, not silently.
             why = "; ".join(dumps.notes) or f"no metadata dump (meta_{category}.json.gz) in {layout.raw_dir}"
             context.log.warning(f"{category}: {why}; items have no text or images")
-            write_parquet(pl.DataFrame(schema=ITEM_SCHEMA), out)
-            write_parquet(pl.DataFrame(schema=REJECTED_SCHEMA), rejected)
+            store.write(Artifact.RAW_ITEMS, pl.DataFrame(schema=ITEM_SCHEMA))
+            store.write(Artifact.REJECTED_ITEMS, pl.DataFrame(schema=REJECTED_SCHEMA))
             per_category[category] = {"metadata_dump": "missing", "items": 0, "why": why}
+            fingerprints[category] = store.fingerprint("raw_items")
             unique[category] = (True, "no metadata")
             continue
-        staged = layout.artifact(category, Artifact.RAW_ITEMS_LINES)
         report, skipped = _ingest_cached(
             dumps.meta.path,
             "meta",
-            staged,
-            rejected,
-            layout.artifact(category, Artifact.RAW_ITEMS_REPORT),
+            store,
+            (Artifact.RAW_ITEMS_LINES, Artifact.REJECTED_ITEMS, Artifact.RAW_ITEMS_REPORT),
             cfg,
             context.log,
         )
-        lines = read_artifact(staged)
+        lines = store.read(Artifact.RAW_ITEMS_LINES)
         items = lines.sort("source_line").unique(subset=["item_id"], keep="last", maintain_order=True)
-        write_parquet(items, out)
-        metadata = _report_metadata(report, skipped, out, rejected)
+        out = store.write(Artifact.RAW_ITEMS, items)
+        metadata = _report_metadata(report, skipped, out, store.path(Artifact.REJECTED_ITEMS))
         metadata.update(
             items=items.height,
             repeated_item_lines=lines.height - items.height,
@@ -222,8 +238,6 @@ def raw_items(context: dg.AssetExecutionContext, config: IngestConfig, lake: Dat
             ),
         )
         per_category[category] = metadata
+        fingerprints[category] = store.fingerprint("raw_items")
         unique[category] = (items["item_id"].n_unique() == items.height, f"{items.height} items")
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[combined_check("unique_items", unique, "raw_items")],
-    )
+    return materialized(context, per_category, fingerprints, [combined_check("unique_items", unique, "raw_items")])

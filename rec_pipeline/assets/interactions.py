@@ -5,18 +5,18 @@ from typing import Any, Literal
 import dagster as dg
 import polars as pl
 
-from rec_pipeline.assets.metadata import combined_check, md_table, merge_category_metadata
-from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import read_artifact, write_json, write_parquet
+from rec_pipeline.assets.factory import category_asset, materialized
+from rec_pipeline.assets.metadata import combined_check, md_table
 from rec_pipeline.interactions.dedup import latest_per_pair
 from rec_pipeline.interactions.kcore import is_kcore, kcore, workable_k
 from rec_pipeline.interactions.splits import SplitOptions, check_splits, split_interactions
 from rec_pipeline.interactions.stats import interaction_stats
 from rec_pipeline.interactions.variants import VariantOptions, collapse_variants
 from rec_pipeline.plots import bar_md
-from rec_pipeline.resources import DataLake, settings_metadata, step_config
+from rec_pipeline.resources import Lake, settings_metadata, step_config
 from rec_pipeline.schema import RATING_MAX, RATING_MIN
 from rec_pipeline.warehouse import Artifact, split_artifact
+from rec_pipeline.warehouse_io import Stored
 
 
 class InteractionsConfig(dg.Config):
@@ -42,7 +42,10 @@ def _too_small_message(
 ) -> str:
     state = "empty" if rows == 0 else f"tiny ({rows:,} interactions, min_rows {config.min_rows:,})"
     collapsed = f" after collapsing {copies:,} variant copies" if copies else ""
-    message = f"{category}: the {config.k}-core is {state}{collapsed} ({pairs:,} distinct (user, item) pairs before the k-core)"
+    message = (
+        f"{category}: the {config.k}-core is {state}{collapsed} "
+        f"({pairs:,} distinct (user, item) pairs before the k-core)"
+    )
     suggestion = workable_k(deduped, config.k, config.min_rows)
     if suggestion is None:
         return message + "; no k >= 2 keeps enough interactions: this dump is too small to train on"
@@ -53,20 +56,18 @@ def _too_small_message(
     )
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["raw_reviews"],
     group_name="interactions",
     kinds={"polars", "parquet"},
     code_version="2",
-    deps=["raw_reviews"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec(
             "enough_interactions",
             asset="interactions",
             blocking=True,
-            description="The k-core is not empty or tiny; otherwise no model step runs, and the check names a k that works.",
+            description="The k-core is not empty or tiny; otherwise no model step runs, and the check names a k that "
+            "works.",
         ),
         dg.AssetCheckSpec("ratings_in_range", asset="interactions"),
         dg.AssetCheckSpec("no_duplicate_pairs", asset="interactions"),
@@ -74,33 +75,38 @@ def _too_small_message(
             "kcore_invariant", asset="interactions", description="Every user and item has at least k ratings."
         ),
     ],
-    description="One rating per (user, item) (variant copies collapsed into one event, the latest kept), filtered to a true k-core.",
+    description="One rating per (user, item) (variant copies collapsed into one event, the latest kept), filtered to "
+    "a true k-core.",
 )
-def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, lake: DataLake) -> dg.MaterializeResult:
-    layout = lake.layout
+def interactions(
+    context: dg.AssetExecutionContext, config: InteractionsConfig, raw_reviews: Stored, lake: Lake
+) -> dg.MaterializeResult:
     settings = lake.settings()
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     enough: dict[str, tuple[bool, str]] = {}
     in_range: dict[str, tuple[bool, str]] = {}
     no_dups: dict[str, tuple[bool, str]] = {}
     core_ok: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category, settings)
-        reviews = read_artifact(layout.artifact(category, Artifact.RAW_REVIEWS))
+        store = lake.category(category)
+        reviews = raw_reviews[category].read(Artifact.RAW_REVIEWS)
         variant_options = VariantOptions(
             enabled=cfg.collapse_variants,
             min_shared_copies=cfg.min_shared_copies,
             min_shared_fraction=cfg.min_shared_fraction,
         )
         collapsed = collapse_variants(reviews, variant_options)
-        write_parquet(collapsed.families, layout.artifact(category, Artifact.ITEM_FAMILIES))
+        store.write(Artifact.ITEM_FAMILIES, collapsed.families)
         deduped = latest_per_pair(collapsed.reviews).collect()
         result = kcore(deduped, cfg.k, iterate=cfg.kcore_iterate)
         frame = result.frame
-        write_parquet(frame, layout.artifact(category, Artifact.INTERACTIONS))
+        store.write(Artifact.INTERACTIONS, frame)
         stats = interaction_stats(frame)
         variants = collapsed.metadata()
-        write_json(
+        store.write(
+            Artifact.INTERACTIONS_SUMMARY,
             {
                 "k": cfg.k,
                 "collapse_variants": cfg.collapse_variants,
@@ -108,11 +114,12 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
                 "pairs": deduped.height,
                 "rows": frame.height,
             },
-            layout.artifact(category, Artifact.INTERACTIONS_SUMMARY),
         )
         context.log.info(
-            f"{category}: {reviews.height:,} reviews -> {collapsed.events:,} review events ({collapsed.copies_collapsed:,} variant copies collapsed, "
-            f"{collapsed.items_merged:,} asins merged into families) -> {deduped.height:,} unique pairs -> {frame.height:,} in the {cfg.k}-core "
+            f"{category}: {reviews.height:,} reviews -> {collapsed.events:,} review events "
+            f"({collapsed.copies_collapsed:,} variant copies collapsed, "
+            f"{collapsed.items_merged:,} asins merged into families) -> {deduped.height:,} unique pairs -> "
+            f"{frame.height:,} in the {cfg.k}-core "
             f"({result.iterations} passes)"
         )
         per_category[category] = {
@@ -130,9 +137,10 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
             "rating_histogram": dg.MetadataValue.md(
                 bar_md(list(stats["rating_histogram"]), list(stats["rating_histogram"].values()), "ratings")
             ),
-            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.INTERACTIONS))),
+            "path": dg.MetadataValue.path(str(store.path(Artifact.INTERACTIONS))),
             **settings_metadata(cfg),
         }
+        fingerprints[category] = store.fingerprint("interactions")
         if frame.height < cfg.min_rows:
             message = _too_small_message(
                 category, cfg, frame.height, deduped.height, collapsed.copies_collapsed, deduped
@@ -149,9 +157,11 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
             is_kcore(frame, cfg.k) or not cfg.kcore_iterate,
             f"k={cfg.k}" + ("" if cfg.kcore_iterate else " (one-pass filter: not checked)"),
         )
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[
+    return materialized(
+        context,
+        per_category,
+        fingerprints,
+        [
             combined_check("enough_interactions", enough, "interactions"),
             combined_check("ratings_in_range", in_range, "interactions"),
             combined_check("no_duplicate_pairs", no_dups, "interactions"),
@@ -160,14 +170,11 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
     )
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["interactions"],
     group_name="interactions",
     kinds={"polars", "parquet"},
     code_version="1",
-    deps=[interactions],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec("disjoint", asset="splits", description="No (user, item) pair in two splits."),
         dg.AssetCheckSpec(
@@ -178,22 +185,25 @@ def interactions(context: dg.AssetExecutionContext, config: InteractionsConfig, 
     ],
     description="Seeded train/validation/test splits: temporal leave-last-out (default) or random stratified by user.",
 )
-def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLake) -> dg.MaterializeResult:
-    layout = lake.layout
+def splits(
+    context: dg.AssetExecutionContext, config: SplitsConfig, interactions: Stored, lake: Lake
+) -> dg.MaterializeResult:
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     disjoint: dict[str, tuple[bool, str]] = {}
     known: dict[str, tuple[bool, str]] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category)
         options = SplitOptions(cfg.method, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
-        frame = read_artifact(layout.artifact(category, Artifact.INTERACTIONS))
+        store = lake.category(category)
+        frame = interactions[category].read(Artifact.INTERACTIONS)
         result = split_interactions(frame, options)
         for name, part in result.as_dict().items():
-            write_parquet(part, layout.artifact(category, split_artifact(name)))
-        write_json(
-            {"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train},
-            layout.artifact(category, Artifact.SPLIT_INFO),
+            store.write(split_artifact(name), part)
+        store.write(
+            Artifact.SPLIT_INFO, {"method": cfg.method, "seed": cfg.seed, "moved_to_train": result.moved_to_train}
         )
+        fingerprints[category] = store.fingerprint("splits")
         problems = check_splits(result)
         overlap = [p for p in problems if "in both" in p]
         unknown = [p for p in problems if "unknown" in p]
@@ -214,9 +224,11 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, lake: DataLa
                 )
             ),
         }
-    return dg.MaterializeResult(
-        metadata=merge_category_metadata(per_category),
-        check_results=[
+    return materialized(
+        context,
+        per_category,
+        fingerprints,
+        [
             combined_check("disjoint", disjoint, "splits"),
             combined_check("evaluated_known_to_training", known, "splits"),
         ],

@@ -1,4 +1,8 @@
-"""Small helpers that turn plain results into Dagster metadata, shared by every asset module."""
+"""Small helpers that turn plain results into Dagster metadata, shared by every asset module.
+
+Each category's metadata goes on its own partition (``factory.materialized``), in ranged runs too: there is no
+merged, ``<category>/``-prefixed form any more.
+"""
 
 from __future__ import annotations
 
@@ -27,20 +31,6 @@ def _fmt(value: Any) -> str:
 
 def counts_md(counts: Mapping[str, int], key: str = "reason", value: str = "count") -> str:
     return md_table([{key: k, value: v} for k, v in sorted(counts.items(), key=lambda kv: -kv[1])])
-
-
-def merge_category_metadata(per_category: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Metadata for one run that may cover several categories (single-run backfills of a partition range).
-
-    One category: its metadata as is. Several: each entry prefixed by its category, so nothing is lost.
-    """
-    if len(per_category) == 1:
-        return dict(next(iter(per_category.values())))
-    merged: dict[str, Any] = {"categories": dg.MetadataValue.text(", ".join(per_category))}
-    for category, metadata in per_category.items():
-        for key, value in metadata.items():
-            merged[f"{category}/{key}"] = value
-    return merged
 
 
 def combined_check(

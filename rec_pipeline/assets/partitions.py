@@ -50,8 +50,8 @@ def register_landed_categories(raw_dir: Path) -> list[str]:
     """Best-effort registration when the code loads, against the instance of ``$DAGSTER_HOME``.
 
     Skipped when DAGSTER_HOME is unset (ephemeral instances, unit tests), when ``REC_PIPELINE_REGISTER_ON_LOAD=0``,
-    and in run and step worker processes (``in_run_worker``); failures are logged, never raised, so a storage outage cannot stop
-    the code location from loading.
+    and in run and step worker processes (``in_run_worker``); failures are logged, never raised, so a storage outage
+    cannot stop the code location from loading.
     """
     if os.environ.get(REGISTER_ON_LOAD_ENV, "1") == "0" or not os.environ.get("DAGSTER_HOME") or in_run_worker():
         return []

@@ -1,13 +1,16 @@
-"""Training assets: one per model, all behind the same ``Recommender`` interface.
+"""Training assets: one per model of the registry's catalogue (``rec_pipeline.models.registry.CATALOGUE``, the one
+list of models), all behind the same ``Recommender`` interface.
 
 Built by a factory so every model gets the same config, metadata (training curves, throughput, model path,
-TensorBoard logs) and skip-if-unchanged behaviour. Keras models run in the ``gpu`` pool: TensorFlow keeps device
-memory for its process's life, so at most one such step runs at a time (the default multiprocess executor
-gives each step its own process, which frees the memory when the step ends). The rankers (``popularity``,
+TensorBoard logs) and skip-if-unchanged behaviour (``rec_pipeline.incremental.reuse_record`` keyed by the inputs'
+fingerprint); a model's inputs (``splits``, ``cold_items``, and the content features when its catalogue entry says
+``content``) are its asset's inputs. Keras models (``keras`` in the catalogue) run in the ``gpu`` pool: TensorFlow
+keeps device memory for its process's life, so at most one such step runs at a time (the default multiprocess
+executor gives each step its own process, which frees the memory when the step ends). The rankers (``popularity``,
 ``ease``, ``two_tower``) sit beside the rating models, so one comparison table judges them all.
 
 ``cold_items`` holds a seeded share of the items with content out of every model's training (the item cold-start
-protocol, ``rec_pipeline.evaluation.cold_items``); models train on the *warm* splits (``warm_split``), and
+protocol, ``rec_pipeline.evaluation.cold_items``); models train on the *warm* splits (``warm``), and
 ``model_metrics`` measures them on the held-out items' interactions.
 """
 
@@ -15,38 +18,27 @@ protocol, ``rec_pipeline.evaluation.cold_items``); models train on the *warm* sp
 import hashlib
 import json
 import shutil
-from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
 
-from rec_pipeline.assets.metadata import merge_category_metadata
-from rec_pipeline.assets.partitions import CATEGORY_PARTITIONS
-from rec_pipeline.atomic import write_json, write_parquet
+from rec_pipeline.assets.factory import GPU_POOL, category_asset, materialized
+from rec_pipeline.incremental import Record, reuse_record
+from rec_pipeline.models.registry import CATALOGUE, CONTENT_MODELS, KERAS_MODELS, MODEL_NAMES, ModelSpec
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import line_plot_md
-from rec_pipeline.resources import DataLake, step_config
+from rec_pipeline.resources import Lake, step_config
 from rec_pipeline.warehouse import Artifact, split_artifact
+from rec_pipeline.warehouse_io import CategoryStore, Stored, Upstream, file_digest, stored
+
+# The registry's lists (rec_pipeline.models.registry.CATALOGUE is the one list of models), importable from here too.
+__all__ = ["CONTENT_MODELS", "KERAS_MODELS", "MODEL_NAMES"]
 
 TRAINING = "training"
-MODEL_NAMES = (
-    "global_mean",
-    "popularity",
-    "biases",
-    "ease",
-    "mf",
-    "mf_als",
-    "ncf",
-    "neumf",
-    "hybrid",
-    "hybrid_seed000",
-    "autorec",
-    "two_tower",
-)
-KERAS_MODELS = frozenset({"mf", "ncf", "neumf", "hybrid", "hybrid_seed000", "autorec", "two_tower"})
-CONTENT_MODELS = frozenset({"hybrid", "hybrid_seed000", "two_tower"})
 TRAINING_CODE_VERSION = "3"  # 3: trained on the warm splits (cold items held out)
+MODEL_INPUTS = ("splits", "cold_items")  # what every model reads; content models also read CONTENT_INPUTS
+CONTENT_INPUTS = ("item_text_vectors", "image_embeddings")
 
 
 class ColdItemsConfig(dg.Config):
@@ -56,47 +48,60 @@ class ColdItemsConfig(dg.Config):
     seed: int = 42
 
 
+def held_out_items(cold_items: Upstream) -> list[str]:
+    """The held-out items of one category; none when ``cold_items`` has not run (e.g. a partial materialization)."""
+    if not cold_items.exists(Artifact.COLD_ITEMS):
+        return []
+    return cold_items.read(Artifact.COLD_ITEMS)["item_id"].to_list()
+
+
+def warm(splits: Upstream, cold_items: Upstream, name: str) -> pl.DataFrame:
+    """Split ``name`` without the held-out cold items: what models train, and are normally evaluated, on."""
+    from rec_pipeline.evaluation.cold_items import without_items
+
+    return without_items(splits.read(split_artifact(name)), held_out_items(cold_items))
+
+
 def cold_item_ids(layout: DataLayout, category: str) -> list[str]:
-    """The held-out items of the category; none when ``cold_items`` has not run (e.g. a partial materialization)."""
-    path = layout.artifact(category, Artifact.COLD_ITEMS)
-    return pl.read_parquet(path)["item_id"].to_list() if path.exists() else []
+    """``held_out_items`` from a data root (scripts and benches, outside Dagster)."""
+    return held_out_items(stored(layout, "cold_items")[category])
 
 
 def warm_split(layout: DataLayout, category: str, name: str) -> pl.DataFrame:
-    """``splits/<name>.parquet`` without the held-out cold items: what models train, and are normally evaluated, on."""
-    from rec_pipeline.evaluation.cold_items import without_items
-
-    return without_items(
-        pl.read_parquet(layout.artifact(category, split_artifact(name))), cold_item_ids(layout, category)
-    )
+    """``warm`` from a data root (scripts and benches, outside Dagster)."""
+    return warm(stored(layout, "splits")[category], stored(layout, "cold_items")[category], name)
 
 
-@dg.asset(
-    partitions_def=CATEGORY_PARTITIONS,
+@category_asset(
+    ins=["splits", "item_text_vectors", "image_embeddings"],
+    eager=False,
     group_name=TRAINING,
     kinds={"polars", "parquet"},
     code_version="1",
-    deps=["splits", "item_text_vectors", "image_embeddings"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    description="A seeded share (cold_item_fraction) of the items with content, held out of every model's training: their "
-    "interactions (from all splits) are the cold set on which model_metrics reports rmse_cold and ndcg_cold@K.",
+    description="A seeded share (cold_item_fraction) of the items with content, held out of every model's training: "
+    "their interactions (from all splits) are the cold set on which model_metrics reports rmse_cold and ndcg_cold@K.",
 )
-def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake: DataLake) -> dg.MaterializeResult:
+def cold_items(
+    context: dg.AssetExecutionContext,
+    config: ColdItemsConfig,
+    splits: Stored,
+    item_text_vectors: Stored,
+    image_embeddings: Stored,
+    lake: Lake,
+) -> dg.MaterializeResult:
     from rec_pipeline.evaluation.cold_items import only_items, select_cold_items
     from rec_pipeline.item_content import load_item_content
 
-    layout = lake.layout
     per_category: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category)
+        store = lake.category(category)
         interactions = pl.concat(
-            [
-                pl.read_parquet(layout.artifact(category, split_artifact(name)))
-                for name in ("train", "validation", "test")
-            ],
+            [splits[category].read(split_artifact(name)) for name in ("train", "validation", "test")],
             how="vertical_relaxed",
         )
-        content = load_item_content(layout, category)
+        content = load_item_content(item_text_vectors[category], image_embeddings[category])
         with_content = (
             []
             if content is None
@@ -108,9 +113,9 @@ def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake:
         )
         held_out = select_cold_items(interactions, with_content, cfg.cold_item_fraction, cfg.seed)
         cold = only_items(interactions, held_out)
-        held_out_frame = pl.DataFrame({"item_id": held_out}, schema={"item_id": pl.String})
-        write_parquet(held_out_frame, layout.artifact(category, Artifact.COLD_ITEMS))
-        write_parquet(cold, layout.artifact(category, Artifact.COLD_INTERACTIONS))
+        store.write(Artifact.COLD_ITEMS, pl.DataFrame({"item_id": held_out}, schema={"item_id": pl.String}))
+        store.write(Artifact.COLD_INTERACTIONS, cold)
+        fingerprints[category] = store.fingerprint("cold_items")
         n_items = interactions["item_id"].n_unique()
         context.log.info(
             f"{category}: {len(held_out):,} of {len(with_content):,} items with content held out of training "
@@ -123,9 +128,9 @@ def cold_items(context: dg.AssetExecutionContext, config: ColdItemsConfig, lake:
             "cold_interactions": cold.height,
             "cold_share_of_interactions": round(cold.height / max(1, interactions.height), 4),
             "cold_item_fraction": cfg.cold_item_fraction,
-            "path": dg.MetadataValue.path(str(layout.artifact(category, Artifact.COLD_INTERACTIONS))),
+            "path": dg.MetadataValue.path(str(store.path(Artifact.COLD_INTERACTIONS))),
         }
-    return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
+    return materialized(context, per_category, fingerprints)
 
 
 class TrainingConfig(dg.Config):
@@ -146,47 +151,52 @@ class TrainingConfig(dg.Config):
     model_params: dict[str, Any] = {}
 
 
-def model_artifact_dir(layout: DataLayout, category: str, name: str) -> Path:
-    return layout.model_dir(category, name)
-
-
-def _inputs_fingerprint(layout: DataLayout, category: str, name: str, config: TrainingConfig) -> str:
+def _inputs_fingerprint(inputs: dict[str, Upstream], spec: ModelSpec, config: TrainingConfig) -> str:
     """Identity of what a model is trained from: split files, held-out items, content features, settings, code."""
     digest = hashlib.sha256()
-    files = [layout.artifact(category, split_artifact(s)) for s in ("train", "validation")]
-    files.append(layout.artifact(category, Artifact.COLD_ITEMS))
-    if name in CONTENT_MODELS:
+    files = [inputs["splits"].path(split_artifact(s)) for s in ("train", "validation")]
+    files.append(inputs["cold_items"].path(Artifact.COLD_ITEMS))
+    if spec.content:
         files += [
-            layout.artifact(category, Artifact.ITEM_TEXT_VECTORS),
-            layout.artifact(category, Artifact.IMAGE_EMBEDDINGS),
+            inputs["item_text_vectors"].path(Artifact.ITEM_TEXT_VECTORS),
+            inputs["image_embeddings"].path(Artifact.IMAGE_EMBEDDINGS),
         ]
     for path in files:
         if path.exists():
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(bytes.fromhex(file_digest(path)))
     # Empty model_params left out, so adding the setting did not change (and retrain) every existing model.
     exclude = {"force"} if config.model_params else {"force", "model_params"}
     digest.update(json.dumps(config.model_dump(exclude=exclude), sort_keys=True).encode())
-    digest.update(f"{name}:{TRAINING_CODE_VERSION}".encode())
+    digest.update(f"{spec.name}:{TRAINING_CODE_VERSION}".encode())
     return digest.hexdigest()[:16]
 
 
-def train_one(layout: DataLayout, category: str, name: str, config: TrainingConfig, log: Any) -> dict[str, Any]:
-    """Fit ``name`` on the category's splits and save it; returns the training summary (also saved as JSON)."""
+def train_one(
+    store: CategoryStore, inputs: dict[str, Upstream], spec: ModelSpec, config: TrainingConfig, log: Any
+) -> dict[str, Any]:
+    """Fit ``spec``'s model on one category's warm splits (``inputs``: one ``Upstream`` per name of
+    ``MODEL_INPUTS``, plus ``CONTENT_INPUTS`` for content models) and save it; returns the training summary (also
+    saved as JSON)."""
     from rec_pipeline.item_content import empty_content, load_item_content
     from rec_pipeline.models import ModelNotApplicable, TrainingData, TrainOptions, create_model
     from rec_pipeline.models.artifacts import is_saved_model
 
-    model_dir = model_artifact_dir(layout, category, name)
-    summary_path = layout.training_summary(category, name)
-    fingerprint = _inputs_fingerprint(layout, category, name, config)
-    if not config.force and summary_path.exists() and is_saved_model(model_dir):
+    name, category = spec.name, store.category
+    model_dir = store.model_dir(name)
+    summary_path = store.training_summary(name)
+    fingerprint = _inputs_fingerprint(inputs, spec, config)
+    recorded = None
+    if summary_path.exists() and is_saved_model(model_dir):
         previous = json.loads(summary_path.read_text())
-        if previous.get("fingerprint") == fingerprint:
-            log.info(f"{category}/{name}: data and settings unchanged since the last training: keeping the saved model")
-            return {**previous, "skipped_unchanged": True}
-    train, validation = warm_split(layout, category, "train"), warm_split(layout, category, "validation")
-    content = load_item_content(layout, category) if name in CONTENT_MODELS else None
-    if name in CONTENT_MODELS and content is None:
+        recorded = Record(previous.get("fingerprint"), previous)
+    reused, _ = reuse_record(recorded, fingerprint, force=config.force)
+    if reused is not None:
+        log.info(f"{category}/{name}: data and settings unchanged since the last training: keeping the saved model")
+        return {**reused.payload, "skipped_unchanged": True}
+    splits, cold = inputs["splits"], inputs["cold_items"]
+    train, validation = warm(splits, cold, "train"), warm(splits, cold, "validation")
+    content = load_item_content(inputs["item_text_vectors"], inputs["image_embeddings"]) if spec.content else None
+    if spec.content and content is None:
         log.warning(
             f"{category}/{name}: no item text vectors or image embeddings: the {name} model trains on ids alone"
         )
@@ -202,8 +212,8 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
         seed=config.seed,
         mixed_precision=config.mixed_precision,
         distribution=config.distribution,
-        checkpoint_dir=layout.category_dir(category) / "checkpoints" / name,
-        tensorboard_dir=layout.category_dir(category) / "tensorboard" / name if name in KERAS_MODELS else None,
+        checkpoint_dir=store.scratch_dir("checkpoints", name),
+        tensorboard_dir=store.scratch_dir("tensorboard", name) if spec.keras else None,
     )
     try:
         model = create_model(name, **config.model_params)
@@ -217,7 +227,7 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
         # from an earlier, smaller catalogue is removed so evaluation never scores it against the new splits.
         log.warning(f"{category}/{name}: skipped: {exc}")
         shutil.rmtree(model_dir, ignore_errors=True)
-        skipped = {
+        skipped: dict[str, Any] = {
             "model": name,
             "fingerprint": fingerprint,
             "skipped_reason": str(exc),
@@ -228,7 +238,7 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
             "path": str(model_dir),
             "skipped_unchanged": False,
         }
-        write_json(skipped, summary_path)
+        store.write_training_summary(name, skipped)
         return skipped
     model.save(model_dir)
     summary = {
@@ -242,7 +252,7 @@ def train_one(layout: DataLayout, category: str, name: str, config: TrainingConf
         "tensorboard_dir": str(options.tensorboard_dir) if options.tensorboard_dir else None,
         "skipped_unchanged": False,
     }
-    write_json(summary, summary_path)
+    store.write_training_summary(name, summary)
     return summary
 
 
@@ -272,34 +282,36 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-def build_model_asset(name: str) -> dg.AssetsDefinition:
-    deps: list[str] = ["splits", "cold_items"]
-    if name in CONTENT_MODELS:
-        deps += ["item_text_vectors", "image_embeddings"]
+def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    """The asset ``model_<name>`` of one catalogue entry: its inputs, kinds and pool follow the entry's needs."""
+    inputs = (*MODEL_INPUTS, *(CONTENT_INPUTS if spec.content else ()))
 
-    @dg.asset(
-        name=f"model_{name}",
-        partitions_def=CATEGORY_PARTITIONS,
+    @category_asset(
+        name=spec.asset,
+        ins=inputs,
+        eager=False,
         group_name=TRAINING,
-        kinds={"tensorflow", "keras"} if name in KERAS_MODELS else {"numpy"},
+        kinds={"tensorflow", "keras"} if spec.keras else {"numpy"},
         code_version=TRAINING_CODE_VERSION,
-        deps=deps,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool="gpu" if name in KERAS_MODELS else None,
-        description=f"The `{name}` recommender trained on the training split without the cold items (early stopping on "
-        "validation).",
+        pool=GPU_POOL if spec.keras else None,
+        description=f"The `{spec.name}` recommender trained on the training split without the cold items (early "
+        "stopping on validation).",
     )
-    def _model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: DataLake) -> dg.MaterializeResult:
+    def _model(
+        context: dg.AssetExecutionContext, config: TrainingConfig, lake: Lake, **upstream: Stored
+    ) -> dg.MaterializeResult:
         settings = lake.settings()
-        per_category = {
-            c: _summary_metadata(
-                train_one(lake.layout, c, name, step_config(context, config, lake, c, settings), context.log)
-            )
-            for c in context.partition_keys
-        }
-        return dg.MaterializeResult(metadata=merge_category_metadata(per_category))
+        per_category: dict[str, dict[str, Any]] = {}
+        fingerprints: dict[str, str] = {}
+        for category in context.partition_keys:
+            store = lake.category(category)
+            cfg = step_config(context, config, lake, category, settings)
+            summary = train_one(store, {k: v[category] for k, v in upstream.items()}, spec, cfg, context.log)
+            per_category[category] = _summary_metadata(summary)
+            fingerprints[category] = store.fingerprint(spec.asset)
+        return materialized(context, per_category, fingerprints)
 
     return _model
 
 
-model_assets = [build_model_asset(name) for name in MODEL_NAMES]
+model_assets = [build_model_asset(spec) for spec in CATALOGUE]

@@ -1,41 +1,83 @@
-"""Model kinds by name, and loading any saved model by the kind recorded in its ``model.json``."""
+"""The one list of models: each model's name, class and needs, and loading any saved model by the kind recorded in
+its ``model.json``.
+
+``CATALOGUE`` is the only place a model is listed. Everything else derives from it: the training assets (one per
+entry, in this order), the ``gpu`` pool (``keras``), the content features a model reads (``content``), the demo's
+settings and the evaluation's model list. Importing this module imports no Keras: a model's class is imported
+the first time ``MODELS[name]`` (or ``ModelSpec.model_class``) asks for it, so a Dagster code location can read
+the catalogue at load time and still leave TensorFlow to the step processes that train.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rec_pipeline.models.als import ALSMatrixFactorizationRecommender
 from rec_pipeline.models.artifacts import read_manifest
-from rec_pipeline.models.autorec import AutoRecRecommender
-from rec_pipeline.models.base import Recommender
-from rec_pipeline.models.biases import BiasesRecommender
-from rec_pipeline.models.ease import EASERecommender
-from rec_pipeline.models.global_mean import GlobalMeanRecommender
-from rec_pipeline.models.hybrid import HybridRecommender
-from rec_pipeline.models.hybrid_seed000 import HybridSeed000Recommender
-from rec_pipeline.models.mf import MatrixFactorizationRecommender
-from rec_pipeline.models.ncf import NCFRecommender
-from rec_pipeline.models.neumf import NeuMFRecommender
-from rec_pipeline.models.popularity import PopularityRecommender
-from rec_pipeline.models.two_tower import TwoTowerRecommender
 
-MODELS: dict[str, type[Recommender]] = {
-    model.kind: model
-    for model in (
-        GlobalMeanRecommender,
-        PopularityRecommender,
-        BiasesRecommender,
-        EASERecommender,
-        MatrixFactorizationRecommender,
-        ALSMatrixFactorizationRecommender,
-        NCFRecommender,
-        NeuMFRecommender,
-        HybridRecommender,
-        HybridSeed000Recommender,
-        AutoRecRecommender,
-        TwoTowerRecommender,
-    )
-}
+if TYPE_CHECKING:
+    from rec_pipeline.models.base import Recommender
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the catalogue and what it needs."""
+
+    name: str  # the model's kind (``Recommender.kind``), its asset is ``model_<name>``
+    module: str  # under rec_pipeline.models
+    class_name: str
+    keras: bool = False  # trains (and is scored) with Keras: the ``gpu`` pool, TensorBoard logs
+    content: bool = False  # reads item content: text vectors and image embeddings
+
+    @property
+    def asset(self) -> str:
+        return f"model_{self.name}"
+
+    @property
+    def model_class(self) -> type[Recommender]:
+        model_class: type[Recommender] = getattr(
+            importlib.import_module(f"rec_pipeline.models.{self.module}"), self.class_name
+        )
+        return model_class
+
+
+CATALOGUE: tuple[ModelSpec, ...] = (
+    ModelSpec("global_mean", "global_mean", "GlobalMeanRecommender"),
+    ModelSpec("popularity", "popularity", "PopularityRecommender"),
+    ModelSpec("biases", "biases", "BiasesRecommender"),
+    ModelSpec("ease", "ease", "EASERecommender"),
+    ModelSpec("mf", "mf", "MatrixFactorizationRecommender", keras=True),
+    ModelSpec("mf_als", "als", "ALSMatrixFactorizationRecommender"),
+    ModelSpec("ncf", "ncf", "NCFRecommender", keras=True),
+    ModelSpec("neumf", "neumf", "NeuMFRecommender", keras=True),
+    ModelSpec("hybrid", "hybrid", "HybridRecommender", keras=True, content=True),
+    ModelSpec("hybrid_seed000", "hybrid_seed000", "HybridSeed000Recommender", keras=True, content=True),
+    ModelSpec("autorec", "autorec", "AutoRecRecommender", keras=True),
+    ModelSpec("two_tower", "two_tower", "TwoTowerRecommender", keras=True, content=True),
+)
+SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in CATALOGUE}
+MODEL_NAMES: tuple[str, ...] = tuple(SPECS)
+KERAS_MODELS: frozenset[str] = frozenset(spec.name for spec in CATALOGUE if spec.keras)
+CONTENT_MODELS: frozenset[str] = frozenset(spec.name for spec in CATALOGUE if spec.content)
+
+
+class _Models(Mapping[str, "type[Recommender]"]):
+    """``{kind: class}`` over the catalogue, each class imported on first access."""
+
+    def __getitem__(self, kind: str) -> type[Recommender]:
+        return SPECS[kind].model_class
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SPECS)
+
+    def __len__(self) -> int:
+        return len(SPECS)
+
+
+MODELS: Mapping[str, type[Recommender]] = _Models()
 
 
 def create_model(kind: str, **config: object) -> Recommender:

@@ -43,11 +43,10 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}": e.asset_check_evaluation_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+    evaluations = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    return {f"{c.asset_key.to_user_string()}:{c.check_name}": c.passed for c in evaluations}
 
 
 def test_real_dump_materializes_to_a_true_kcore_with_passing_checks(real_data_dir: Path, tmp_path: Path) -> None:
@@ -205,3 +204,88 @@ def test_an_unreadable_artifact_error_names_the_path_and_the_fix(tmp_path: Path)
         ArtifactError, match=r"interactions.parquet cannot be read .* materialize the asset that writes it again"
     ):
         read_artifact(path)
+
+
+def _toys_reviews(path: Path, users: int = 5, items: int = 5) -> None:
+    write_lines(
+        path,
+        [
+            {"reviewerID": f"U{u}", "asin": f"B{i}", "overall": float(1 + (u + i) % 5), "unixReviewTime": u * 10 + i}
+            for u in range(users)
+            for i in range(items)
+        ],
+    )
+
+
+def _data_versions(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], str]:
+    return {
+        (e.asset_key.to_user_string(), e.materialization.partition): e.materialization.tags["dagster/data_version"]
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_each_partitions_data_version_is_its_content_fingerprint_and_survives_an_unchanged_rerun(
+    tmp_path: Path,
+) -> None:
+    _toys_reviews(tmp_path / "raw" / "Toys_5.json.gz")
+    first = _materialize(tmp_path, ["Toys"], "Toys")
+    store = DataLake(data_dir=str(tmp_path)).category("Toys")
+    versions = _data_versions(first)
+    for asset in ("raw_reviews", "interactions", "splits"):
+        assert versions[(asset, "Toys")] == store.fingerprint(asset) == _metadata(first, asset)["content_fingerprint"]
+    # The same content again: the same versions, so nothing downstream turns stale.
+    assert _data_versions(_materialize(tmp_path, ["Toys"], "Toys")) == versions
+    # Other content (a different split seed): that asset's version changes, its upstreams' do not.
+    reseeded = _data_versions(_materialize(tmp_path, ["Toys"], "Toys", {"ops": {"splits": {"config": {"seed": 7}}}}))
+    assert reseeded[("splits", "Toys")] != versions[("splits", "Toys")]
+    assert reseeded[("interactions", "Toys")] == versions[("interactions", "Toys")]
+
+
+def test_a_ranged_run_records_each_categorys_metadata_on_its_own_partition(tmp_path: Path) -> None:
+    _toys_reviews(tmp_path / "raw" / "Toys_5.json.gz", users=5)
+    _toys_reviews(tmp_path / "raw" / "Books_5.json.gz", users=7)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("category", ["Toys", "Books"])
+    job = dg.Definitions(
+        assets=ASSETS,
+        resources={"lake": DataLake(data_dir=str(tmp_path))},
+        jobs=[dg.define_asset_job("ranged", selection=dg.AssetSelection.all())],
+    ).resolve_job_def("ranged")
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"interactions": {"config": {"min_rows": 1}}}},
+        tags={"dagster/asset_partition_range_start": "Toys", "dagster/asset_partition_range_end": "Books"},
+    )
+    assert result.success
+    rows = {
+        e.materialization.partition: e.materialization.metadata["rows_out"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "interactions"
+    }
+    assert rows == {"Toys": 25, "Books": 35}
+    for event in result.get_asset_materialization_events():
+        assert not any("/" in key for key in event.materialization.metadata if not key.startswith("variants/")), event
+        store = DataLake(data_dir=str(tmp_path)).category(event.materialization.partition or "")
+        fingerprint = event.materialization.metadata["content_fingerprint"].value
+        assert fingerprint == store.fingerprint(event.asset_key.to_user_string())
+
+
+def test_an_upstream_handle_reads_only_what_that_asset_writes(tmp_path: Path) -> None:
+    from rec_pipeline.warehouse import Artifact
+    from rec_pipeline.warehouse_io import stored
+
+    splits = stored(tmp_path, "splits", "Toys")
+    assert list(splits) == ["Toys"]
+    assert splits["Toys"].path(Artifact.TRAIN) == DataLayout(tmp_path).artifact("Toys", "splits/train.parquet")
+    with pytest.raises(ValueError, match="interactions.parquet is not written by splits"):
+        splits["Toys"].read(Artifact.INTERACTIONS)
+
+
+def test_every_asset_receives_each_upstream_it_depends_on_as_a_named_input(tmp_path: Path) -> None:
+    from rec_pipeline.definitions import build_definitions
+
+    graph = build_definitions(str(tmp_path)).resolve_asset_graph()
+    for assets_def in graph.assets_defs:
+        inputs = set(assets_def.keys_by_input_name.values())
+        for key in assets_def.keys:
+            assert set(graph.get(key).parent_keys) <= inputs, key

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rec_pipeline.assets.training import MODEL_NAMES
+from rec_pipeline.models.registry import MODEL_NAMES
 from rec_pipeline.paths import DataLayout
 from rec_pipeline_tests.ops.conftest import (
     IN_PROCESS_RUN_CONFIG,
