@@ -139,3 +139,24 @@ class _Log:
     def info(self, *_: object) -> None: ...
 
     def warning(self, *_: object) -> None: ...
+
+
+@pytest.mark.slow
+def test_keras_models_are_tuned_on_validation_and_say_how(materialized: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    """Each searchable Keras model reports its chosen values and one table row per candidate; the frozen
+    reproduction of a published network and the closed-form models are not searched."""
+    from rec_pipeline.models.search import DEFAULT_SPACES, SEARCHABLE_MODELS
+
+    _, result = materialized
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
+    }
+    for name in SEARCHABLE_MODELS:
+        entry = metadata[f"model_{name}"]
+        table = entry["search_table"].value
+        rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+        assert len(rows) == DEFAULT_SPACES[name].max_candidates, (name, table)
+        assert [line.split("|")[-2].strip() for line in rows].count("True") == 1, table  # one chosen row
+        assert "search_chosen" in entry
+    assert "search_table" not in metadata["model_hybrid_seed000"]
+    assert "search_table" not in metadata["model_biases"]

@@ -26,6 +26,7 @@ import polars as pl
 from rec_pipeline.assets.factory import GPU_POOL, category_asset, materialized
 from rec_pipeline.incremental import Record, reuse_record
 from rec_pipeline.models.registry import CATALOGUE, CONTENT_MODELS, KERAS_MODELS, MODEL_NAMES, ModelSpec
+from rec_pipeline.models.search import SEARCHABLE_MODELS, resolve_space, search
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import line_plot_md
 from rec_pipeline.resources import Lake, step_config
@@ -36,7 +37,7 @@ from rec_pipeline.warehouse_io import CategoryStore, Stored, Upstream, file_dige
 __all__ = ["CONTENT_MODELS", "KERAS_MODELS", "MODEL_NAMES"]
 
 TRAINING = "training"
-TRAINING_CODE_VERSION = "3"  # 3: trained on the warm splits (cold items held out)
+TRAINING_CODE_VERSION = "4"  # 3: trained on the warm splits (cold items held out); 4: tuned on validation
 MODEL_INPUTS = ("splits", "cold_items")  # what every model reads; content models also read CONTENT_INPUTS
 CONTENT_INPUTS = ("item_text_vectors", "image_embeddings")
 
@@ -149,6 +150,12 @@ class TrainingConfig(dg.Config):
     force: bool = False  # retrain even if data and settings are unchanged
     # Constructor arguments of this asset's model, e.g. {"l2": 300, "max_items": 30000} for model_ease.
     model_params: dict[str, Any] = {}
+    # A seeded search on validation before the model is kept (Keras models but the frozen hybrid_seed000): the
+    # values above are candidate 0, so tuning never keeps a worse model than the untuned one; about 3-4x the
+    # training time. ``search_space`` overrides rec_pipeline.models.search.DEFAULT_SPACES[<model>], e.g.
+    # {"embedding_dim": [16, 32], "learning_rate": [0.002, 0.005], "max_candidates": 3}; [] drops a parameter.
+    search: bool = True
+    search_space: dict[str, Any] = {}
 
 
 def _inputs_fingerprint(inputs: dict[str, Upstream], spec: ModelSpec, config: TrainingConfig) -> str:
@@ -215,13 +222,32 @@ def train_one(
         checkpoint_dir=store.scratch_dir("checkpoints", name),
         tensorboard_dir=store.scratch_dir("tensorboard", name) if spec.keras else None,
     )
-    try:
-        model = create_model(name, **config.model_params)
-    except ValueError as exc:
-        raise dg.Failure(description=f"{category}/model_{name}: {exc}") from exc
+    data = TrainingData(train, validation, content)
+    tuned: dict[str, Any] | None = None
     log.info(f"{category}/{name}: training on {train.height:,} ratings (validation {validation.height:,})")
     try:
-        history = model.fit(TrainingData(train, validation, content), options, logger=log)
+        if config.search and name in SEARCHABLE_MODELS and data.has_validation:
+            try:
+                space = resolve_space(name, {name: config.search_space}, config.model_params)
+            except ValueError as exc:
+                raise dg.Failure(description=f"{category}/model_{name}: search_space: {exc}") from exc
+            result = search(
+                name,
+                space,
+                data,
+                options,
+                seed=config.seed,
+                model_params=config.model_params,
+                baseline=_contained_baseline(store, name, train, validation, log),
+                logger=log,
+            )
+            model, history, tuned = result.model, result.history, result.to_dict()
+        else:
+            try:
+                model = create_model(name, **config.model_params)
+            except ValueError as exc:
+                raise dg.Failure(description=f"{category}/model_{name}: {exc}") from exc
+            history = model.fit(data, options, logger=log)
     except ModelNotApplicable as exc:
         # Skip, not fail: one model that cannot run on this catalogue must not stop the others. A model saved
         # from an earlier, smaller catalogue is removed so evaluation never scores it against the new splits.
@@ -251,9 +277,48 @@ def train_one(
         "path": str(model_dir),
         "tensorboard_dir": str(options.tensorboard_dir) if options.tensorboard_dir else None,
         "skipped_unchanged": False,
+        "search": tuned,
     }
     store.write_training_summary(name, summary)
     return summary
+
+
+def _contained_baseline(
+    store: CategoryStore, name: str, train: pl.DataFrame, validation: pl.DataFrame, log: Any
+) -> float | None:
+    """The validation objective of the model ``name`` contains (MF: biases; NeuMF, hybrid: MF), when it is saved.
+
+    Best effort: models train in any order, so the contained one may not be there yet; ``model_metrics``'
+    nesting check judges every pair on the same validation split in any case.
+    """
+    from rec_pipeline.models import load_model
+    from rec_pipeline.models.artifacts import is_saved_model
+    from rec_pipeline.models.search import CONTAINS, default_objective, validation_objective
+
+    base = CONTAINS.get(name)
+    if base is None or not is_saved_model(store.model_dir(base)):
+        return None
+    try:
+        return validation_objective(load_model(store.model_dir(base)), train, validation, default_objective(name))
+    except (ValueError, OSError) as exc:  # a model saved from other splits: no comparison rather than a failure
+        log.warning(f"{store.category}/{name}: cannot score the contained {base} model on validation: {exc}")
+        return None
+
+
+def _search_metadata(tuned: dict[str, Any]) -> dict[str, Any]:
+    """The chosen values, the objective, and the whole search table, for the asset's metadata."""
+    from rec_pipeline.assets.metadata import md_table
+
+    metadata: dict[str, Any] = {
+        "search_chosen": dg.MetadataValue.json(tuned["chosen"]),
+        f"search_best_{tuned['objective']}": tuned["best_value"],
+        f"search_untuned_{tuned['objective']}": tuned["base_value"],
+        "search_table": dg.MetadataValue.md(md_table(tuned["table"], tuned["columns"])),
+        "search_seconds": tuned["seconds"],
+    }
+    if tuned.get("baseline"):
+        metadata[f"search_not_worse_than_{tuned['baseline']}"] = bool(tuned["not_worse_than_baseline"])
+    return metadata
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
@@ -279,6 +344,8 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         )
     if summary.get("tensorboard_dir"):
         metadata["tensorboard_logs"] = dg.MetadataValue.path(summary["tensorboard_dir"])
+    if summary.get("search"):
+        metadata.update(_search_metadata(summary["search"]))
     return metadata
 
 
