@@ -13,7 +13,7 @@ import polars as pl
 from rec_pipeline.assets.factory import GPU_POOL, category_asset, materialized
 from rec_pipeline.assets.metadata import combined_check, md_table
 from rec_pipeline.assets.training import held_out_items, warm
-from rec_pipeline.models.registry import CATALOGUE, MODEL_NAMES
+from rec_pipeline.models.registry import CATALOGUE, MODEL_NAMES, NESTED_MODELS
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import scatter_md
 from rec_pipeline.recommend import unique_titles
@@ -45,9 +45,6 @@ class RecommendationsConfig(dg.Config):
     seed: int = 0  # order among equal scores, as in evaluation (MetricsConfig.seed)
 
 
-# "A contains B": A can represent B exactly, so after training A must not be worse on validation. A violation
-# means under-training or mis-regularization, not a property of the data.
-NESTED_MODELS = (("biases", "global_mean"), ("mf", "biases"), ("neumf", "mf"), ("hybrid", "mf"))
 NESTING_METRIC = "val_rmse"
 
 

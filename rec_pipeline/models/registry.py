@@ -31,6 +31,9 @@ class ModelSpec:
     class_name: str
     keras: bool = False  # trains (and is scored) with Keras: the ``gpu`` pool, TensorBoard logs
     content: bool = False  # reads item content: text vectors and image embeddings
+    # The model this one contains (can represent exactly): after training it must not be worse on validation.
+    # A violation means under-training or mis-regularization, not a property of the data.
+    contains: str | None = None
 
     @property
     def asset(self) -> str:
@@ -47,13 +50,13 @@ class ModelSpec:
 CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec("global_mean", "global_mean", "GlobalMeanRecommender"),
     ModelSpec("popularity", "popularity", "PopularityRecommender"),
-    ModelSpec("biases", "biases", "BiasesRecommender"),
+    ModelSpec("biases", "biases", "BiasesRecommender", contains="global_mean"),
     ModelSpec("ease", "ease", "EASERecommender"),
-    ModelSpec("mf", "mf", "MatrixFactorizationRecommender", keras=True),
+    ModelSpec("mf", "mf", "MatrixFactorizationRecommender", keras=True, contains="biases"),
     ModelSpec("mf_als", "als", "ALSMatrixFactorizationRecommender"),
     ModelSpec("ncf", "ncf", "NCFRecommender", keras=True),
-    ModelSpec("neumf", "neumf", "NeuMFRecommender", keras=True),
-    ModelSpec("hybrid", "hybrid", "HybridRecommender", keras=True, content=True),
+    ModelSpec("neumf", "neumf", "NeuMFRecommender", keras=True, contains="mf"),
+    ModelSpec("hybrid", "hybrid", "HybridRecommender", keras=True, content=True, contains="mf"),
     ModelSpec("hybrid_seed000", "hybrid_seed000", "HybridSeed000Recommender", keras=True, content=True),
     ModelSpec("autorec", "autorec", "AutoRecRecommender", keras=True),
     ModelSpec("two_tower", "two_tower", "TwoTowerRecommender", keras=True, content=True),
@@ -62,6 +65,7 @@ SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in CATALOGUE}
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)
 KERAS_MODELS: frozenset[str] = frozenset(spec.name for spec in CATALOGUE if spec.keras)
 CONTENT_MODELS: frozenset[str] = frozenset(spec.name for spec in CATALOGUE if spec.content)
+NESTED_MODELS: tuple[tuple[str, str], ...] = tuple((s.name, s.contains) for s in CATALOGUE if s.contains)
 
 
 class _Models(Mapping[str, "type[Recommender]"]):

@@ -42,6 +42,7 @@ from rec_pipeline.evaluation.ranking_metrics import RANKING_METRICS
 from rec_pipeline.evaluation.ranking_protocols import default_candidates, rank_model
 from rec_pipeline.evaluation.rating_metrics import rating_metrics
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
+from rec_pipeline.models.registry import CATALOGUE, NESTED_MODELS
 
 if TYPE_CHECKING:
     from rec_pipeline.models.base import Recommender
@@ -52,8 +53,8 @@ OPTION_PARAMETERS = ("embedding_dim", "l2", "learning_rate", "dropout", "id_drop
 
 # Keras models the search tunes. ``hybrid_seed000`` reproduces a published network with its published settings:
 # tuning it would make it a different model.
-SEARCHABLE_MODELS = ("mf", "ncf", "neumf", "hybrid", "autorec", "two_tower")
 FROZEN_MODELS = {"hybrid_seed000": "a frozen reproduction of a published network: its settings are not tuned"}
+SEARCHABLE_MODELS = tuple(spec.name for spec in CATALOGUE if spec.keras and spec.name not in FROZEN_MODELS)
 
 # Options a model never reads: searching them would train identical candidates and report a meaningless table.
 _IGNORED_OPTIONS: dict[str, dict[str, str]] = {
@@ -71,9 +72,9 @@ _IGNORED_OPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
-# "A contains B": A can represent B exactly, so tuned A must not be worse than B on validation (as
-# ``rec_pipeline.assets.evaluation.NESTED_MODELS``, kept here so this module stays Dagster-free).
-CONTAINS: dict[str, str] = {"mf": "biases", "neumf": "mf", "hybrid": "mf"}
+# "A contains B": A can represent B exactly, so tuned A must not be worse than B on validation (the registry's
+# ``ModelSpec.contains``, restricted to the searched models).
+CONTAINS: dict[str, str] = {model: base for model, base in NESTED_MODELS if model in SEARCHABLE_MODELS}
 
 RATING_OBJECTIVE = "rmse"
 RANKING_OBJECTIVE = "ndcg@10"
