@@ -2,6 +2,7 @@
 
     python bench/train.py                        # 1M interactions, 100k users, 20k items, batch 1024
     python bench/train.py --interactions 200000 --epochs 3
+    python bench/train.py --backend jax --batch-size 4096   # the same on JAX (pip install jax), larger batches
 
 Generates ratings from random factors (Zipf-like item popularity) and per-item content (a 64-d title vector and a
 512-d image embedding, a tenth of each missing), then trains, in this process and on the same data:
@@ -15,7 +16,13 @@ Generates ratings from random factors (Zipf-like item popularity) and per-item c
 - rec_pipeline's hybrid (``create_model("hybrid")``: content looked up per batch from item tables).
 
 Every model runs ``--epochs`` epochs (no validation, no early stopping) and reports the median of its per-epoch
-examples/s; the first epoch includes graph tracing, which the median discounts.
+examples/s; the first epoch includes graph tracing (XLA compilation on JAX), which the median discounts.
+
+``--backend`` picks the Keras backend (tensorflow, jax or torch): it is set as ``KERAS_BACKEND`` before this
+process first imports Keras (``rec_pipeline.models.backend.use_backend``), so ``KERAS_BACKEND=jax python
+bench/train.py`` and ``python bench/train.py --backend jax`` are the same run. On TensorFlow rec_pipeline feeds
+``tf.data`` pipelines and a fused Adam kernel; on the others ``keras.utils.PyDataset`` batches and Keras' Adam.
+``--lr-scaling linear`` scales the project models' learning rates with ``--batch-size`` (reference 256).
 
 Targets (issue 12, item 2): project MF >= 0.9x plain Keras MF; project hybrid >= 1.5x seed 000's network.
 """
@@ -40,7 +47,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from _measure import print_table  # noqa: E402
 
-BACKENDS = ("tensorflow",)
+BACKENDS = ("tensorflow", "jax", "torch")
 TEXT_DIM = 64
 IMAGE_DIM = 512
 EMBEDDING_DIM = 32
@@ -116,7 +123,7 @@ class EpochLogTimer(logging.Handler):
             self.cpu_marks.append(time.process_time())
 
 
-def plain_keras_mf(data: Data, epochs: int, batch_size: int) -> list[float]:
+def plain_keras_mf(data: Data, epochs: int, batch_size: int) -> Epochs:
     """The textbook Keras biased MF, fed plain arrays: the reference the project's MF is held to."""
     import keras
 
@@ -144,7 +151,7 @@ def plain_keras_mf(data: Data, epochs: int, batch_size: int) -> list[float]:
     return timed
 
 
-def seed000_hybrid(data: Data, epochs: int, batch_size: int) -> list[float]:
+def seed000_hybrid(data: Data, epochs: int, batch_size: int) -> Epochs:
     """Seed 000's network as written, content fed per row (an interactions x 576 float32 array beside the ids)."""
     import keras
 
@@ -171,13 +178,19 @@ def seed000_hybrid(data: Data, epochs: int, batch_size: int) -> list[float]:
     return timed
 
 
-def project_model(kind: str) -> Callable[[Data, int, int], Epochs]:
+def project_model(kind: str, backend: str, lr_scaling: str) -> Callable[[Data, int, int], Epochs]:
     def run(data: Data, epochs: int, batch_size: int) -> Epochs:
         from rec_pipeline.models import TrainingData, TrainOptions, create_model
 
         content = data.content() if kind == "hybrid" else None
         options = TrainOptions(
-            epochs=epochs, batch_size=batch_size, embedding_dim=EMBEDDING_DIM, early_stopping_patience=0, seed=0
+            epochs=epochs,
+            batch_size=batch_size,
+            embedding_dim=EMBEDDING_DIM,
+            early_stopping_patience=0,
+            seed=0,
+            backend=backend,  # type: ignore[arg-type]
+            learning_rate_scaling=lr_scaling,  # type: ignore[arg-type]
         )
         logger = logging.getLogger(f"bench.train.{kind}")
         logger.setLevel(logging.INFO)
@@ -201,23 +214,31 @@ def main() -> None:
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="tensorflow",
-        help="Keras backend (rec_pipeline trains on TensorFlow; others may come later)",
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="Keras backend, set as KERAS_BACKEND before Keras is imported (default: $KERAS_BACKEND or tensorflow)",
+    )
+    parser.add_argument(
+        "--lr-scaling",
+        choices=("none", "linear", "sqrt"),
+        default="none",
+        help="TrainOptions.learning_rate_scaling of the rec_pipeline models (reference batch 256)",
     )
     parser.add_argument("--only", nargs="*", default=None, help="subset of: keras_mf mf seed000 hybrid")
     args = parser.parse_args()
-    os.environ["KERAS_BACKEND"] = args.backend
+    from rec_pipeline.models.backend import use_backend
+
+    use_backend(args.backend)  # before anything imports Keras: Keras fixes its backend at its first import
 
     data = Data(args.interactions, args.users, args.items, seed=0)
     contenders: dict[str, tuple[str, Callable[[Data, int, int], Epochs]]] = {
         "keras_mf": ("plain Keras MF (arrays)", plain_keras_mf),
-        "mf": ("rec_pipeline mf", project_model("mf")),
+        "mf": ("rec_pipeline mf", project_model("mf", args.backend, args.lr_scaling)),
         "seed000": ("seed 000 hybrid (content per row)", seed000_hybrid),
-        "hybrid": ("rec_pipeline hybrid", project_model("hybrid")),
+        "hybrid": ("rec_pipeline hybrid", project_model("hybrid", args.backend, args.lr_scaling)),
     }
     rates: dict[str, float] = {}
     cpu_rates: dict[str, float] = {}
-    rows = []
+    rows: list[dict[str, object]] = []
     for key, (label, run) in contenders.items():
         if args.only is not None and key not in args.only:
             continue

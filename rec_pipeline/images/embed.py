@@ -1,5 +1,8 @@
 """CNN image embeddings: a Keras backbone (or a saved ``.keras`` model) run over cached images through ``tf.data``.
 
+The backbone runs on whichever Keras backend the process uses (``KERAS_BACKEND``); TensorFlow only reads,
+decodes and resizes the images, and is hidden from the GPUs when it is not the Keras backend.
+
 The embedder is a plain ``keras.Model`` mapping float32 RGB images in ``[0, 255]`` of shape
 ``(size, size, 3)`` to ``[batch, d]`` vectors. With ``model_path`` unset it is a ``keras.applications`` backbone
 (``include_top=False, pooling="avg"``) preceded by that backbone's own ``preprocess_input``, so every backbone
@@ -276,8 +279,13 @@ def embed_images(
     ``ignore_errors`` and the survivors are scattered back by index. Images are resized to the embedder's input
     size (``options.image_size`` when the model accepts any size); the fetch step already padded them square.
     """
+    import keras
     import tensorflow as tf
 
+    if keras.backend.backend() != "tensorflow":
+        # TensorFlow only decodes images here; on another backend it must not claim the GPUs that backend uses.
+        with contextlib.suppress(RuntimeError):  # raised once TensorFlow's devices exist: too late, keep going
+            tf.config.set_visible_devices([], "GPU")
     log = logger or logging.getLogger(__name__)
     dim = int(embedder.output_shape[-1])
     height, width = _input_size(embedder, options.image_size)
@@ -305,14 +313,16 @@ def embed_images(
     report_every = max(1, total_batches // 10)
     for batch_number, (indices, images) in enumerate(dataset, start=1):
         rows = indices.numpy()
-        vectors[rows] = np.asarray(embedder.predict_on_batch(images), dtype=np.float32)
+        # numpy in: the embedder may run on any Keras backend, and every backend takes numpy.
+        vectors[rows] = np.asarray(embedder.predict_on_batch(images.numpy()), dtype=np.float32)
         mask[rows] = True
         if batch_number % report_every == 0:
             log.info(f"embedded {int(mask.sum())}/{n} images ({time.perf_counter() - started:.1f} s)")
     elapsed = time.perf_counter() - started
     unreadable = [names[i] for i in np.flatnonzero(~mask)]
     log.info(
-        f"embedded {n - len(unreadable)} of {n} images into {dim} dimensions in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} images/s)"
+        f"embedded {n - len(unreadable)} of {n} images into {dim} dimensions in {elapsed:.1f} s "
+        f"({n / max(elapsed, 1e-9):.1f} images/s)"
     )
     if unreadable:
         log.warning(

@@ -4,10 +4,11 @@ Item-based (I-AutoRec, the paper's better variant) by default: each item is a ve
 reconstructed through two encoder and two decoder layers; the reconstruction at user u is the prediction.
 
 Memory: nothing is ever dense over users x items, nor over a batch of rows x all columns. A batch enters as a
-``tf.SparseTensor`` (its observed cells only) and the output layer is evaluated only at the cells the loss
-needs (``ObservedCells``), so a step costs O(cells in the batch x hidden units). What remains is linear in the
-number of columns: the first and last layers' weights, ``2 x columns x hidden_units[0]`` floats, and Adam's two
-moments of each (item-based at 1.9M users with the default 256 units: ~4 GB of weights, ~12 GB with Adam),
+sparse tensor (its observed cells only: ``tf.SparseTensor`` on TensorFlow, ``BCOO`` on JAX) and the output
+layer is evaluated only at the cells the loss needs (``ObservedCells``), so a step costs O(cells in the batch x
+hidden units). What remains is linear in the number of columns: the first and last layers' weights,
+``2 x columns x hidden_units[0]`` floats, and Adam's two moments of each (item-based at 1.9M users with the
+default 256 units: ~4 GB of weights, ~12 GB with Adam),
 plus one code of ``hidden_units[0]`` floats per row for scoring.
 """
 
@@ -23,14 +24,13 @@ from typing import Any
 import keras
 import numpy as np
 import polars as pl
-import tensorflow as tf
 from keras import ops
 
-from rec_pipeline.models.base import LatentFactors, Recommender, clip_ratings
+from rec_pipeline.models.base import LatentFactors, ModelNotApplicable, Recommender, clip_ratings
 from rec_pipeline.models.bias_terms import BiasTerms, fit_bias_terms
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
 from rec_pipeline.models.layers import PACKAGE
-from rec_pipeline.models.training import DatasetPair, fit_network, index_batches, layer_dtype
+from rec_pipeline.models.training import ArrayBatches, DatasetPair, fit_network, layer_dtype, on_tensorflow
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 NETWORK_FILE = "network.keras"
@@ -40,30 +40,100 @@ _OUTPUT_LAYER = "reconstruction"
 
 
 class SparseRows:
-    """CSR rows of the rating matrix kept as ragged tensors; a batch of rows becomes a ``tf.SparseTensor``.
+    """CSR rows of the rating matrix (``indptr``, ``columns`` int64, ``values`` float32); a batch of rows becomes a
+    sparse tensor of the backend (``sparse``), or its cells (``cells``).
 
-    Never densified: a dense batch of item rows over 1.9M users is 7.6 MB per row.
+    Never densified: a dense batch of item rows over 1.9M users is 7.6 MB per row. On TensorFlow the training
+    pipeline gathers the same arrays as ragged tensors inside ``tf.data`` (``tf_input.sparse_rows_dataset``).
     """
 
     def __init__(self, rows: np.ndarray, columns: np.ndarray, values: np.ndarray, n_rows: int, n_columns: int):
         order = np.lexsort((columns, rows))
-        splits = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
         self.n_columns = n_columns
-        self.row_counts = np.diff(splits)
-        self._columns = tf.RaggedTensor.from_row_splits(columns[order].astype(np.int64), splits)
-        self._values = tf.RaggedTensor.from_row_splits(values[order].astype(np.float32), splits)
+        self.row_counts = np.diff(self.indptr)
+        self.columns = columns[order].astype(np.int64)
+        self.values = values[order].astype(np.float32)
 
-    def cells(self, rows: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def cells(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(position in ``rows``, column, rating) of every observed cell of ``rows``, row-major, int64/float32."""
-        rows = tf.cast(rows, tf.int64)
-        columns = tf.gather(self._columns, rows)
-        return columns.value_rowids(), columns.flat_values, tf.gather(self._values, rows).flat_values
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = self.row_counts[rows]
+        total = int(counts.sum())
+        positions = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        first_cell = np.cumsum(counts) - counts
+        flat = np.arange(total, dtype=np.int64) - np.repeat(first_cell, counts) + np.repeat(self.indptr[rows], counts)
+        return positions, self.columns[flat], self.values[flat]
 
-    def sparse(self, rows: Any) -> tf.SparseTensor:
-        """The ratings of ``rows`` as a ``[len(rows), n_columns]`` sparse tensor (canonical row-major order)."""
+    def padded_bcoo(self, rows: np.ndarray) -> Any:
+        """The ratings of ``rows`` as a JAX ``BCOO`` ``[len(rows), n_columns]`` whose number of stored cells is
+        ``padded_size`` of the real one (the extra cells: value 0 at (0, 0), which changes no product)."""
+        import jax.numpy as jnp
+        from jax.experimental import sparse as jax_sparse
+
         positions, columns, values = self.cells(rows)
-        shape = tf.stack([tf.shape(rows, out_type=tf.int64)[0], tf.constant(self.n_columns, tf.int64)])
-        return tf.SparseTensor(tf.stack([positions, columns], axis=1), values, shape)
+        size = padded_size(len(values))
+        indices = np.zeros((size, 2), np.int32)
+        indices[: len(values), 0], indices[: len(values), 1] = positions, columns
+        padded = np.zeros(size, np.float32)
+        padded[: len(values)] = values
+        return jax_sparse.BCOO((jnp.asarray(padded), jnp.asarray(indices)), shape=(len(rows), self.n_columns))
+
+    def sparse(self, rows: np.ndarray) -> Any:
+        """The ratings of ``rows`` as the backend's ``[len(rows), n_columns]`` sparse tensor (row-major), for a
+        network's ``predict_on_batch``."""
+        if on_tensorflow():
+            from rec_pipeline.models.tf_input import sparse_tensor
+
+            return sparse_tensor(self, rows)
+        if keras.backend.backend() == "jax":
+            return self.padded_bcoo(rows)
+        raise NotImplementedError(f"AutoRec needs sparse inputs: TensorFlow or JAX, not {keras.backend.backend()}")
+
+
+def padded_size(n: int) -> int:
+    """The power of two (at least 256) that a batch of ``n`` cells is padded to on JAX.
+
+    JAX compiles a training step per distinct input shape, and every batch of rows holds a different number of
+    cells: unpadded, AutoRec recompiled at almost every step (6 minutes for the planted test data). Powers of two
+    bound the shapes to a few dozen for at most twice the cells.
+    """
+    return max(256, 1 << max(0, n - 1).bit_length())
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+def observed_mse(y_true: Any, y_pred: Any) -> Any:
+    """Mean squared error over the cells whose target is not NaN (NaN marks the padding cells on JAX)."""
+    y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+    y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1,))
+    observed = ops.logical_not(ops.isnan(y_true))
+    error = ops.where(observed, ops.where(observed, y_true, 0.0) - y_pred, 0.0)
+    return ops.sum(ops.square(error)) / ops.maximum(ops.sum(ops.cast(observed, "float32")), 1.0)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ObservedRMSE(keras.metrics.Metric):
+    """Root mean squared error over the cells whose target is not NaN, accumulated over an epoch."""
+
+    def __init__(self, name: str = "rmse", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+        y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1,))
+        observed = ops.logical_not(ops.isnan(y_true))
+        error = ops.where(observed, ops.where(observed, y_true, 0.0) - y_pred, 0.0)
+        self.total.assign_add(ops.sum(ops.square(error)))
+        self.count.assign_add(ops.sum(ops.cast(observed, "float32")))
+
+    def result(self) -> Any:
+        return ops.sqrt(ops.divide_no_nan(self.total, self.count))
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -114,8 +184,9 @@ class AutoRecRecommender(Recommender):
     (row r, column c) is then ``code[r] . W[:, c] + b[c]``: a ``LatentFactors`` (row codes on one side, output
     weights on the other), so scoring needs no forward pass.
 
-    Training batches are sparse rows with the loss on their observed cells (module docstring); ``tf.distribute``
-    cannot split such a batch by row, so ``distribution="mirrored"`` trains on one device.
+    Training batches are sparse rows with the loss on their observed cells (module docstring); neither
+    ``tf.distribute`` nor ``keras.distribution`` can split such a batch by row, so ``distribution="mirrored"``
+    trains on one device. Sparse inputs need TensorFlow or JAX; on PyTorch ``fit`` raises ``ModelNotApplicable``.
     """
 
     kind = "autorec"
@@ -176,6 +247,11 @@ class AutoRecRecommender(Recommender):
     def fit(
         self, data: TrainingData, options: TrainOptions | None = None, logger: logging.Logger | None = None
     ) -> TrainingHistory:
+        if keras.backend.backend() not in ("tensorflow", "jax"):
+            raise ModelNotApplicable(
+                f"autorec trains on sparse row batches, which Keras supports on TensorFlow and JAX only, not on "
+                f"{keras.backend.backend()} (set KERAS_BACKEND)"
+            )
         options = options or TrainOptions()
         self._options = options
         users = self._users = IdVocabulary.from_column(data.train["user_id"])
@@ -193,26 +269,31 @@ class AutoRecRecommender(Recommender):
             validation = self._sparse(data.validation, n_rows_total, n_columns_total)
             validation_rows = np.flatnonzero(validation.row_counts).astype(np.int64)
 
-        def rows_dataset(rows: np.ndarray, batch_size: int, shuffle: bool, targets: SparseRows) -> tf.data.Dataset:
+        def rows_dataset(rows: np.ndarray, batch_size: int, shuffle: bool, targets: SparseRows) -> Any:
             """Input: the rows' training ratings; target: ``targets``' cells of the same rows (observed only)."""
-            table = tf.constant(rows)
+            if on_tensorflow():
+                from rec_pipeline.models.tf_input import sparse_rows_dataset
 
-            def batch(positions: tf.Tensor) -> tuple[dict[str, Any], tf.Tensor]:
-                batch_rows = tf.gather(table, positions)
+                return sparse_rows_dataset(rows, batch_size, options.seed, shuffle, train, targets)
+
+            def batch(positions: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+                # Padded to few distinct shapes (``padded_size``): extra target cells are NaN, which the loss and
+                # metric skip (``observed_mse``, ``ObservedRMSE``), at row 0, column 0.
+                batch_rows = rows[positions]
                 cell_rows, cell_columns, values = targets.cells(batch_rows)
+                size = padded_size(len(values))
                 features = {
-                    "ratings": train.sparse(batch_rows),
-                    "cell_rows": tf.cast(cell_rows, tf.int32),
-                    "cell_columns": tf.cast(cell_columns, tf.int32),
+                    "ratings": train.padded_bcoo(batch_rows),
+                    "cell_rows": np.zeros(size, np.int32),
+                    "cell_columns": np.zeros(size, np.int32),
                 }
-                return features, values
+                features["cell_rows"][: len(values)] = cell_rows
+                features["cell_columns"][: len(values)] = cell_columns
+                target = np.full(size, np.nan, np.float32)
+                target[: len(values)] = values
+                return features, target
 
-            return (
-                index_batches(len(rows), batch_size, options.seed, shuffle)
-                .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
-                .prefetch(tf.data.AUTOTUNE)
-            )
+            return ArrayBatches(len(rows), batch_size, options.seed, shuffle, batch)
 
         def make_datasets(batch_size: int) -> DatasetPair:
             train_ds = rows_dataset(train_rows, batch_size, True, train)
@@ -226,6 +307,8 @@ class AutoRecRecommender(Recommender):
             fit_options = dataclasses.replace(options, distribution="one_device")
             if logger is not None:
                 logger.warning("autorec: sparse row batches cannot be split across replicas; training on one device")
+        # TensorFlow's batches hold the observed cells only; JAX's are padded with NaN targets, skipped by these.
+        padded = not on_tensorflow()
         network, history = fit_network(
             self.kind,
             lambda: self._build_network(options, n_columns_total, self._biases.mean if self._biases else 3.0),
@@ -233,6 +316,8 @@ class AutoRecRecommender(Recommender):
             len(train_rows),
             fit_options,
             self.default_learning_rate,
+            loss=observed_mse if padded else "mse",
+            make_metrics=lambda: [ObservedRMSE() if padded else keras.metrics.RootMeanSquaredError(name="rmse")],
             logger=logger,
         )
         self._network = network

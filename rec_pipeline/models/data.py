@@ -18,6 +18,18 @@ import polars as pl
 RATING_COLUMNS = ("user_id", "item_id", "rating")
 
 Distribution = Literal["default", "mirrored", "one_device"]
+Backend = Literal["tensorflow", "jax", "torch"]
+LearningRateScaling = Literal["none", "linear", "sqrt"]
+BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
+
+
+class ModelNotApplicable(ValueError):
+    """The model declines this data (e.g. EASE on a catalogue too large for its items x items matrix).
+
+    Raised by ``fit`` before any heavy work, with a message that says why and which setting changes it, so the
+    pipeline can skip the model instead of failing the run. Defined here, Keras-free, so a caller can import it
+    before choosing the Keras backend.
+    """
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,19 @@ class TrainOptions:
     ``learning_rate=None`` means "the model's own default" (AutoRec and MF want larger steps than the MLPs).
     ``id_dropout`` is the rate at which training replaces a user/item id by the reserved "unknown" index, so the
     neural models learn a sensible answer for users and items they have never seen.
+
+    ``backend`` is the Keras backend the Keras models must train on (``rec_pipeline.models.backend``): Keras
+    fixes it at its first import from ``KERAS_BACKEND``, so training fails fast, naming that variable, when the
+    process runs another one. ``None`` accepts whichever backend Keras runs (``KERAS_BACKEND``, TensorFlow when
+    unset); the pipeline's setting names one (default ``"tensorflow"``, the backend the pipeline is tuned for).
+
+    Batch size and learning rate (``learning_rate_scaling``): every default rate was tuned at
+    ``reference_batch_size`` examples per step. With ``"linear"`` the rate used is
+    ``base_lr * global_batch / reference_batch_size`` (Goyal et al. 2017), where ``base_lr`` is ``learning_rate``
+    or the model's default and ``global_batch`` is ``batch_size`` times the number of replicas; ``"sqrt"`` scales
+    by the square root of that ratio (gentler, often better for Adam); ``"none"`` (default) uses ``base_lr`` as
+    is. A scaled rate is capped at ``max_learning_rate`` when set, and ramps up linearly from ~0 over the first
+    ``warmup_steps`` optimizer steps when that is positive (large rates diverge without it).
     """
 
     epochs: int = 30
@@ -139,6 +164,11 @@ class TrainOptions:
     distribution: Distribution = "default"
     id_dropout: float = 0.02
     verbose: int = 0
+    backend: Backend | None = None
+    learning_rate_scaling: LearningRateScaling = "none"
+    reference_batch_size: int = 256
+    max_learning_rate: float | None = None
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.embedding_dim < 1:
@@ -147,6 +177,14 @@ class TrainOptions:
             raise ValueError("dropout rates must lie in [0, 1)")
         if self.distribution not in ("default", "mirrored", "one_device"):
             raise ValueError(f"unknown distribution {self.distribution!r}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; one of {', '.join(BACKENDS)}")
+        if self.learning_rate_scaling not in ("none", "linear", "sqrt"):
+            raise ValueError(f"unknown learning_rate_scaling {self.learning_rate_scaling!r}")
+        if self.reference_batch_size < 1 or self.warmup_steps < 0:
+            raise ValueError("reference_batch_size must be positive and warmup_steps >= 0")
+        if self.max_learning_rate is not None and self.max_learning_rate <= 0:
+            raise ValueError("max_learning_rate must be positive when set")
         for name in ("checkpoint_dir", "tensorboard_dir"):
             value = getattr(self, name)
             if value is not None:
@@ -154,6 +192,25 @@ class TrainOptions:
 
     def learning_rate_or(self, default: float) -> float:
         return default if self.learning_rate is None else float(self.learning_rate)
+
+    def learning_rate_factor(self, global_batch_size: int) -> float:
+        """What ``learning_rate_scaling`` multiplies the base rate by at ``global_batch_size`` examples per step."""
+        ratio = global_batch_size / self.reference_batch_size
+        if self.learning_rate_scaling == "linear":
+            return ratio
+        if self.learning_rate_scaling == "sqrt":
+            return math.sqrt(ratio)
+        return 1.0
+
+    def scaled_learning_rate(self, base: float, global_batch_size: int) -> float:
+        """``base`` scaled to ``global_batch_size`` by ``learning_rate_scaling``, capped at ``max_learning_rate``.
+
+        The cap applies only to a scaled rate: an explicit ``learning_rate`` with scaling ``"none"`` is used as is.
+        """
+        if self.learning_rate_scaling == "none":
+            return float(base)
+        scaled = float(base) * self.learning_rate_factor(global_batch_size)
+        return scaled if self.max_learning_rate is None else min(scaled, self.max_learning_rate)
 
     def to_dict(self) -> dict[str, Any]:
         payload = dataclasses.asdict(self)

@@ -14,13 +14,12 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from rec_pipeline.models.base import LatentFactors
 from rec_pipeline.models.data import TrainingData, TrainOptions
 from rec_pipeline.models.keras_base import PairwiseKerasRecommender, embed, id_inputs
 from rec_pipeline.models.layers import ApplyMask, GlobalBias, IdDropout, KnownMask, MaskedRows, StitchRows, TakeRows
-from rec_pipeline.models.training import layer_dtype
+from rec_pipeline.models.training import FeatureLookup, layer_dtype
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 CONTENT_FILE = "content.npz"
@@ -91,7 +90,7 @@ class HybridRecommender(PairwiseKerasRecommender):
         self.cold_content_l2 = float(cold_content_l2)
         # Row-aligned with the item vocabulary, row 0 = unknown item (no content, not collaborative).
         self._tables: dict[str, np.ndarray] | None = None
-        self._tf_tables: dict[str, tf.Tensor] | None = None
+        self._lookup: FeatureLookup | None = None
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -134,18 +133,16 @@ class HybridRecommender(PairwiseKerasRecommender):
 
     def _set_tables(self, tables: dict[str, np.ndarray]) -> None:
         self._tables = tables
-        self._tf_tables = {name: tf.constant(array) for name, array in tables.items()}
+        rows = np.arange(len(tables["rated"]), dtype=np.int32)
+        # Per item index: the index the collaborative terms see (0 for a never-rated item) and its content.
+        lookup_tables = {"item": np.where(tables["rated"], rows, 0).astype(np.int32)}
+        lookup_tables.update({name: tables[name] for name in ("text", "text_mask", "image", "image_mask")})
+        self._lookup = FeatureLookup("item", lookup_tables)
 
-    def _network_inputs(self, features: dict[str, Any]) -> dict[str, Any]:
-        assert self._tf_tables is not None
-        tables = self._tf_tables
-        item = tf.convert_to_tensor(features["item"], dtype=tf.int32)
-        collaborative_item = tf.where(tf.gather(tables["rated"], item), item, tf.zeros_like(item))
-        return {
-            "user": features["user"],
-            "item": collaborative_item,
-            **{name: tf.gather(tables[name], item) for name in ("text", "text_mask", "image", "image_mask")},
-        }
+    def _input_lookup(self) -> FeatureLookup:
+        if self._lookup is None:
+            raise RuntimeError(f"{type(self).__name__} has no content tables: call fit() or load() first")
+        return self._lookup
 
     # ----- network ---------------------------------------------------------------------------------------------
     def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
@@ -254,7 +251,7 @@ class HybridRecommender(PairwiseKerasRecommender):
         factors, content_bias = [], []
         for start in range(0, n_rows, _ITEM_BATCH):
             rows = np.arange(start, min(start + _ITEM_BATCH, n_rows), dtype=np.int32)
-            inputs = self._network_inputs({"user": np.zeros_like(rows), "item": rows})
+            inputs = self._input_lookup()({"user": np.zeros_like(rows), "item": rows})
             inputs.pop("user")
             out_factors, out_bias = item_side.predict_on_batch(inputs)
             factors.append(np.asarray(out_factors, np.float32))
@@ -272,7 +269,7 @@ class HybridRecommender(PairwiseKerasRecommender):
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_extra(self, directory: Path) -> None:
         assert self._tables is not None
-        np.savez(directory / CONTENT_FILE, **self._tables)
+        np.savez(directory / CONTENT_FILE, **self._tables)  # type: ignore[arg-type]  # numpy stubs: **arrays
 
     def _load_extra(self, directory: Path) -> None:
         with np.load(directory / CONTENT_FILE) as arrays:

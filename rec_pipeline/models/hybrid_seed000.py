@@ -38,7 +38,7 @@ import keras
 from rec_pipeline.models.data import TrainOptions
 from rec_pipeline.models.hybrid import HybridRecommender
 from rec_pipeline.models.keras_base import embedding, id_inputs
-from rec_pipeline.models.layers import ApplyMask, KnownMask
+from rec_pipeline.models.layers import ApplyMask, Cosine, KnownMask
 from rec_pipeline.models.ncf import dropped_ids, rating_head
 from rec_pipeline.models.training import layer_dtype
 
@@ -128,7 +128,8 @@ class HybridSeed000Recommender(HybridRecommender):
         def looked_up(ids: Any, known: Any, rows: int, name: str) -> Any:
             return ApplyMask(name=f"{name}_known")([embedding(rows, dim, no_l2, name, dtype)(ids), known])
 
-        mf = keras.layers.Dot(axes=1, normalize=True, dtype=dtype, name="mf_cosine")(
+        # The normalized dot product (the seed's Dot(normalize=True)), safe at the zero vectors of masked ids.
+        mf = Cosine(dtype=dtype, name="mf_cosine")(
             [
                 looked_up(user, user_known, n_users, "mf_user_embedding"),
                 looked_up(item, item_known, n_items, "mf_item_embedding"),

@@ -16,7 +16,7 @@ import polars as pl
 from rec_pipeline.models.base import PairScorer, Recommender, clip_ratings
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
 from rec_pipeline.models.layers import BatchRowL2  # importing layers registers them before any load
-from rec_pipeline.models.training import DatasetPair, fit_network, pair_dataset, run_network
+from rec_pipeline.models.training import DatasetPair, FeatureLookup, fit_network, pair_dataset, run_network
 from rec_pipeline.models.vocabulary import IdVocabulary
 
 NETWORK_FILE = "network.keras"
@@ -25,7 +25,7 @@ NETWORK_FILE = "network.keras"
 class PairwiseKerasRecommender(Recommender):
     """Fits a Keras network with inputs ``user`` and ``item`` (int32 indices, 0 = unknown) and one rating out.
 
-    Subclasses supply ``_build_network``; the hybrid also overrides the item vocabulary and ``_network_inputs``
+    Subclasses supply ``_build_network``; the hybrid also overrides the item vocabulary and ``_input_lookup``
     to attach content features per batch. Scoring goes through ``_build_scorer`` when a subclass provides one
     (user and item sides computed once, e.g. ``LatentFactors``); without one, every (user, item) pair runs the
     whole network, which is how the hybrid once took 33 minutes to rank 20k items for 100k users.
@@ -51,9 +51,10 @@ class PairwiseKerasRecommender(Recommender):
     def _prepare(self, data: TrainingData) -> None:
         """Called after the vocabularies exist and before training (the hybrid aligns content here)."""
 
-    def _network_inputs(self, features: dict[str, Any]) -> dict[str, Any]:
-        """Turn index features into network inputs; runs inside tf.data (graph) and at prediction (eager)."""
-        return features
+    def _input_lookup(self) -> FeatureLookup | None:
+        """Table gathers that turn index features into network inputs, per batch: run inside the input pipeline
+        (tf.data on TensorFlow) and at prediction. ``None``: the indices are the inputs."""
+        return None
 
     def _after_weights_ready(self) -> None:
         """Called after fit and load, before ``_build_scorer``."""
@@ -91,14 +92,14 @@ class PairwiseKerasRecommender(Recommender):
         train_x, train_y = indices(data.train)
         validation = indices(data.validation) if data.has_validation and data.validation is not None else None
 
+        lookup = self._input_lookup()
+
         def make_datasets(batch_size: int) -> DatasetPair:
-            train = pair_dataset(train_x, train_y, batch_size, options.seed, True, self._network_inputs)
+            train = pair_dataset(train_x, train_y, batch_size, options.seed, True, lookup)
             val = None
             if validation is not None:
                 # Larger batches for evaluation: no gradients, so only memory limits them.
-                val = pair_dataset(
-                    validation[0], validation[1], batch_size * 4, options.seed, False, self._network_inputs
-                )
+                val = pair_dataset(validation[0], validation[1], batch_size * 4, options.seed, False, lookup)
             return train, val
 
         network, history = fit_network(
@@ -132,7 +133,7 @@ class PairwiseKerasRecommender(Recommender):
 
     def _network_pair_scores(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         """The network's own forward pass per pair: the reference every scorer must agree with."""
-        return run_network(self._fitted_network(), {"user": user_index, "item": item_index}, self._network_inputs)
+        return run_network(self._fitted_network(), {"user": user_index, "item": item_index}, self._input_lookup())
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         if len(user_ids) != len(item_ids):

@@ -10,6 +10,11 @@ from keras import ops
 PACKAGE = "rec_pipeline"
 
 
+def static_positions() -> bool:
+    """Whether ``MaskedRows`` must return one position per batch row (JAX compiles for static shapes only)."""
+    return keras.backend.backend() == "jax"
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class IdDropout(keras.layers.Layer):
     """During training, replace an id by the reserved unknown index 0 with probability ``rate``.
@@ -112,6 +117,11 @@ class MaskedRows(keras.layers.Layer):
 
     With ``TakeRows`` and ``StitchRows`` a branch runs only on the rows that use it: the hybrid's warm content
     tower on rated items, its cold tower on the rest, instead of both on every row with one result discarded.
+
+    On JAX, whose compiled steps need static shapes, the positions keep the batch's shape instead: ``i`` for a
+    selected row, ``-1`` for the others (``static_positions``). Both branches then run on every row and
+    ``StitchRows`` picks each row's result, with the same values and gradients (a row's gradient still reaches
+    only its own branch), just without the saving.
     """
 
     def __init__(self, known: bool = True, **kwargs: Any) -> None:
@@ -122,6 +132,9 @@ class MaskedRows(keras.layers.Layer):
         flags = ops.greater(ops.reshape(ops.cast(mask, "float32"), (-1,)), 0.5)
         if not self.known:
             flags = ops.logical_not(flags)
+        if static_positions():
+            positions = ops.arange(ops.shape(flags)[0], dtype="int32")
+            return ops.where(flags, positions, ops.full_like(positions, -1))
         return ops.cast(ops.where(flags)[0], "int32")
 
     def compute_output_shape(self, input_shape: Any) -> Any:
@@ -140,6 +153,8 @@ class TakeRows(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         features, rows = inputs
+        if static_positions():  # -1 marks an unselected row (MaskedRows); its result is discarded
+            rows = ops.maximum(rows, 0)
         return ops.take(features, rows, axis=0)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
@@ -153,6 +168,9 @@ class StitchRows(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         a, rows_a, b, rows_b = inputs
+        if static_positions():  # both hold every row, in batch order; rows_a >= 0 marks a's rows
+            selected = ops.reshape(ops.greater_equal(rows_a, 0), (-1, *([1] * (len(a.shape) - 1))))
+            return ops.where(selected, a, ops.cast(b, a.dtype))
         order = ops.argsort(ops.concatenate([rows_a, rows_b], axis=0))
         return ops.take(ops.concatenate([a, ops.cast(b, a.dtype)], axis=0), order, axis=0)
 
@@ -179,3 +197,27 @@ class GlobalBias(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "initial": self.initial}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Cosine(keras.layers.Layer):
+    """Cosine similarity of two ``[batch, d]`` inputs as ``[batch, 1]``: ``Dot(axes=1, normalize=True)``'s values,
+    computed in float32, with a finite gradient at zero vectors.
+
+    Keras normalizes by ``x * min(rsqrt(|x|^2), 1 / eps)``; at a zero vector (an id masked to "unknown") the
+    gradient of that ``rsqrt`` is infinite and the chain rule gives ``0 * inf = NaN``, which JAX propagates into
+    every weight. Clamping the squared norm first (``rsqrt(max(|x|^2, eps^2))``) gives the same values and a zero
+    gradient there.
+    """
+
+    def call(self, inputs: Any) -> Any:
+        a, b = (ops.cast(x, "float32") for x in inputs)
+        floor = keras.backend.epsilon() ** 2
+
+        def unit(x: Any) -> Any:
+            return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), floor))
+
+        return ops.cast(ops.sum(unit(a) * unit(b), axis=-1, keepdims=True), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0][0], 1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from rec_pipeline.models.base import LatentFactors
 from rec_pipeline.models.data import TrainOptions
@@ -33,9 +33,9 @@ class SplitMLP:
     (64, 32, 16) tower that removes 60% of the multiply-adds of a forward pass, and no embedding lookup or Keras
     call is made per pair. What remains cannot be factorized: ranking costs ~2.6k multiply-adds per pair against
     MF's 34, ~20x MF's time in bench/evaluation.py. ``layers`` are the (kernel, bias, activation) after the first
-    (the last is the 1-wide rating head); ``extra`` adds a factorized term (NeuMF's GMF branch). The tail runs as
-    one TensorFlow graph per chunk (numpy's OpenBLAS threads contend with TensorFlow's, and the element-wise
-    steps would run on one core).
+    (the last is the 1-wide rating head); ``extra`` adds a factorized term (NeuMF's GMF branch). The tail runs in
+    ``keras.ops`` on the backend, a chunk at a time (numpy's OpenBLAS threads contend with TensorFlow's, and the
+    element-wise steps would run on one core).
     """
 
     user_first: np.ndarray
@@ -43,33 +43,35 @@ class SplitMLP:
     first_activation: str
     layers: list[tuple[np.ndarray, np.ndarray, str]]
     extra: LatentFactors | None = None
-    _grid: Any = field(init=False, repr=False)
-    _pairs: Any = field(init=False, repr=False)
+    _items: Any = field(init=False, repr=False)
+    _tail_layers: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        items = tf.constant(np.asarray(self.item_first[1:], dtype=np.float32))
-        width = int(items.shape[1])
-        layers = [(tf.constant(kernel), tf.constant(bias), activation) for kernel, bias, activation in self.layers]
+        object.__setattr__(self, "_items", ops.convert_to_tensor(np.asarray(self.item_first[1:], dtype=np.float32)))
+        layers = [
+            (ops.convert_to_tensor(np.asarray(kernel, np.float32)), ops.convert_to_tensor(np.asarray(bias, np.float32)))
+            for kernel, bias, _ in self.layers
+        ]
+        object.__setattr__(self, "_tail_layers", layers)
 
-        def tail(first: tf.Tensor) -> tf.Tensor:
-            x = tf.nn.relu(first) if self.first_activation == "relu" else first
-            for kernel, bias, activation in layers:
-                x = tf.linalg.matmul(x, kernel) + bias
-                if activation == "relu":
-                    x = tf.nn.relu(x)
-            return x
+    def _tail(self, first: Any) -> Any:
+        x = ops.relu(first) if self.first_activation == "relu" else first
+        for (kernel, bias), (_, _, activation) in zip(self._tail_layers, self.layers, strict=True):
+            x = ops.matmul(x, kernel) + bias
+            if activation == "relu":
+                x = ops.relu(x)
+        return x
 
-        @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32)])
-        def grid(users: tf.Tensor) -> tf.Tensor:
-            first = tf.reshape(users[:, None, :] + items[None, :, :], [-1, width])
-            return tf.reshape(tail(first), [tf.shape(users)[0], -1])
+    def _grid(self, users: np.ndarray) -> np.ndarray:
+        """Scores ``[len(users), n_items]`` from the users' first-layer halves."""
+        width = int(self._items.shape[1])
+        first = ops.reshape(ops.expand_dims(ops.convert_to_tensor(users), 1) + self._items[None, :, :], (-1, width))
+        return np.asarray(ops.convert_to_numpy(ops.reshape(self._tail(first), (len(users), -1))), np.float32)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32)])
-        def pairs(first: tf.Tensor) -> tf.Tensor:
-            return tf.reshape(tail(first), [-1])
-
-        object.__setattr__(self, "_grid", grid)
-        object.__setattr__(self, "_pairs", pairs)
+    def _pairs(self, first: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            ops.convert_to_numpy(ops.reshape(self._tail(ops.convert_to_tensor(first)), (-1,))), np.float32
+        )
 
     @property
     def n_items(self) -> int:
@@ -80,7 +82,7 @@ class SplitMLP:
         out = np.empty((len(user_index), self.n_items), dtype=np.float32)
         step = max(1, _PAIRS_PER_CHUNK // max(self.n_items, 1))
         for start in range(0, len(user_index), step):
-            out[start : start + step] = self._grid(self.user_first[user_index[start : start + step]]).numpy()
+            out[start : start + step] = self._grid(self.user_first[user_index[start : start + step]])
         if self.extra is not None:
             out += self.extra.scores(user_index)
         return out
@@ -92,7 +94,7 @@ class SplitMLP:
             stop = start + _PAIRS_PER_CHUNK
             out[start:stop] = self._pairs(
                 self.user_first[user_index[start:stop]] + self.item_first[item_index[start:stop]]
-            ).numpy()
+            )
         if self.extra is not None:
             out += self.extra.pair_scores(user_index, item_index)
         return out
@@ -127,8 +129,8 @@ def split_mlp(
         return None
     (kernel, bias, activation), rest = chain[0], chain[1:]
     dim = users.shape[1]
-    user_first = tf.linalg.matmul(users, kernel[:dim]).numpy()
-    item_first = (tf.linalg.matmul(items, kernel[dim:]) + bias).numpy()
+    user_first = np.asarray(ops.convert_to_numpy(ops.matmul(users, kernel[:dim])), np.float32)
+    item_first = np.asarray(ops.convert_to_numpy(ops.matmul(items, kernel[dim:]) + bias), np.float32)
     return SplitMLP(user_first, item_first, activation, rest, extra)
 
 

@@ -9,10 +9,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+import pytest
 
 from rec_pipeline.models import TrainOptions
 from rec_pipeline.models.keras_base import embed
-from rec_pipeline.models.layers import BatchRowL2
+from rec_pipeline.models.layers import BatchRowL2, Cosine, MaskedRows, StitchRows, TakeRows
 
 
 def test_penalty_is_rate_times_mean_row_square_norm_during_training_only() -> None:
@@ -52,6 +53,7 @@ def test_penalty_survives_a_keras_save_and_load(tmp_path: Path) -> None:
     assert loaded.get_layer("table_l2").rate == 0.25
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
 def test_select_by_known_routes_each_row_and_its_gradient_to_one_branch() -> None:
     import tensorflow as tf
 
@@ -66,3 +68,21 @@ def test_select_by_known_routes_each_row_and_its_gradient_to_one_branch() -> Non
     assert np.array_equal(out.numpy(), [[1.0], [20.0]])
     grad_known, grad_unknown = tape.gradient(total, [when_known, when_unknown])
     assert np.array_equal(grad_known.numpy(), [[1.0], [0.0]]) and np.array_equal(grad_unknown.numpy(), [[0.0], [1.0]])
+
+
+def test_cosine_gives_keras_normalized_dot_values_and_zero_for_a_zero_vector() -> None:
+    a = np.array([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], np.float32)
+    b = np.array([[2.0, 1.0], [1.0, 1.0], [0.5, 4.0]], np.float32)
+    ours = keras.ops.convert_to_numpy(Cosine()([a, b]))
+    theirs = keras.ops.convert_to_numpy(keras.layers.Dot(axes=1, normalize=True)([a, b]))
+    assert ours.shape == (3, 1) and np.allclose(ours, theirs, atol=1e-6) and ours[1, 0] == 0.0
+
+
+def test_masked_rows_take_and_stitch_put_every_row_back_from_its_own_branch() -> None:
+    features = np.arange(10, dtype=np.float32).reshape(5, 2)
+    mask = np.array([[1.0], [0.0], [0.0], [1.0], [1.0]], np.float32)
+    warm, cold = MaskedRows()(mask), MaskedRows(known=False)(mask)
+    from_warm = TakeRows()([features, warm]) * 10.0
+    from_cold = TakeRows()([features, cold]) * -1.0
+    out = keras.ops.convert_to_numpy(StitchRows()([from_warm, warm, from_cold, cold]))
+    assert np.array_equal(out, np.where(mask > 0, features * 10.0, -features))

@@ -38,7 +38,8 @@ def _predict(model: Recommender, frame: pl.DataFrame) -> np.ndarray:
 
 
 def test_every_registered_model_is_exercised() -> None:
-    # The rest have test files of their own: test_baselines, test_rankers, test_hybrid, test_two_tower, test_seed_models.
+    # The rest have test files of their own: test_baselines, test_rankers, test_hybrid, test_two_tower,
+    # test_seed_models.
     assert set(SETTINGS) | {
         "global_mean",
         "popularity",

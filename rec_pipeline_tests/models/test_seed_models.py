@@ -14,6 +14,7 @@ from rec_pipeline.assets.training import CONTENT_MODELS, KERAS_MODELS, MODEL_NAM
 from rec_pipeline.models import MODELS, TrainingData, TrainOptions, als, load_model
 from rec_pipeline.models.als import ALSMatrixFactorizationRecommender
 from rec_pipeline.models.hybrid_seed000 import HybridSeed000Recommender, seed_learning_rate
+from rec_pipeline.models.layers import Cosine
 from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
 
 
@@ -44,7 +45,7 @@ def test_seed000_network_has_the_seeds_layer_sizes(seed000: HybridSeed000Recomme
     network = seed000._fitted_network()
     for name in ("mf_user_embedding", "mf_item_embedding", "nn_user_embedding", "nn_item_embedding"):
         assert network.get_layer(name).output_dim == 32
-    assert network.get_layer("mf_cosine").normalize  # normalized dot, one value
+    assert isinstance(network.get_layer("mf_cosine"), Cosine)  # normalized dot, one value
     assert _dense(network, "nn_dense") == (16, "relu") and network.get_layer("nn_dropout").rate == 0.1
     assert _dense(network, "title_dense") == (64, "relu") and _dense(network, "image_dense") == (256, "relu")
     assert _dense(network, "content_dense") == (128, "relu")
@@ -85,7 +86,7 @@ def test_seed000_learns_and_a_missing_modality_contributes_zeros(
     network = seed000._fitted_network()
     title = keras.Model(network.inputs, network.get_layer("title_branch").output)
     items = seed000._vocab("items").lookup(no_text)
-    inputs = seed000._network_inputs({"user": np.ones(len(items), np.int32), "item": items})
+    inputs = seed000._input_lookup()({"user": np.ones(len(items), np.int32), "item": items})
     assert np.all(np.asarray(title.predict_on_batch(inputs)) == 0.0)
 
 
@@ -109,7 +110,9 @@ NOISE = 0.2
 def _low_rank(
     seed: int = 0, n_users: int = 300, n_items: int = 150, rank: int = 3, density: float = 0.4
 ) -> tuple[TrainingData, pl.DataFrame, float]:
-    """mu + b_u + b_i + p_u . q_i (rank 3) + N(0, 0.2), inside 1..5; returns (train+validation, test, noise RMSE on test)."""
+    """mu + b_u + b_i + p_u . q_i (rank 3) + N(0, 0.2), inside 1..5.
+
+    Returns (train+validation, test, noise RMSE on test)."""
     rng = np.random.default_rng(seed)
     users, items = np.nonzero(rng.random((n_users, n_items)) < density)
     p, q = rng.normal(0, 0.4, (n_users, rank)), rng.normal(0, 0.4, (n_items, rank))

@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 
 from rec_pipeline.models import TrainOptions, create_model
-from rec_pipeline.models.training import FusedAdam, index_batches, pair_dataset, resolve_strategy, tensorboard_available
+from rec_pipeline.models.training import FusedAdam, pair_dataset, resolve_placement, tensorboard_available
 from rec_pipeline_tests.models.conftest import PlantedRatings, rmse
 
 pytestmark = pytest.mark.slow
+
+
+def _on_tensorflow() -> bool:
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
+tensorflow_only = pytest.mark.skipif(not _on_tensorflow(), reason="tf.data / tf.distribute: TensorFlow backend only")
 
 QUICK = TrainOptions(epochs=2, batch_size=128, embedding_dim=4, learning_rate=1e-2)
 
@@ -73,7 +82,7 @@ def test_tensorboard_logs_are_written_or_skipped_with_a_warning(planted: Planted
 
 def test_mixed_precision_and_device_strategies_train_on_cpu(planted: PlantedRatings) -> None:
     for distribution in ("mirrored", "one_device"):
-        assert resolve_strategy(distribution).num_replicas_in_sync >= 1
+        assert resolve_placement(distribution).replicas >= 1
     options = TrainOptions(**{**QUICK.to_dict(), "mixed_precision": True, "distribution": "one_device"})
     predicted = _test_predictions("ncf", planted, options)
     assert np.all(np.isfinite(predicted)) and np.all((predicted >= 1) & (predicted <= 5))
@@ -89,8 +98,11 @@ def _epochs(dataset: object, n: int) -> list[list[int]]:
     return [[int(i) for batch in dataset for i in np.asarray(batch)] for _ in range(n)]  # type: ignore[attr-defined]
 
 
+@tensorflow_only
 def test_index_batches_visit_every_example_once_per_epoch_in_a_fresh_seeded_order() -> None:
     import keras
+
+    from rec_pipeline.models.tf_input import index_batches
 
     keras.utils.set_random_seed(1)
     first, second = _epochs(index_batches(10, 4, seed=3, shuffle=True), 2)
@@ -108,7 +120,7 @@ def test_pair_dataset_keeps_features_and_targets_aligned() -> None:
     features = {"user": np.arange(7, dtype=np.int32), "item": np.arange(7, dtype=np.int32) * 10}
     targets = np.arange(7, dtype=np.float32) / 2
     dataset = pair_dataset(features, targets, 3, seed=0, shuffle=True)
-    assert int(dataset.cardinality()) == 3
+    assert len(dataset) == 3
     seen = []
     for x, y in dataset:
         assert np.array_equal(np.asarray(x["item"]), np.asarray(x["user"]) * 10)
