@@ -15,6 +15,7 @@ protocol, ``rec_pipeline.evaluation.cold_items``); models train on the *warm* sp
 """
 
 # No `from __future__ import annotations`: Dagster reads Config/resource types from the signature at runtime.
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -146,7 +147,16 @@ class TrainingConfig(dg.Config):
     early_stopping_patience: int = 3
     seed: int = 42
     mixed_precision: bool = False
-    distribution: Literal["default", "mirrored", "one_device"] = "default"
+    distribution: Literal["default", "mirrored", "one_device"] = "default"  # mirrored: every local GPU
+    # The Keras backend the models train on: set in the step process before Keras is imported (KERAS_BACKEND);
+    # None: whatever KERAS_BACKEND says, TensorFlow when it is unset (the backend the pipeline is tuned for).
+    backend: str | None = None  # tensorflow, jax or torch (checked by TrainOptions)
+    # Large batches: scale the learning rate with the global batch (batch_size x replicas) from the batch the
+    # defaults were tuned at: linear (lr x global/reference), sqrt, or none; optional cap and linear warm-up.
+    learning_rate_scaling: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch_size: int = 256
+    max_learning_rate: float | None = None
+    warmup_steps: int = 0
     force: bool = False  # retrain even if data and settings are unchanged
     # Constructor arguments of this asset's model, e.g. {"l2": 300, "max_items": 30000} for model_ease.
     model_params: dict[str, Any] = {}
@@ -156,6 +166,11 @@ class TrainingConfig(dg.Config):
     # {"embedding_dim": [16, 32], "learning_rate": [0.002, 0.005], "max_candidates": 3}; [] drops a parameter.
     search: bool = True
     search_space: dict[str, Any] = {}
+
+
+def config_fields() -> frozenset[str]:
+    """The settings of ``TrainingConfig``."""
+    return frozenset(TrainingConfig.model_fields)
 
 
 def _inputs_fingerprint(inputs: dict[str, Upstream], spec: ModelSpec, config: TrainingConfig) -> str:
@@ -187,6 +202,7 @@ def train_one(
     from rec_pipeline.item_content import empty_content, load_item_content
     from rec_pipeline.models import ModelNotApplicable, TrainingData, TrainOptions, create_model
     from rec_pipeline.models.artifacts import is_saved_model
+    from rec_pipeline.models.backend import BackendMismatch, use_backend
 
     name, category = spec.name, store.category
     model_dir = store.model_dir(name)
@@ -208,20 +224,19 @@ def train_one(
             f"{category}/{name}: no item text vectors or image embeddings: the {name} model trains on ids alone"
         )
         content = empty_content(train["item_id"].unique().sort().to_list())
-    options = TrainOptions(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        embedding_dim=config.embedding_dim,
-        l2=config.l2,
-        dropout=config.dropout,
-        early_stopping_patience=config.early_stopping_patience,
-        seed=config.seed,
-        mixed_precision=config.mixed_precision,
-        distribution=config.distribution,
-        checkpoint_dir=store.scratch_dir("checkpoints", name),
-        tensorboard_dir=store.scratch_dir("tensorboard", name) if spec.keras else None,
-    )
+    # The options are built by field name: a setting is defined on TrainingConfig and TrainOptions with one
+    # default (rec_pipeline_tests/test_settings_drift.py), never listed a third time here.
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainOptions) if f.name in config_fields()}
+    try:
+        options = TrainOptions(
+            **shared,
+            checkpoint_dir=store.scratch_dir("checkpoints", name),
+            tensorboard_dir=store.scratch_dir("tensorboard", name) if spec.keras else None,
+        )
+        if spec.keras and options.backend is not None:
+            use_backend(options.backend)
+    except (ValueError, BackendMismatch) as exc:
+        raise dg.Failure(description=f"{category}/model_{name}: {exc}") from exc
     data = TrainingData(train, validation, content)
     tuned: dict[str, Any] | None = None
     log.info(f"{category}/{name}: training on {train.height:,} ratings (validation {validation.height:,})")
