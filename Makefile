@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export REC_PIPELINE_DATA_DIR ?= $(CURDIR)/data
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install system-deps demo test ui bench clean
+.PHONY: install system-deps demo lint test ui bench clean
 
 install: $(VENV)/.installed
 
@@ -37,7 +37,13 @@ system-deps:
 	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; \
 	fi
 
-test: install system-deps
+# House rules, checked before the tests (configured in pyproject.toml): lint, formatting, types.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install system-deps lint
 	$(PY) -m pytest
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
