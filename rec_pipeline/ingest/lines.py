@@ -30,10 +30,13 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType  # a DataType instance or class, as schemas hold them
 import pyarrow as pa
 
 from rec_pipeline.ingest.formats import SOURCE_FORMATS, SourceFormat
@@ -321,7 +324,7 @@ def _refused_rows(frame: pl.DataFrame, texts: Callable[[], pl.Series], fmt: Sour
     return refused
 
 
-def _element_refused(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+def _element_refused(expr: pl.Expr, dtype: PolarsDataType) -> pl.Expr | None:
     """True where a typed value inside a list or object came out null (None when nothing inside can be refused)."""
     if isinstance(dtype, pl.List):
         if dtype.inner == pl.String():
@@ -629,7 +632,7 @@ def _checked_int(value: int) -> int:
     return value
 
 
-def _coerce(value: Any, dtype: pl.DataType, policy: _TextPolicy) -> Any:
+def _coerce(value: Any, dtype: PolarsDataType, policy: _TextPolicy) -> Any:
     if value is None:
         return None
     if dtype == pl.String():
