@@ -80,6 +80,10 @@ class BiasesRecommender(Recommender):
             )
         return history
 
+    def bias_terms(self) -> BiasTerms:
+        """The fitted mean and biases (rows: this model's vocabularies, row 0 the unknown id)."""
+        return self._fitted_terms()
+
     def _fitted_terms(self) -> BiasTerms:
         if self._terms is None:
             raise RuntimeError("BiasesRecommender is not fitted: call fit() or load() first")

@@ -101,7 +101,9 @@ def test_mf_falls_back_to_mean_plus_item_bias_for_unknown_users(planted: Planted
     items = model.item_ids
     unknown_user = model.predict(["nobody"] * len(items), items)
     unknown_both = model.predict(["nobody"], ["nothing"])[0]
-    item_bias = model._fitted_network().get_layer("item_bias").get_weights()[0][1:, 0]  # type: ignore[attr-defined]
+    network = model._fitted_network()  # type: ignore[attr-defined]
+    item_bias = network.get_layer("item_bias").get_weights()[0][1:, 0]
+    item_bias = item_bias + network.get_layer("item_anchor").get_weights()[0][1:, 0]  # the fixed closed-form part
     assert np.allclose(unknown_user, np.clip(unknown_both + item_bias, 1, 5), atol=1e-5)
 
 
@@ -110,3 +112,22 @@ def test_user_based_autorec_also_learns(planted: PlantedRatings) -> None:
     model.fit(planted.training_data(), TrainOptions(epochs=12, batch_size=16, learning_rate=5e-3, dropout=0.1))
     baseline = rmse(np.full(planted.test.height, planted.train["rating"].mean()), planted.test)
     assert rmse(_predict(model, planted.test), planted.test) < 0.9 * baseline
+
+
+def test_mf_with_factors_shrunk_away_is_the_bias_model(planted: PlantedRatings) -> None:
+    """MF contains the bias model: anchored on its closed-form biases, with the learnt deviations held at zero and
+    one tiny factor, MF predicts what ``biases`` predicts up to the factors' random start (sd 0.05^2 per pair), so
+    a search over its L2 can always fall back to the bias model. Without the anchor it cannot."""
+    data = planted.training_data()
+    biases = create_model("biases")
+    biases.fit(data)
+    users, items = planted.test["user_id"].to_list(), planted.test["item_id"].to_list()
+    expected = biases.predict(users, items)
+    options = TrainOptions(epochs=1, embedding_dim=1, learning_rate=1e-9)
+    mf = create_model("mf", embedding_l2=1e6, bias_l2=1e6)
+    mf.fit(data, options)
+    gap = np.abs(mf.predict(users, items) - expected)
+    assert gap.max() < 0.02 and gap.mean() < 0.003, (float(gap.max()), float(gap.mean()))
+    unanchored = create_model("mf", embedding_l2=1e6, bias_l2=1e6, anchor_biases=False)
+    unanchored.fit(data, options)
+    assert np.abs(unanchored.predict(users, items) - expected).mean() > 0.05
