@@ -1,10 +1,10 @@
 """Every real file set in ../shared through the whole graph, as a user runs it: the Dagster CLI in a subprocess.
 
-Default settings, except what the settings file must say for these files: a lower k where the published 5-core
-is empty once variant copies are collapsed (the pipeline's own error names the k), and `offline: true` for image
-fetching so that the test sends no DNS query off this machine (the fetch path itself is tested against a local
-server in rec_pipeline_tests/images). One run covers the three categories (`--partition-range`, single-run
-backfill policy), so TensorFlow is imported once.
+Default settings, except what the settings file must say for these files and a smaller search budget: a lower k
+where the published 5-core is empty once variant copies are collapsed (the pipeline's own error names the k), and
+`offline: true` for image fetching so that the test sends no DNS query off this machine (the fetch path itself is
+tested against a local server in rec_pipeline_tests/images). One run covers the three categories
+(`--partition-range`, single-run backfill policy), so TensorFlow is imported once.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from rec_pipeline.models.registry import MODEL_NAMES
+from rec_pipeline.models.search import SEARCHABLE_MODELS
 from rec_pipeline.paths import DataLayout
 from rec_pipeline_tests.ops.conftest import (
     IN_PROCESS_RUN_CONFIG,
@@ -33,7 +34,13 @@ FILE_SETS = {
 }
 # Variant copies in the published files (FORMATS.md): one review repeated on every variant asin.
 COPIES = {"All_Beauty": 3886, "Appliances": 2120, "Magazine_Subscriptions": 392}
-SETTINGS = "ops:\n  item_images: {config: {offline: true}}\n" + REAL_DUMP_SETTINGS
+# The search path runs as users get it, on one candidate (the configured values) instead of 3-4, so the three
+# categories' 18 searches cost no more than training; choosing among candidates is tested in
+# models/test_search.py and test_pipeline_end_to_end.py, and measured on these files by bench/real_quality.py.
+SEARCHED = "".join(
+    f"  model_{name}: {{config: {{search_space: {{max_candidates: 1}}}}}}\n" for name in SEARCHABLE_MODELS
+)
+SETTINGS = "ops:\n  item_images: {config: {offline: true}}\n" + SEARCHED + REAL_DUMP_SETTINGS
 
 
 @pytest.fixture(scope="module")
