@@ -47,10 +47,12 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _measure import LatencyServer, jpeg_bytes  # noqa: E402
+
 from rec_pipeline.images import transport  # noqa: E402
 from rec_pipeline.images.fetch import FetchOptions, FetchReport, fetch_images  # noqa: E402
-from rec_pipeline_tests.images.http_server import LocalHTTPServer, Reply, make_image_bytes  # noqa: E402
 
 IMAGE_SIZE = (200, 150)
 OFFLINE_TARGET_S = 30.0
@@ -58,18 +60,18 @@ OFFLINE_TARGET_S = 30.0
 
 def _image(n: int) -> bytes:
     color = ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256)
-    return make_image_bytes(IMAGE_SIZE, color=color, image_format="JPEG")
+    return jpeg_bytes(IMAGE_SIZE, color)
 
 
 def _serve(n_images: int, latency: float, control: Connection) -> None:
     """Child process: serve /img/<n>.jpg for n < n_images; answer "count" with the number of requests seen."""
-    with LocalHTTPServer(latency=latency) as server:
+    with LatencyServer(latency=latency) as server:
         for n in range(n_images):
-            server.route(f"/img/{n}.jpg", Reply(body=_image(n), content_type="image/jpeg"))
+            server.route(f"/img/{n}.jpg", _image(n), "image/jpeg")
         control.send(server.port)
         while (command := control.recv()) != "stop":
             if command == "count":
-                control.send(len(server.requests))
+                control.send(server.requests)
 
 
 def _timed(
