@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
+from rec_pipeline.models.anchors import anchor_outputs, anchor_rows, fitted_biases
 from rec_pipeline.models.base import LatentFactors
 from rec_pipeline.models.bias_terms import BiasTerms
 from rec_pipeline.models.data import TrainingData, TrainOptions
@@ -63,15 +65,8 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
         }
 
     def _prepare(self, data: TrainingData) -> None:
-        """The closed-form biases the network starts from and keeps: the ``biases`` model itself, fitted on the
-        same training split (same vocabularies, so the same rows) and with the same sweep chosen on validation."""
-        if not self.anchor_biases:
-            return
-        from rec_pipeline.models.biases import BiasesRecommender
-
-        baseline = BiasesRecommender(user_reg=self.anchor_reg, item_reg=self.anchor_reg)
-        baseline.fit(data)
-        self._anchor = baseline.bias_terms()
+        """The closed-form biases the network starts from and keeps (``rec_pipeline.models.anchors``)."""
+        self._anchor = fitted_biases(data, self.anchor_reg) if self.anchor_biases else None
 
     def _build_network(self, options: TrainOptions, n_users: int, n_items: int) -> keras.Model:
         dtype = layer_dtype(options)
@@ -84,23 +79,16 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
         b_i = ApplyMask()([embed(item, n_items, 1, options, "item_bias", dtype, self.bias_l2, zeros=True), item_known])
         interaction = keras.layers.Dot(axes=1, dtype=dtype)([p, q])
         terms = [interaction, b_u, b_i]
-        anchors: list[tuple[keras.layers.Embedding, np.ndarray]] = []
+        fill: Callable[[], None] | None = None
         if self._anchor is not None:
-            for ids, rows, layer_name, values in (
-                (user, n_users, "user_anchor", self._anchor.user_bias),
-                (item, n_items, "item_anchor", self._anchor.item_bias),
-            ):
-                table = keras.layers.Embedding(
-                    rows, 1, name=layer_name, embeddings_initializer="zeros", trainable=False
-                )
-                terms.append(table(ids))
-                anchors.append((table, values))
+            anchors, fill = anchor_outputs(user, item, n_users, n_items, self._anchor)
+            terms += anchors
         summed = keras.layers.Add(dtype="float32")(terms)  # float32 output under mixed precision
         offset = self._global_mean if self._anchor is None else self._anchor.mean
         rating = GlobalBias(offset, name="global_bias", dtype="float32")(summed)
         network = keras.Model({"user": user, "item": item}, rating, name="mf")
-        for table, values in anchors:  # set once built: an initializer would copy the arrays into the config
-            table.set_weights([np.asarray(values, dtype=np.float32).reshape(-1, 1)])
+        if fill is not None:
+            fill()
         return network
 
     def _build_scorer(self) -> LatentFactors:
@@ -111,10 +99,9 @@ class MatrixFactorizationRecommender(PairwiseKerasRecommender):
             table = np.array(network.get_layer(name).get_weights()[0], dtype=np.float32)
             table[0] = 0.0  # the unknown row is masked out in the network, so it must be here too
             tables[name] = table
-        layers = {layer.name for layer in network.layers}
-        for side in ("user", "item"):
-            if f"{side}_anchor" in layers:  # fixed closed-form biases (row 0, the unknown id, holds zero)
-                tables[f"{side}_bias"] += np.array(network.get_layer(f"{side}_anchor").get_weights()[0], np.float32)
+        if (anchors := anchor_rows(network)) is not None:  # the fixed closed-form biases
+            tables["user_bias"] += anchors[0][:, None]
+            tables["item_bias"] += anchors[1][:, None]
         return LatentFactors(
             tables["user_embedding"],
             tables["user_bias"][:, 0],
