@@ -23,31 +23,10 @@ from rec_pipeline.ingest.formats import REVIEWS_2018, REVIEWS_2023, SOURCE_FORMA
 from rec_pipeline.ingest.lines import parse_block
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
+from rec_pipeline_tests.ingest.examples import IMAGES_2023, REVIEW_2018, REVIEW_2023
 
-R2018 = {
-    "overall": 5.0,
-    "verified": True,
-    "reviewTime": "08 22, 2013",
-    "reviewerID": "A1",
-    "asin": "B1",
-    "reviewText": "good",
-    "summary": "Five",
-    "unixReviewTime": 1377129600,
-    "vote": "2",
-    "style": {"Size:": " L"},
-}
-R2023 = {
-    "rating": 3.0,
-    "title": "meh",
-    "text": "so so",
-    "asin": "B3V",
-    "parent_asin": "B3",
-    "user_id": "U3",
-    "timestamp": 1588687728923,
-    "helpful_vote": 2,
-    "verified_purchase": True,
-    "images": [{"small_image_url": "s", "large_image_url": "L"}],
-}
+R2018 = {**REVIEW_2018, "style": {"Size:": " L"}}
+R2023 = {**REVIEW_2023, "images": IMAGES_2023}
 
 
 def _with(base: dict[str, Any], **fields: Any) -> bytes:

@@ -17,40 +17,11 @@ import pytest
 
 from rec_pipeline.ingest.normalize import IngestOptions, IngestReport, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
+from rec_pipeline_tests.ingest.examples import REVIEW_2014, REVIEW_2018, REVIEW_2023
 
-R2014 = {
-    "reviewerID": "A2",
-    "asin": "B2",
-    "reviewerName": "y",
-    "helpful": [3, 4],
-    "reviewText": "fine",
-    "overall": 4.0,
-    "summary": "ok",
-    "unixReviewTime": 1300000000,
-    "reviewTime": "03 13, 2011",
-}
-R2018 = {
-    "overall": 5.0,
-    "verified": True,
-    "reviewTime": "08 22, 2013",
-    "reviewerID": "A1",
-    "asin": "B1",
-    "reviewText": "good",
-    "summary": "Five",
-    "unixReviewTime": 1377129600,
-    "vote": "2",
-}
-R2023 = {
-    "rating": 3.0,
-    "title": "meh",
-    "text": "so so",
-    "asin": "B3V",
-    "parent_asin": "B3",
-    "user_id": "U3",
-    "timestamp": 1588687728923,
-    "helpful_vote": 2,
-    "verified_purchase": True,
-}
+R2014 = dict(REVIEW_2014)
+R2018 = dict(REVIEW_2018)
+R2023 = dict(REVIEW_2023)
 BASES = {
     "2014": (R2014, "reviews_Cat_5.json.gz", "reviewerID"),
     "2018": (R2018, "Cat_5.json.gz", "reviewerID"),

@@ -18,32 +18,10 @@ from hypothesis import strategies as st
 
 from rec_pipeline.ingest.normalize import IngestOptions, ingest_dump
 from rec_pipeline_tests.conftest import write_lines
+from rec_pipeline_tests.ingest.examples import IMAGES_2023, REVIEW_2018, REVIEW_2023
 
-BASE = {
-    "overall": 5.0,
-    "verified": True,
-    "reviewTime": "08 22, 2013",
-    "reviewerID": "A1",
-    "asin": "B1",
-    "style": {"Size:": " L"},
-    "reviewText": "good",
-    "summary": "Five",
-    "unixReviewTime": 1377129600,
-    "vote": "3",
-    "image": ["https://img/1.jpg"],
-}
-BASE_2023 = {
-    "rating": 3.0,
-    "title": "meh",
-    "text": "so so",
-    "asin": "B3V",
-    "parent_asin": "B3",
-    "user_id": "U3",
-    "timestamp": 1588687728923,
-    "helpful_vote": 2,
-    "verified_purchase": True,
-    "images": [{"small_image_url": "s", "large_image_url": "L"}],
-}
+BASE = {**REVIEW_2018, "style": {"Size:": " L"}, "vote": "3", "image": ["https://img/1.jpg"]}
+BASE_2023 = {**REVIEW_2023, "images": IMAGES_2023}
 RELEASES = {  # base record, the fields to spoil, the file name, the user id field
     "2018": (
         BASE,
