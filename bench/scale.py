@@ -11,14 +11,12 @@ of the main job runs, in dependency order, one step per process.
 
 Settings (written to the data root's ``settings.yaml``, so every step reads them as a deployment would): the
 demo's offline settings (random CNN weights at 64 px, 32-d Word2Vec), ``epochs: 1`` for every model, images from
-the local mirror only (``item_images.offline``), and for ``model_metrics`` the sampled ranking protocol
-(``protocol: sampled``, 100 negatives per user). ``MetricsConfig`` has no setting that samples evaluation users;
-the sampled protocol is the existing setting that keeps evaluation from scoring every user against every item
-(O(users x 101) scores instead of O(users x items)), so the whole graph runs on two cores. EASE is capped at
-``--ease-max-items`` (default 12,000 here, 20,000 in the model): its closed form is dense items x items by design
-(~23 bytes per cell measured: 3.4 GB at 10,000 items, so ~10 GB projected at 20,000) and it refuses larger
-catalogues, so at the full size it is skipped either way; the lower cap keeps the fractional runs from a 10 GB
-spike on a shared machine.
+the local mirror only (``item_images.offline``), and for ``model_metrics`` the full ranking protocol on a seeded
+sample of ``--eval-users`` users (``max_eval_users``, 10,000 here, 50,000 by default): every model is measured on
+the same users, and the step's cost grows with the catalogue, not with users x items. EASE is capped at
+``--ease-max-items`` (default 12,000 here): its closed form is dense items x items by design and it refuses
+larger catalogues, so at the full size it is skipped either way; the lower cap keeps the fractional runs from a
+multi-GB spike on a shared machine.
 
 How peak RSS is measured, and why this way: each step runs in a child process of its own
 (``dagster.materialize`` of that one asset, steps in process), and the benchmark reaps it with ``wait4()``,
@@ -35,9 +33,9 @@ through the two peaks (a fixed part, the imports and TensorFlow's runtime, plus 
 points cannot tell a line from a parabola, so users x items growth is checked by size instead: between the two
 scales one dense float32 users x items matrix would add ``4 x users x items x (s2^2 - s1^2)`` bytes (about 1.4 GB
 from 0.025 to 0.05), and a step that grows by a quarter of that is flagged. Time is projected from each step's own
-duration as linear in the data, except for ``model_metrics`` and ``recommendations``, which score every user
-against every candidate item (batched, so memory stays bounded but time does not): x (1/scale)^2 for them; the
-process start-up is added as measured.
+duration as linear in the data, except for ``recommendations``, which scores every user against every candidate
+item (batched, so memory stays bounded but time does not): x (1/scale)^2 for it (``model_metrics`` ranks a capped
+number of users, so it is linear in the catalogue once the cap applies); the process start-up is added as measured.
 
 Target: every step <= 8 GB peak RSS at the full size, on this 2-core, 24 GB machine.
 
@@ -68,7 +66,7 @@ FULL = {"reviews": 10_000_000, "users": 1_000_000, "items": 200_000}
 CATEGORY = "Scale_Toys"
 BASELINE = "(baseline)"
 # Steps that score every user against every candidate item (batched: memory bounded, time is not).
-USERS_X_ITEMS_TIME = ("model_metrics", "recommendations")
+USERS_X_ITEMS_TIME = ("recommendations",)
 
 
 # --- children ---------------------------------------------------------------------------------------------------
@@ -180,7 +178,7 @@ def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
         config["epochs"] = args.epochs
         config.setdefault("batch_size", 1024)
     ops["model_ease"]["config"]["model_params"] = {"max_items": args.ease_max_items}
-    ops["model_metrics"] = {"config": {"protocol": "sampled", "n_negatives": 100}}
+    ops["model_metrics"] = {"config": {"protocol": "full", "max_eval_users": args.eval_users}}
     return {"ops": ops}
 
 
@@ -361,6 +359,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, nargs="+", default=[1.0], help="fractions of the sizes above")
     parser.add_argument("--image-share", type=float, default=0.1, help="share of items with an image")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of every model")
+    parser.add_argument("--eval-users", type=int, default=10_000, help="model_metrics' max_eval_users")
     parser.add_argument("--ease-max-items", type=int, default=12_000, help="EASE refuses larger catalogues")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed afterwards")
     parser.add_argument("--keep", action="store_true", help="keep each scale's data root (with --workdir)")

@@ -116,23 +116,32 @@ def test_recommendations_exclude_rated_items_and_the_cli_shows_them(
 
 
 @pytest.mark.slow
-def test_cross_validation_reports_mean_and_std(materialized: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+def test_cross_validation_and_a_user_sample(
+    materialized: tuple[Path, dg.ExecuteInProcessResult], tmp_path: Path
+) -> None:
+    """Cross-validation reports mean and std; ``max_eval_users`` measures every model on one seeded sample of users
+    and says so. Written to a root of its own, so the shared run's metrics stay as the pipeline wrote them."""
     from rec_pipeline.assets.evaluation import MetricsConfig, evaluate_category, upstreams_at
     from rec_pipeline.warehouse_io import CategoryStore
 
     root, _ = materialized
-    layout = DataLayout(root)
+    layout, out = DataLayout(root), DataLayout(tmp_path)
     outcome = evaluate_category(
-        CategoryStore(layout, CATEGORY),
+        CategoryStore(out, CATEGORY),
         upstreams_at(layout, CATEGORY),
-        MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1),
+        MetricsConfig(cv_folds=3, cv_models=["biases"], cv_epochs=1, max_eval_users=25),
         _Log(),
     )
-    cv = json.loads(DataLayout(root).artifact(CATEGORY, "metrics/cross_validation.json").read_text())
+    cv = json.loads(out.artifact(CATEGORY, "metrics/cross_validation.json").read_text())
     assert cv["biases"]["k"] == 3 and len(cv["biases"]["folds"]) == 3
     assert cv["biases"]["std"]["rmse"] >= 0 and 0 < cv["biases"]["mean"]["rmse"] < 2
     assert "Cross-validation (3 folds" in outcome["table"]
-    assert "Cross-validation" in DataLayout(root).artifact(CATEGORY, "metrics/comparison.md").read_text()
+    assert "Cross-validation" in out.artifact(CATEGORY, "metrics/comparison.md").read_text()
+    metrics = json.loads(out.artifact(CATEGORY, "metrics/metrics.json").read_text())
+    users = metrics["evaluation_users"]
+    assert users["evaluated"] == 25 < users["total"] and "seeded sample of 25 of" in outcome["table"]
+    for row in metrics["models"].values():
+        assert row["counts"]["n_test_users"] <= 25
 
 
 class _Log:

@@ -13,6 +13,7 @@ import polars as pl
 from rec_pipeline.assets.factory import GPU_POOL, category_asset, materialized
 from rec_pipeline.assets.metadata import combined_check, md_table
 from rec_pipeline.assets.training import held_out_items, warm
+from rec_pipeline.evaluation.user_sample import DEFAULT_MAX_USERS
 from rec_pipeline.models.registry import CATALOGUE, MODEL_NAMES, NESTED_MODELS
 from rec_pipeline.paths import DataLayout
 from rec_pipeline.plots import scatter_md
@@ -29,7 +30,11 @@ class MetricsConfig(dg.Config):
     protocol: Literal["full", "sampled"] = "full"
     n_negatives: int = 100
     relevance_threshold: float = 4.0
-    seed: int = 0  # sampled negatives, tie-break order among equal scores, bootstrap resamples
+    seed: int = 0  # sampled negatives, tie-break order among equal scores, bootstrap resamples, evaluation users
+    # Users evaluated: a seeded sample of this many (the same for every model and split) when more have held-out
+    # ratings; None evaluates everyone. Ranking is O(users x items): at 50,000 users a metric's standard error is
+    # ~0.002 already, while a 1M-user category would take hours per model (evaluation/user_sample.py).
+    max_eval_users: int | None = DEFAULT_MAX_USERS
     # How `recommendations` picks its model: a metric of metrics.json, normally a val_ one (validation split, same
     # ranking protocol, training items excluded) so the test split stays a report. Lower wins for errors.
     selection_metric: str = "val_ndcg@10"
@@ -89,6 +94,7 @@ def evaluate_category(
         evaluate_cold_items,
         evaluate_model,
         results_frame,
+        sample_users,
     )
     from rec_pipeline.models import load_model
     from rec_pipeline.models.artifacts import is_saved_model
@@ -100,6 +106,10 @@ def evaluate_category(
     held_out = held_out_items(cold_items)
     has_cold = bool(held_out) and cold_items.exists(Artifact.COLD_INTERACTIONS)
     cold = cold_items.read(Artifact.COLD_INTERACTIONS) if has_cold else None
+    users = sample_users({"validation": validation, "test": test, "cold": cold}, config.max_eval_users, config.seed)
+    validation, test = users.required("validation"), users.required("test")
+    cold = users.frames["cold"]
+    log.info(f"{category}: evaluating on {users.describe()}")
     options = EvaluationOptions(
         ks=tuple(config.ks),
         protocol=config.protocol,
@@ -186,6 +196,8 @@ def evaluate_category(
         f"coverage@{k}",
     )
     table = comparison_table_md(results, metrics=columns, bootstrap=comparison)
+    if users.sampled:
+        table += f"\nEvery model is measured on {users.describe()}, seed {config.seed}.\n"
     if cold is not None:
         n_cold = next(iter(results.values()))["counts"].get("n_cold_ratings", 0)
         table += (
@@ -206,6 +218,7 @@ def evaluate_category(
             "protocol": options.protocol_name,
             "ks": list(config.ks),
             "n_candidates": len(candidates),
+            "evaluation_users": {"total": users.n_users, "evaluated": users.n_sampled, "seed": config.seed},
             "best_model": best,
             "cold": {
                 "items": len(held_out),

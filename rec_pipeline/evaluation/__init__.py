@@ -31,6 +31,7 @@ from rec_pipeline.evaluation.ranking_protocols import RankingOutcome, default_ca
 from rec_pipeline.evaluation.rating_metrics import rating_metrics
 from rec_pipeline.evaluation.scoring_model import ScoringModel, ranking_scores
 from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
+from rec_pipeline.evaluation.user_sample import UserSample, sample_users
 
 __all__ = [
     "BootstrapComparison",
@@ -41,6 +42,7 @@ __all__ = [
     "RankingOutcome",
     "ScoringModel",
     "TieBreaker",
+    "UserSample",
     "UserStatistics",
     "cold_candidates",
     "cold_metric_name",
@@ -59,6 +61,7 @@ __all__ = [
     "ranking_scores",
     "rating_metrics",
     "results_frame",
+    "sample_users",
     "select_best",
     "select_cold_items",
     "top_k_columns",

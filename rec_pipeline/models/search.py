@@ -41,6 +41,7 @@ from rec_pipeline.evaluation.options import EvaluationOptions
 from rec_pipeline.evaluation.ranking_metrics import RANKING_METRICS
 from rec_pipeline.evaluation.ranking_protocols import default_candidates, rank_model
 from rec_pipeline.evaluation.rating_metrics import rating_metrics
+from rec_pipeline.evaluation.user_sample import DEFAULT_MAX_USERS, sample_users
 from rec_pipeline.models.data import TrainingData, TrainingHistory, TrainOptions
 from rec_pipeline.models.registry import CATALOGUE, NESTED_MODELS
 
@@ -389,6 +390,7 @@ def validation_objective(
     validation: pl.DataFrame,
     objective: str,
     evaluation: EvaluationOptions | None = None,
+    max_users: int | None = DEFAULT_MAX_USERS,
 ) -> float:
     """``objective`` of a fitted model on ``validation``, by the project's own evaluation functions.
 
@@ -405,7 +407,9 @@ def validation_objective(
         if metric not in RANKING_METRICS or not k.isdigit():
             raise ValueError(f"unknown objective {objective!r}; use rmse, mae or one of {list(RANKING_METRICS)}@K")
         options = dataclasses.replace(evaluation or EvaluationOptions(), ks=(int(k),))
-        outcome = rank_model(model, train, validation, options=options, candidates=default_candidates(train))
+        # Ranking is O(users x items): a seeded sample of users, the same for every candidate (user_sample.py).
+        ranked = sample_users({"validation": validation}, max_users, options.seed).required("validation")
+        outcome = rank_model(model, train, ranked, options=options, candidates=default_candidates(train))
         value = outcome.metrics.get(objective)
     if value is None or not math.isfinite(value):
         raise ValueError(f"validation {objective} is undefined (no validation pairs or relevant items to judge by)")
