@@ -7,16 +7,17 @@ import polars as pl
 
 from rec_pipeline.assets.factory import category_asset, materialized
 from rec_pipeline.assets.metadata import combined_check, md_table
+from rec_pipeline.atomic import ArtifactError
 from rec_pipeline.interactions.dedup import latest_per_pair
 from rec_pipeline.interactions.kcore import is_kcore, kcore, workable_k
 from rec_pipeline.interactions.splits import SplitOptions, check_splits, split_interactions
 from rec_pipeline.interactions.stats import interaction_stats
-from rec_pipeline.interactions.variants import VariantOptions, collapse_variants
+from rec_pipeline.interactions.variants import VariantOptions, collapse_variants, review_events
 from rec_pipeline.plots import bar_md
 from rec_pipeline.resources import Lake, settings_metadata, step_config
 from rec_pipeline.schema import RATING_MAX, RATING_MIN
 from rec_pipeline.warehouse import Artifact, split_artifact
-from rec_pipeline.warehouse_io import Stored
+from rec_pipeline.warehouse_io import Stored, Upstream
 
 
 class InteractionsConfig(dg.Config):
@@ -35,6 +36,24 @@ class SplitsConfig(dg.Config):
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 42
+
+
+def _review_events(raw_reviews: Upstream) -> pl.DataFrame:
+    """The narrow review events of one category (``review_events``), streamed from its Parquet file.
+
+    The streaming engine reads, hashes and drops the review text batch by batch; read whole, the text alone is
+    most of the category's bytes and set the asset's peak memory.
+    """
+    path = raw_reviews.path(Artifact.RAW_REVIEWS)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist: materialize raw_reviews first")
+    try:
+        return review_events(pl.scan_parquet(path)).collect(engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        raise ArtifactError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); it is damaged: materialize raw_reviews again "
+            "(with `force: true`), which replaces it atomically"
+        ) from exc
 
 
 def _too_small_message(
@@ -91,13 +110,12 @@ def interactions(
     for category in context.partition_keys:
         cfg = step_config(context, config, lake, category, settings)
         store = lake.category(category)
-        reviews = raw_reviews[category].read(Artifact.RAW_REVIEWS)
         variant_options = VariantOptions(
             enabled=cfg.collapse_variants,
             min_shared_copies=cfg.min_shared_copies,
             min_shared_fraction=cfg.min_shared_fraction,
         )
-        collapsed = collapse_variants(reviews, variant_options)
+        collapsed = collapse_variants(_review_events(raw_reviews[category]), variant_options)
         store.write(Artifact.ITEM_FAMILIES, collapsed.families)
         deduped = latest_per_pair(collapsed.reviews).collect()
         result = kcore(deduped, cfg.k, iterate=cfg.kcore_iterate)
@@ -116,14 +134,14 @@ def interactions(
             },
         )
         context.log.info(
-            f"{category}: {reviews.height:,} reviews -> {collapsed.events:,} review events "
+            f"{category}: {collapsed.rows_in:,} reviews -> {collapsed.events:,} review events "
             f"({collapsed.copies_collapsed:,} variant copies collapsed, "
             f"{collapsed.items_merged:,} asins merged into families) -> {deduped.height:,} unique pairs -> "
             f"{frame.height:,} in the {cfg.k}-core "
             f"({result.iterations} passes)"
         )
         per_category[category] = {
-            "rows_in": reviews.height,
+            "rows_in": collapsed.rows_in,
             **{f"variants/{k}": v for k, v in variants.items()},
             "duplicates_removed": collapsed.events - deduped.height,
             "removed_by_kcore": deduped.height - frame.height,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rec_pipeline.ingest.normalize import ingest_dump
 from rec_pipeline.interactions.dedup import latest_per_pair
 from rec_pipeline.interactions.variants import (
+    EVENT_COLUMNS,
     MERGED_ITEM_SCHEMA,
+    TEXT_KEY,
     VariantOptions,
     VariantResult,
     collapse_variants,
     merge_family_items,
+    review_events,
 )
 from rec_pipeline.sample import SampleManifest, SampleSpec, write_sample
 from rec_pipeline.schema import ITEM_SCHEMA, REVIEW_SCHEMA
@@ -409,3 +416,86 @@ def test_collapsed_and_deduplicated_sample_has_the_true_pair_count(
     manifest, frame = planted
     assert frame.select("user_id", "item_id").n_unique() > manifest.unique_pairs  # the copies inflate it
     assert latest_per_pair(collapse_variants(frame).reviews).collect().height == manifest.unique_pairs
+
+
+# --- the narrow path: text replaced by its key while the Parquet file is scanned ----------------------------------
+
+
+def narrow(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """What the interactions asset collapses: ``review_events`` streamed from the frame written as Parquet."""
+    frame.write_parquet(path)
+    return review_events(pl.scan_parquet(path)).collect(engine="streaming")
+
+
+def assert_same_collapse(frame: pl.DataFrame, path: Path, options: VariantOptions | None = None) -> None:
+    """The narrow frame gives exactly the rows, families, counts and deduplicated pairs of the full-text one."""
+    options = options or VariantOptions()
+    wide, slim = collapse_variants(frame, options), collapse_variants(narrow(frame, path), options)
+    assert slim.reviews.columns == [*EVENT_COLUMNS, *TEXT_KEY]
+    assert slim.reviews.select(EVENT_COLUMNS).equals(wide.reviews.select(EVENT_COLUMNS))
+    assert slim.families.equals(wide.families)
+    assert slim.metadata() == wide.metadata()
+    assert latest_per_pair(slim.reviews).collect().equals(latest_per_pair(wide.reviews).collect())
+
+
+def test_the_text_key_gives_the_events_rows_and_families_of_the_text(tmp_path: Path) -> None:
+    frame = reviews(
+        *copies(["B3", "B1", "B2"], "u1", 100, "great"),
+        *copies(["B2", "B1"], "u2", 100, "good"),
+        *copies(["B1", "B1"], "u3", 150, "twice on one asin"),
+        # one user, one second, one rating, different texts (the same length too): separate events
+        ("u1", "B4", 5.0, 100, "grand"),
+        ("u1", "B5", 5.0, 100, "gREAT"),
+        # the same text by another user, or with another rating: separate events
+        ("u9", "B4", 5.0, 100, "great"),
+        ("u1", "B6", 4.0, 100, "great"),
+        # no text: never grouped, neither empty nor null
+        ("u4", "B1", 3.0, 200, ""),
+        ("u4", "B2", 3.0, 200, ""),
+        ("u4", "B1", 3.0, 200, None),
+        ("u4", "B2", 3.0, 200, None),
+        *own("B6", 3),
+    )
+    result = collapse_variants(narrow(frame, tmp_path / "reviews.parquet"))
+    assert result.events == 14 and family_of(result)["B2"] == "B1"
+    assert_same_collapse(frame, tmp_path / "reviews.parquet")
+    assert_same_collapse(frame, tmp_path / "reviews.parquet", VariantOptions(min_shared_copies=1))
+    assert_same_collapse(frame, tmp_path / "reviews.parquet", VariantOptions(enabled=False))
+
+
+_TEXTS = st.sampled_from([None, "", "a", "b", "ab", "ba", "a long review"])
+_ROWS = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2", "u3"]),
+        st.sampled_from(["B1", "B2", "B3", "B4"]),
+        st.sampled_from([4.0, 5.0]),
+        st.sampled_from([100, 101]),
+        _TEXTS,
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=_ROWS)
+def test_the_text_key_matches_the_text_on_any_frame(tmp_path_factory: pytest.TempPathFactory, rows: list) -> None:
+    path = tmp_path_factory.mktemp("narrow") / "reviews.parquet"
+    assert_same_collapse(reviews(*rows), path, VariantOptions(min_shared_copies=1, min_shared_fraction=0.3))
+
+
+def test_a_frame_without_text_or_its_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="text_bytes"):
+        collapse_variants(reviews(*copies(["B1", "B2"], "u1", 100, "a")).drop("text"))
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_2018_files_collapse_the_same_through_the_text_key(
+    real_reviews: dict[str, pl.DataFrame], name: str, tmp_path: Path
+) -> None:
+    assert_same_collapse(real_reviews[name], tmp_path / "reviews.parquet")
+
+
+def test_planted_samples_collapse_the_same_through_the_text_key(
+    planted: tuple[SampleManifest, pl.DataFrame], tmp_path: Path
+) -> None:
+    assert_same_collapse(planted[1], tmp_path / "reviews.parquet")
