@@ -10,7 +10,8 @@ Per scale: the project's sample generator writes a 2018-format category of ``sca
 of the main job runs, in dependency order, one step per process.
 
 Settings (written to the data root's ``settings.yaml``, so every step reads them as a deployment would): the
-demo's offline settings (random CNN weights at 64 px, 32-d Word2Vec), ``epochs: 1`` for every model, images from
+demo's offline settings (random CNN weights at 64 px, 32-d Word2Vec), ``epochs: 1`` and ``search: false`` for every
+model (``--search`` tunes first, as the pipeline does by default: the same memory, x candidates the time), images from
 the local mirror only (``item_images.offline``), and for ``model_metrics`` the full ranking protocol on a seeded
 sample of ``--eval-users`` users (``max_eval_users``, 10,000 here, 50,000 by default): every model is measured on
 the same users, and the step's cost grows with the catalogue, not with users x items. EASE is capped at
@@ -176,6 +177,7 @@ def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
     for name in MODEL_NAMES:
         config = ops.setdefault(f"model_{name}", {"config": {}})["config"]
         config["epochs"] = args.epochs
+        config["search"] = args.search
         config.setdefault("batch_size", 1024)
     ops["model_ease"]["config"]["model_params"] = {"max_items": args.ease_max_items}
     ops["model_metrics"] = {"config": {"protocol": "full", "max_eval_users": args.eval_users}}
@@ -359,6 +361,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, nargs="+", default=[1.0], help="fractions of the sizes above")
     parser.add_argument("--image-share", type=float, default=0.1, help="share of items with an image")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of every model")
+    parser.add_argument(
+        "--search", action="store_true", help="tune each Keras model first (the pipeline's default; x candidates)"
+    )
     parser.add_argument("--eval-users", type=int, default=10_000, help="model_metrics' max_eval_users")
     parser.add_argument("--ease-max-items", type=int, default=12_000, help="EASE refuses larger catalogues")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed afterwards")

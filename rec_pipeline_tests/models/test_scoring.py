@@ -27,6 +27,11 @@ CASES = {
     "ncf": ("ncf", {"hidden_units": (16, 8)}, SplitMLP),
     "ncf_linear": ("ncf", {"hidden_units": ()}, SplitMLP),
     "neumf": ("neumf", {"hidden_units": (16, 8)}, SplitMLP),
+    "hybrid_seed000": (
+        "hybrid_seed000",
+        {"embedding_dim": 8, "nn_units": 4, "text_units": 8, "image_units": 8, "content_units": 8, "merge_units": 8},
+        SplitMLP,
+    ),
 }
 
 
@@ -34,7 +39,7 @@ CASES = {
 def fitted(request: pytest.FixtureRequest, planted: PlantedRatings) -> PairwiseKerasRecommender:
     kind, config, _ = CASES[request.param]
     model = create_model(kind, **config)
-    model.fit(planted.training_data(with_content=kind == "hybrid"), OPTIONS)
+    model.fit(planted.training_data(with_content=kind.startswith("hybrid")), OPTIONS)
     assert isinstance(model, PairwiseKerasRecommender)
     model.case = request.param  # type: ignore[attr-defined]
     return model
