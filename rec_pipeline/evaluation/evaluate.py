@@ -127,6 +127,7 @@ def evaluate_model(
         "n_catalog_items": len(model.item_ids),
         "n_candidates": ranking.n_candidates,
         "n_candidates_unscored": ranking.n_candidates_unscored,
+        "n_coverage_users": ranking.n_coverage_users,
     }
     counts.update({f"n_test_{name}": int(segments[name]["n"] or 0) for name in SEGMENTS})
     scatter = _scatter_sample(test.height, options)

@@ -22,6 +22,9 @@ class EvaluationOptions:
     test item as relevant (pure "will the user interact" evaluation).
     ``few_ratings_max``: items with 1..this many training ratings form the ``"few"`` RMSE segment.
     ``batch_users``: users scored per ``score_users`` call; ``None`` sizes batches to ~2M scores.
+    ``coverage_users``: under ``sampled``, a model that scores pairs (``ranking_pair_scores``) is scored on each
+    case's positive and negatives only; ``coverage@K`` then comes from the full rows of the first this many
+    evaluated users (sorted ids, already a seeded sample on large categories), not every user.
     """
 
     protocol: RankingProtocol = "full"
@@ -33,6 +36,7 @@ class EvaluationOptions:
     few_ratings_max: int = 5
     scatter_points: int = 2000
     batch_users: int | None = None
+    coverage_users: int = 2_000
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -47,6 +51,8 @@ class EvaluationOptions:
             raise ValueError("few_ratings_max must be at least 1")
         if self.scatter_points < 0:
             raise ValueError("scatter_points must not be negative")
+        if self.coverage_users < 1:
+            raise ValueError("coverage_users must be positive")
         if self.batch_users is not None and self.batch_users < 1:
             raise ValueError("batch_users must be positive")
 

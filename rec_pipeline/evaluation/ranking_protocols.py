@@ -23,13 +23,16 @@ Shared rules, whatever the protocol:
 ``sampled`` specifics: each (user, relevant item) case is ranked against ``n_negatives`` candidates drawn
 uniformly, without replacement, from items the user has not rated anywhere (train, validation or test). Negatives
 scoring the same as the positive rank ahead of it (pessimistic), so a constant model cannot score well. Per-case
-metrics are averaged per user first, then over users, so heavy users do not dominate, as in ``full``.
+metrics are averaged per user first, then over users, so heavy users do not dominate, as in ``full``. A model
+with ``ranking_pair_scores`` is asked for each case's positive and negatives only (O(cases x n_negatives) scores,
+not O(users x items)), and ``coverage@K`` then comes from the full rows of the first ``coverage_users`` users
+(``n_coverage_users`` in the outcome); the metrics are the same as from full rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +46,7 @@ from rec_pipeline.evaluation.ranking_metrics import (
     metric_key,
     ranking_metrics_from_hits,
 )
-from rec_pipeline.evaluation.scoring_model import ScoringModel, ranking_scores
+from rec_pipeline.evaluation.scoring_model import ScoringModel, pair_scorer, ranking_scores
 from rec_pipeline.evaluation.top_k import TieBreaker, top_k_columns
 
 # Scores per score_users call when batch_users is not given: ~16 MB of float64, whatever the catalogue size.
@@ -66,6 +69,7 @@ class RankingOutcome:
     n_cases: int
     n_candidates: int = 0
     n_candidates_unscored: int = 0
+    n_coverage_users: int = 0  # users whose top K coverage@K counts
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     users: list[str] = field(default_factory=list, repr=False)
 
@@ -122,29 +126,43 @@ def rank_model(
     recommended = {k: np.zeros(prepared.n_items, dtype=bool) for k in options.ks}
     per_user = {metric_key(m, k): np.zeros(n_users) for m in RANKING_METRICS for k in options.ks}
     unscored = prepared.model_columns < 0
-    n_model = len(model.item_ids)  # once: a model may build the list on every call
+    catalog = list(model.item_ids)  # once: a model may build the list on every call
+    n_model = len(catalog)
+    # Sampled protocol and a model that scores pairs: cases are scored on their positive and negatives alone,
+    # and only the first ``coverage_users`` users' full rows are ranked, for coverage@K (module docstring).
+    by_pair = pair_scorer(model) if options.protocol == "sampled" else None
+    n_full_rows = n_users if by_pair is None else min(n_users, options.coverage_users)
     n_cases = 0
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
         users = prepared.users[start:stop]
-        scores = _scores(model, users, prepared.model_columns, n_model)
-        seen_slice = _row_slice(prepared.seen_rows, start, stop)
-        scores[prepared.seen_rows[seen_slice] - start, prepared.seen_cols[seen_slice]] = -np.inf
-        top = top_k_columns(scores, k_max, ties.for_rows(users))
-        finite_top = np.isfinite(np.take_along_axis(scores, top, axis=1))
-        for k in options.ks:
-            recommended[k][top[:, :k][finite_top[:, :k]]] = True
+        full_stop = min(stop, n_full_rows)
+        scores = top = finite_top = None
+        if start < full_stop:
+            scores = _scores(model, users[: full_stop - start], prepared.model_columns, n_model)
+            seen_slice = _row_slice(prepared.seen_rows, start, full_stop)
+            scores[prepared.seen_rows[seen_slice] - start, prepared.seen_cols[seen_slice]] = -np.inf
+            top = top_k_columns(scores, k_max, ties.for_rows(users[: full_stop - start]))
+            finite_top = np.isfinite(np.take_along_axis(scores, top, axis=1))
+            for k in options.ks:
+                recommended[k][top[:, :k][finite_top[:, :k]]] = True
         rel_slice = _row_slice(prepared.relevant_rows, start, stop)
         rel_rows = prepared.relevant_rows[rel_slice] - start
         rel_cols = prepared.relevant_cols[rel_slice]
         if options.protocol == "full":
+            assert top is not None and finite_top is not None  # every row is ranked in full
             batch_metrics = _full_batch(top, finite_top, rel_rows, rel_cols, prepared.n_items, options)
         else:
             rated_slice = _row_slice(prepared.rated_rows, start, stop)
-            rated = np.zeros_like(scores, dtype=bool)
+            rated = np.zeros((stop - start, prepared.n_items), dtype=bool)
             rated[prepared.rated_rows[rated_slice] - start, prepared.rated_cols[rated_slice]] = True
             rated[:, unscored] = True  # a candidate the model cannot score is no fair negative
-            batch_metrics = _sampled_batch(scores, rated, rel_rows, rel_cols, options, rng)
+            if by_pair is None:
+                assert scores is not None
+                score_of = _from_matrix(scores)
+            else:
+                score_of = _from_pairs(by_pair, users, catalog, prepared.model_columns)
+            batch_metrics = _sampled_batch(score_of, rated, rel_rows, rel_cols, options, rng)
             n_cases += rel_rows.size
         for key, values in batch_metrics.items():
             per_user[key][start:stop] = values
@@ -167,6 +185,7 @@ def rank_model(
         n_cases=n_cases,
         n_candidates=prepared.n_items,
         n_candidates_unscored=int(unscored.sum()),
+        n_coverage_users=n_full_rows,
         per_user=per_user,
         users=list(prepared.users),
     )
@@ -191,8 +210,42 @@ def _full_batch(
     return ranking_metrics_from_hits(hits, n_relevant, options.ks)
 
 
+ScoreOf = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _from_matrix(scores: np.ndarray) -> ScoreOf:
+    """Scores of (batch row, candidate column) pairs read from a batch's full score rows."""
+    return lambda rows, columns: scores[rows, columns]
+
+
+def _from_pairs(
+    by_pair: Callable[[Sequence[str], Sequence[str]], np.ndarray],
+    users: list[str],
+    catalog: list[str],
+    model_columns: np.ndarray,
+) -> ScoreOf:
+    """Scores of (batch row, candidate column) pairs asked of the model pair by pair; a candidate it cannot score
+    gets ``-inf``, as in full rows."""
+
+    def score_of(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        model_column = model_columns[columns]
+        known = model_column >= 0
+        raw = np.asarray(
+            by_pair([users[row] for row in rows[known]], [catalog[column] for column in model_column[known]])
+        ).reshape(-1)
+        if raw.size != int(known.sum()):
+            raise ValueError(f"ranking_pair_scores returned {raw.size} scores for {int(known.sum())} pairs")
+        if raw.size and np.isnan(raw.min()):
+            raise ValueError("ranking_pair_scores returned NaN scores; a broken model must not be ranked")
+        out = np.full(rows.shape, -np.inf, dtype=np.result_type(raw.dtype, np.float32))
+        out[known] = raw
+        return out
+
+    return score_of
+
+
 def _sampled_batch(
-    scores: np.ndarray,
+    score_of: ScoreOf,
     rated: np.ndarray,
     rel_rows: np.ndarray,
     rel_cols: np.ndarray,
@@ -200,18 +253,19 @@ def _sampled_batch(
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     negatives, valid = sample_unrated(rng, rated, rel_rows, options.n_negatives)
-    positive = scores[rel_rows, rel_cols]
-    rank = ((scores[rel_rows[:, None], negatives] >= positive[:, None]) & valid).sum(axis=1)
+    positive = score_of(rel_rows, rel_cols)
+    negative_scores = score_of(np.repeat(rel_rows, negatives.shape[1]), negatives.reshape(-1)).reshape(negatives.shape)
+    rank = ((negative_scores >= positive[:, None]) & valid).sum(axis=1)
     # One relevant item per case: a hit matrix with a single True at the positive's rank (if within K).
     k_max = max(options.ks)
     hits = np.zeros((rel_rows.size, k_max), dtype=bool)
     within = rank < k_max
     hits[np.flatnonzero(within), rank[within]] = True
     per_case = ranking_metrics_from_hits(hits, np.ones(rel_rows.size, dtype=np.int64), options.ks)
-    n_per_user = np.bincount(rel_rows, minlength=scores.shape[0])
+    n_rows = rated.shape[0]
+    n_per_user = np.bincount(rel_rows, minlength=n_rows)
     return {
-        key: np.bincount(rel_rows, weights=values, minlength=scores.shape[0]) / n_per_user
-        for key, values in per_case.items()
+        key: np.bincount(rel_rows, weights=values, minlength=n_rows) / n_per_user for key, values in per_case.items()
     }
 
 

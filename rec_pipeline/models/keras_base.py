@@ -155,6 +155,13 @@ class PairwiseKerasRecommender(Recommender):
         scores = self._network_pair_scores(np.repeat(user_index, n_items), np.tile(every_item, len(user_index)))
         return scores.reshape(len(user_index), n_items)
 
+    def ranking_pair_scores(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
+        """``ranking_scores`` of aligned (user, item) pairs, unclipped: the sampled ranking protocol scores each
+        case's positive and negatives with it, instead of whole rows (one MLP pass per pair for NCF/NeuMF)."""
+        if len(user_ids) != len(item_ids):
+            raise ValueError("user_ids and item_ids must have the same length")
+        return self._score_pairs(self._vocab("users").lookup(user_ids), self._vocab("items").lookup(item_ids))
+
     def unknown_item_scores(self, user_ids: Sequence[str]) -> np.ndarray:
         """The network's answer for item index 0 (unclipped, like ``ranking_scores``)."""
         user_index = self._vocab("users").lookup(user_ids)

@@ -235,3 +235,34 @@ def test_metrics_do_not_depend_on_candidate_order_or_score_dtype(seed: int) -> N
         for key, values in reference.per_user.items():
             assert np.array_equal(outcome.per_user[key], values), key
         assert outcome.metrics == reference.metrics
+
+
+class PairTableModel(TableModel):
+    """The same table, also answering ``ranking_pair_scores``; counts the pairs it is asked for."""
+
+    pair_calls: int = 0
+
+    def ranking_pair_scores(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
+        self.pair_calls += len(user_ids)
+        return self.predict(user_ids, item_ids)
+
+
+def test_sampled_protocol_scores_only_the_cases_pairs_when_the_model_can() -> None:
+    """Same metrics as from full rows (ties included: integer scores), full rows only for the coverage users."""
+    rng = np.random.default_rng(3)
+    items = [f"i{n}" for n in range(60)]
+    users = [f"u{n:02d}" for n in range(30)]
+    table = {user: rng.integers(0, 4, size=60).astype(float) for user in users}
+    pairs = [(user, items[j], float(rng.integers(3, 6))) for user in users for j in rng.choice(60, 6, replace=False)]
+    train, test = ratings(pairs[::2]), ratings(pairs[1::2])
+    for coverage_users in (1000, 7):
+        options = EvaluationOptions(protocol="sampled", ks=(5,), n_negatives=15, seed=4, coverage_users=coverage_users)
+        rows, by_pair = TableModel(items, table), PairTableModel(items, table)
+        expected = rank_model(rows, train, test, options=options)
+        got = rank_model(by_pair, train, test, options=options)
+        for key in ("ndcg@5", "recall@5", "hr@5", "map@5"):
+            assert np.array_equal(got.per_user[key], expected.per_user[key]), key
+        assert by_pair.pair_calls == got.n_cases * 16  # the positive and 15 negatives per case
+        assert sum(by_pair.score_calls) == got.n_coverage_users == min(coverage_users, got.n_users_evaluated)
+        if coverage_users >= got.n_users_evaluated:
+            assert got.metrics["coverage@5"] == expected.metrics["coverage@5"]

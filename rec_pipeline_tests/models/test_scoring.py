@@ -60,6 +60,9 @@ def test_each_model_ranks_from_precomputed_sides(fitted: PairwiseKerasRecommende
 def test_ranking_scores_equal_the_network_run_per_pair(fitted: PairwiseKerasRecommender) -> None:
     users = [*fitted.user_ids[:7], "nobody"]
     assert np.allclose(fitted.ranking_scores(users), _brute_force(fitted, users), atol=2e-5)
+    some_items = fitted.item_ids[:3]
+    pairs = fitted.ranking_pair_scores([u for u in users for _ in some_items], [i for _ in users for i in some_items])
+    assert np.allclose(pairs.reshape(len(users), 3), fitted.ranking_scores(users)[:, :3], atol=2e-5)
     unknown_item = fitted._network_pair_scores(fitted._vocab("users").lookup(users), np.zeros(len(users), np.int32))
     assert np.allclose(fitted.unknown_item_scores(users), unknown_item, atol=2e-5)
 
