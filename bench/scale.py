@@ -123,8 +123,8 @@ def _child_step(root: Path, asset: str, out: Path) -> None:
         resources={"lake": DataLake(data_dir=str(root))},
         raise_on_error=False,
     )
-    seconds = sum(
-        e.event_specific_data.duration_ms / 1000
+    seconds = sum(  # a failed step's data carries no duration: it counts 0 here, its process time is still shown
+        getattr(e.event_specific_data, "duration_ms", 0.0) / 1000
         for e in result.all_events
         if e.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and e.event_specific_data is not None
     )
