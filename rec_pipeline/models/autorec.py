@@ -6,15 +6,19 @@ reconstructed through two encoder and two decoder layers; the reconstruction at 
 Memory: nothing is ever dense over users x items, nor over a batch of rows x all columns. A batch enters as a
 sparse tensor (its observed cells only: ``tf.SparseTensor`` on TensorFlow, ``BCOO`` on JAX) and the output
 layer is evaluated only at the cells the loss needs (``ObservedCells``), so a step costs O(cells in the batch x
-hidden units). What remains is linear in the number of columns: the first and last layers' weights,
-``2 x columns x hidden_units[0]`` floats, and Adam's two moments of each (item-based at 1.9M users with the
-default 256 units: ~4 GB of weights, ~12 GB with Adam),
-plus one code of ``hidden_units[0]`` floats per row for scoring.
+hidden units). What remains is linear in the number of input columns (users, item-based): per column and unit of
+``hidden_units[0]``, the first and last layers' weights, Adam's two moments and the gradients of both (8 floats)
+plus a training step's temporaries, 41-44 bytes measured; item-based at 1M users x 256 units a fit needs ~12 GB.
+Per row, the code kept for scoring (``hidden_units[0]`` floats). So ``fit`` first estimates its peak from these
+measured costs (``fit_gigabytes``) and refuses, raising ``ModelNotApplicable`` before allocating anything, above
+``memory_budget_gb``; user-based, the same category's input columns are its 200k items (~5 GB). A fitted model
+keeps the weights and row codes only, not the optimizer's state (``_without_training_state``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 from collections.abc import Sequence
@@ -37,6 +41,18 @@ NETWORK_FILE = "network.keras"
 ARRAYS_FILE = "arrays.npz"
 _CODE_LAYER = "decoder_hidden"
 _OUTPUT_LAYER = "reconstruction"
+# What ``fit`` adds to the process it runs in (its peak resident set over the one before), measured on TensorFlow
+# in a child process per size, 1 epoch of batches of 1,024 rows with validation and checkpoints as in the pipeline:
+# item-based at 50k, 100k and 200k users (input columns) x 256 units and 200k x 128, user-based at 100k and 300k
+# users (rows), 5 and 20 ratings a user. Rounded up: 41-44 bytes per column and unit, 7 per row and unit, 28 per
+# rating, 0.18 GB fixed; the estimate overshoots those fits by 5-21%.
+_FIT_FIXED_BYTES = 0.2e9
+_FIT_BYTES_PER_COLUMN_UNIT = 44
+_FIT_BYTES_PER_ROW_UNIT = 8
+_FIT_BYTES_PER_RATING = 30
+# A fit's estimated peak over its process that ``fit`` refuses above: a pipeline step's own ~1 GB (imports, the
+# TensorFlow runtime, the ratings) plus this stays under the 6 GB a step may spend of the 8 GB target.
+DEFAULT_MEMORY_BUDGET_GB = 5.0
 
 
 class SparseRows:
@@ -52,8 +68,8 @@ class SparseRows:
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
         self.n_columns = n_columns
         self.row_counts = np.diff(self.indptr)
-        self.columns = columns[order].astype(np.int64)
-        self.values = values[order].astype(np.float32)
+        self.columns = columns[order].astype(np.int64, copy=False)
+        self.values = values[order].astype(np.float32, copy=False)
 
     def cells(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(position in ``rows``, column, rating) of every observed cell of ``rows``, row-major, int64/float32."""
@@ -89,6 +105,28 @@ class SparseRows:
         if keras.backend.backend() == "jax":
             return self.padded_bcoo(rows)
         raise NotImplementedError(f"AutoRec needs sparse inputs: TensorFlow or JAX, not {keras.backend.backend()}")
+
+
+def _without_training_state(network: keras.Model) -> keras.Model:
+    """The trained layers in an uncompiled model, the optimizer's state (Adam's two moments: twice the weights, most
+    of them per input column) freed: scoring and saving need the weights only.
+
+    Letting go of the compiled model is not enough on TensorFlow: the traced training step is never garbage
+    collected (Keras 3.15, TensorFlow 2.21: a compiled model's ``one_step_on_data`` graph outlives it, holding the
+    variables it captured), so every fitted model kept its moments for the life of the process, a search's
+    candidates all of them. Each optimizer variable is therefore emptied in place (a variable whose shape may
+    change takes a 0-length value), which frees its buffer whoever holds the variable.
+    """
+    slim = keras.Model(network.input, network.output, name=network.name)
+    optimizer = getattr(network, "optimizer", None)
+    if on_tensorflow() and optimizer is not None:
+        import tensorflow as tf
+
+        for variable in optimizer.variables:
+            tf.raw_ops.AssignVariableOp(resource=variable.value.handle, value=tf.zeros([0], variable.dtype))
+    network.optimizer = None
+    gc.collect()
+    return slim
 
 
 def padded_size(n: int) -> int:
@@ -137,27 +175,52 @@ class ObservedRMSE(keras.metrics.Metric):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LeanL2(keras.regularizers.L2):
+    """Keras' ``L2`` penalty, ``l2 x sum(w^2)``, whose gradient holds one weight-sized temporary on TensorFlow.
+
+    AutoRec's outer kernels have a row per column of the rating matrix, so every temporary of their gradient is as
+    large as the weights. ``sum(square(w))`` differentiates to a broadcast, ``2w`` and their product, three of
+    them; ``tf.nn.l2_loss`` (``sum(w^2) / 2``) to one product (measured on a 200k x 256 kernel: 2 extra copies
+    at the step's peak against 1). Other backends compile the penalty with the step (XLA fuses it).
+    """
+
+    def __call__(self, x: Any) -> Any:
+        if on_tensorflow():
+            import tensorflow as tf
+
+            return (2.0 * self.l2) * tf.nn.l2_loss(x)
+        return super().__call__(x)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class ObservedCells(keras.layers.Layer):
     """The reconstruction layer (``Dense(n_columns)`` over the last decoder layer) evaluated only at given cells.
 
     Inputs: the decoder output ``[batch, units]`` and, per cell, its row position in the batch and its column;
-    output: one float32 prediction per cell, ``code[row] . kernel[:, column] + bias[column]``. Its weights are a
-    ``Dense``'s (``kernel [units, n_columns]``, ``bias [n_columns]``), so scoring reads them the same way.
+    output: one float32 prediction per cell, ``code[row] . W[:, column] + bias[column]`` (``column_vectors``).
+
+    ``column_major`` stores W transposed, ``kernel [n_columns, units]``, so a batch gathers rows of it: the
+    gradient of a gather along the second axis is built transposed and transposed back, one more copy of the
+    kernel per training step. Models saved before it have ``Dense``'s ``kernel [units, n_columns]`` (the default,
+    so their configs load unchanged).
     """
 
-    def __init__(self, n_columns: int, initial_bias: float = 0.0, l2: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, n_columns: int, initial_bias: float = 0.0, l2: float = 0.0, column_major: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.n_columns = int(n_columns)
         self.initial_bias = float(initial_bias)
         self.l2 = float(l2)
+        self.column_major = bool(column_major)
 
     def build(self, input_shape: Any) -> None:
         units = int(input_shape[0][-1])
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(units, self.n_columns),
+            shape=(self.n_columns, units) if self.column_major else (units, self.n_columns),
             initializer="glorot_uniform",
-            regularizer=keras.regularizers.L2(self.l2) if self.l2 > 0 else None,
+            regularizer=LeanL2(self.l2) if self.l2 > 0 else None,
         )
         self.bias = self.add_weight(
             name="bias", shape=(self.n_columns,), initializer=keras.initializers.Constant(self.initial_bias)
@@ -166,14 +229,30 @@ class ObservedCells(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         codes, rows, columns = inputs
         codes = ops.cast(ops.take(codes, rows, axis=0), "float32")
-        weights = ops.take(ops.cast(self.kernel, "float32"), columns, axis=1)
-        return ops.sum(codes * ops.transpose(weights), axis=-1) + ops.take(ops.cast(self.bias, "float32"), columns)
+        kernel = ops.cast(self.kernel, "float32")
+        if self.column_major:
+            weights = ops.take(kernel, columns, axis=0)
+        else:
+            weights = ops.transpose(ops.take(kernel, columns, axis=1))
+        return ops.sum(codes * weights, axis=-1) + ops.take(ops.cast(self.bias, "float32"), columns)
+
+    def column_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """W as float32 ``[n_columns, units]`` (one vector per column, what scoring multiplies the row codes by)
+        and the bias ``[n_columns]``."""
+        kernel, bias = (np.asarray(array, np.float32) for array in self.get_weights())
+        return (kernel if self.column_major else kernel.T), bias
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (None,)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "n_columns": self.n_columns, "initial_bias": self.initial_bias, "l2": self.l2}
+        return {
+            **super().get_config(),
+            "n_columns": self.n_columns,
+            "initial_bias": self.initial_bias,
+            "l2": self.l2,
+            "column_major": self.column_major,
+        }
 
 
 class AutoRecRecommender(Recommender):
@@ -187,27 +266,66 @@ class AutoRecRecommender(Recommender):
     Training batches are sparse rows with the loss on their observed cells (module docstring); neither
     ``tf.distribute`` nor ``keras.distribution`` can split such a batch by row, so ``distribution="mirrored"``
     trains on one device. Sparse inputs need TensorFlow or JAX; on PyTorch ``fit`` raises ``ModelNotApplicable``.
+
+    ``memory_budget_gb``: the most a fit may add to its process by the measured estimate (module docstring), in GB;
+    above it ``fit`` raises ``ModelNotApplicable`` naming the fixes (``item_based``, ``hidden_units``, this).
     """
 
     kind = "autorec"
     default_learning_rate = 5e-3
 
     def __init__(
-        self, hidden_units: tuple[int, int] | list[int] = (256, 64), item_based: bool = True, activation: str = "elu"
+        self,
+        hidden_units: tuple[int, int] | list[int] = (256, 64),
+        item_based: bool = True,
+        activation: str = "elu",
+        memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
     ) -> None:
         super().__init__()
         if len(hidden_units) != 2:
             raise ValueError("AutoRec takes two hidden sizes: (outer, code)")
+        if memory_budget_gb <= 0:
+            raise ValueError("memory_budget_gb must be positive")
         self.hidden_units = (int(hidden_units[0]), int(hidden_units[1]))
         self.item_based = bool(item_based)
         self.activation = str(activation)
+        self.memory_budget_gb = float(memory_budget_gb)
         self._network: keras.Model | None = None
         self._codes: np.ndarray | None = None
         self._biases: BiasTerms | None = None
         self._factors: LatentFactors | None = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"hidden_units": list(self.hidden_units), "item_based": self.item_based, "activation": self.activation}
+        return {
+            "hidden_units": list(self.hidden_units),
+            "item_based": self.item_based,
+            "activation": self.activation,
+            "memory_budget_gb": self.memory_budget_gb,
+        }
+
+    # ----- memory ----------------------------------------------------------------------------------------------
+    def fit_gigabytes(self, n_users: int, n_items: int, n_ratings: int, item_based: bool | None = None) -> float:
+        """Estimated peak that ``fit`` adds to its process, in GB (10^9 bytes), from the measured costs per input
+        column, row and rating (module constants); ``item_based`` defaults to this model's orientation."""
+        item_based = self.item_based if item_based is None else item_based
+        n_rows, n_columns = (n_items, n_users) if item_based else (n_users, n_items)
+        per_unit = _FIT_BYTES_PER_COLUMN_UNIT * (n_columns + 1) + _FIT_BYTES_PER_ROW_UNIT * (n_rows + 1)
+        return (_FIT_FIXED_BYTES + self.hidden_units[0] * per_unit + _FIT_BYTES_PER_RATING * n_ratings) / 1e9
+
+    def _check_memory(self, train: pl.DataFrame) -> None:
+        """Raise ``ModelNotApplicable`` when the fit's estimate exceeds ``memory_budget_gb``, before allocating."""
+        n_users, n_items = train["user_id"].n_unique(), train["item_id"].n_unique()
+        estimate = self.fit_gigabytes(n_users, n_items, train.height)
+        if estimate <= self.memory_budget_gb:
+            return
+        flipped = self.fit_gigabytes(n_users, n_items, train.height, item_based=not self.item_based)
+        columns = f"{n_users:,} users" if self.item_based else f"{n_items:,} items"
+        raise ModelNotApplicable(
+            f"autorec: {columns} as input columns (item_based: {str(self.item_based).lower()}) at hidden_units[0]="
+            f"{self.hidden_units[0]}: fit peak ~{estimate:,.1f} GB, over memory_budget_gb={self.memory_budget_gb:g}. "
+            f"Set item_based: {str(not self.item_based).lower()} (~{flipped:,.1f} GB), smaller hidden_units, or a "
+            f"larger memory_budget_gb in model_params if memory allows."
+        )
 
     # ----- orientation -----------------------------------------------------------------------------------------
     def _rows_columns(self, user_index: np.ndarray, item_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +341,7 @@ class AutoRecRecommender(Recommender):
     # ----- fitting ---------------------------------------------------------------------------------------------
     def _build_network(self, options: TrainOptions, n_columns: int, mean: float) -> keras.Model:
         dtype = layer_dtype(options)
-        regularizer = keras.regularizers.L2(options.l2) if options.l2 > 0 else None
+        regularizer = LeanL2(options.l2) if options.l2 > 0 else None
         outer, code = self.hidden_units
 
         def dense(units: int, name: str) -> keras.layers.Dense:
@@ -238,9 +356,9 @@ class AutoRecRecommender(Recommender):
         if options.dropout > 0:
             x = keras.layers.Dropout(options.dropout, seed=options.seed, dtype=dtype, name="code_dropout")(x)
         x = dense(outer, _CODE_LAYER)(x)
-        output = ObservedCells(n_columns, initial_bias=mean, l2=options.l2, dtype="float32", name=_OUTPUT_LAYER)(
-            [x, cell_rows, cell_columns]
-        )
+        output = ObservedCells(
+            n_columns, initial_bias=mean, l2=options.l2, column_major=True, dtype="float32", name=_OUTPUT_LAYER
+        )([x, cell_rows, cell_columns])
         inputs = {"ratings": ratings, "cell_rows": cell_rows, "cell_columns": cell_columns}
         return keras.Model(inputs, output, name="autorec")
 
@@ -252,6 +370,7 @@ class AutoRecRecommender(Recommender):
                 f"autorec trains on sparse row batches, which Keras supports on TensorFlow and JAX only, not on "
                 f"{keras.backend.backend()} (set KERAS_BACKEND)"
             )
+        self._check_memory(data.train)
         options = options or TrainOptions()
         self._options = options
         users = self._users = IdVocabulary.from_column(data.train["user_id"])
@@ -320,8 +439,9 @@ class AutoRecRecommender(Recommender):
             make_metrics=lambda: [ObservedRMSE() if padded else keras.metrics.RootMeanSquaredError(name="rmse")],
             logger=logger,
         )
-        self._network = network
-        self._codes = self._row_codes(network, train, n_rows_total, options.batch_size)
+        self._network = _without_training_state(network)
+        del network
+        self._codes = self._row_codes(self._network, train, n_rows_total, options.batch_size)
         self._factors = None
         return history
 
@@ -331,13 +451,11 @@ class AutoRecRecommender(Recommender):
         ratings = next(tensor for tensor in network.inputs if tensor.name == "ratings")
         encoder = keras.Model(ratings, network.get_layer(_CODE_LAYER).output)
         step = max(batch_size, 1024)
-        chunks = [
-            np.asarray(
-                encoder.predict_on_batch(rows.sparse(np.arange(start, min(start + step, n_rows)))), dtype=np.float32
-            )
-            for start in range(0, n_rows, step)
-        ]
-        return np.concatenate(chunks)
+        codes = np.empty((n_rows, int(encoder.output.shape[-1])), dtype=np.float32)  # filled in place: no 2nd copy
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            codes[start:stop] = np.asarray(encoder.predict_on_batch(rows.sparse(np.arange(start, stop))))
+        return codes
 
     # ----- scoring ---------------------------------------------------------------------------------------------
     def _state(self) -> tuple[LatentFactors, BiasTerms]:
@@ -345,10 +463,10 @@ class AutoRecRecommender(Recommender):
         if self._network is None or self._codes is None or self._biases is None:
             raise RuntimeError("AutoRecRecommender is not fitted: call fit() or load() first")
         if self._factors is None:
-            kernel, bias = (
-                np.asarray(array, np.float32) for array in self._network.get_layer(_OUTPUT_LAYER).get_weights()
-            )
-            columns, codes = kernel.T, self._codes
+            output_layer = self._network.get_layer(_OUTPUT_LAYER)
+            assert isinstance(output_layer, ObservedCells)
+            columns, bias = output_layer.column_vectors()
+            codes = self._codes
             if self.item_based:  # rows are items: score(u, i) = code_i . W[:, u] + b_u
                 self._factors = LatentFactors(columns, bias, codes, np.zeros(len(codes)))
             else:  # rows are users: score(u, i) = code_u . W[:, i] + b_i
@@ -385,10 +503,11 @@ class AutoRecRecommender(Recommender):
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:
-        _, biases = self._state()
-        codes = self._codes
-        assert self._network is not None and codes is not None
-        self._network.save(directory / NETWORK_FILE)
+        # Not ``_state()``: saving needs no scoring cache (a copy of the output weights and one more per column).
+        network, codes, biases = self._network, self._codes, self._biases
+        if network is None or codes is None or biases is None:
+            raise RuntimeError("AutoRecRecommender is not fitted: call fit() or load() first")
+        network.save(directory / NETWORK_FILE)
         (directory / "state.json").write_text(json.dumps({"mean": biases.mean}))
         np.savez(directory / ARRAYS_FILE, row_codes=codes, user_bias=biases.user_bias, item_bias=biases.item_bias)
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 
 from rec_pipeline.evaluation import evaluate_model, select_best
 from rec_pipeline.models import ModelNotApplicable, TrainingData, create_model, load_model
-from rec_pipeline.models.ease import EASERecommender, ease_weights
+from rec_pipeline.models.ease import _PEAK_BYTES_PER_CELL, DEFAULT_MAX_ITEMS, EASERecommender, ease_weights
 from rec_pipeline.models.global_mean import GlobalMeanRecommender
 from rec_pipeline.models.popularity import PopularityRecommender
 from rec_pipeline_tests.models.conftest import GeneratedSplits, PlantedRatings
@@ -57,6 +58,36 @@ def test_ease_weights_have_a_zero_diagonal_and_solve_the_normal_equations() -> N
 def test_ease_refuses_a_catalogue_above_max_items_before_allocating() -> None:
     with pytest.raises(ModelNotApplicable, match="max_items=2"):
         EASERecommender(max_items=2).fit(TrainingData(TINY))
+
+
+def test_ease_weights_match_the_float64_closed_form_and_rank_the_same() -> None:
+    # float32 Gram matrix and in-place Cholesky inverse against the textbook float64 formula, on a catalogue larger
+    # than the fit's blocks (1,024 rows), with popular and rare items.
+    rng = np.random.default_rng(3)
+    popularity = 0.2 / np.arange(1, 1_301) ** 0.7
+    x = (rng.random((600, 1_300)) < popularity).astype(np.float64)
+    for l2 in (1.0, 100.0):
+        gram = x.T @ x + l2 * np.eye(x.shape[1])
+        inverse = np.linalg.inv(gram)
+        expected = -inverse / np.diag(inverse)[None, :]
+        np.fill_diagonal(expected, 0.0)
+        weights = ease_weights(sp.csr_matrix(x), l2)
+        assert weights.dtype == np.float32 and weights.flags.c_contiguous
+        assert np.abs(weights - expected).max() < 1e-4 * np.abs(expected).max()
+        # Each user's top 10 by the float32 weights are a top 10 by the float64 ones: the same items, up to the
+        # order among items whose float64 scores tie (items rated by the same users score exactly alike).
+        expected_scores = x[:200] @ expected
+        top = np.argsort(-(x[:200] @ weights), axis=1)[:, :10]
+        best = -np.sort(-expected_scores, axis=1)[:, :10]
+        assert np.allclose(-np.sort(-np.take_along_axis(expected_scores, top, axis=1), axis=1), best, atol=1e-6)
+
+
+def test_ease_refuses_above_its_default_cap_naming_the_measured_peak() -> None:
+    n_items = DEFAULT_MAX_ITEMS + 10_000
+    catalogue = _ratings([(f"u{n % 50}", f"i{n}") for n in range(n_items)])
+    peak = _PEAK_BYTES_PER_CELL * n_items**2 / 1e9
+    with pytest.raises(ModelNotApplicable, match=rf"{n_items:,} items exceed max_items=.*fit peak ~{peak:,.1f} GB"):
+        EASERecommender().fit(TrainingData(catalogue))
 
 
 def test_popularity_ranks_by_training_count_and_predicts_the_mean() -> None:
