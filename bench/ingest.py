@@ -15,13 +15,15 @@ generator's dirt kinds: truncated JSON, missing user id, non-numeric or out-of-r
 the same good lines, so clean and dirty runs read the same rows.
 
 Every row is the median of ``--repeats`` runs (3), each in a fresh child process (wall time, CPU time, peak RSS);
-rows compared with each other run in the same rounds (floor, clean, dirty, floor, clean, dirty, ...), as the
-machine's load may change during the bench.
+rows compared with each other run in the same rounds (floor, clean, serial, dirty, floor, clean, ...), as the
+machine's load may change during the bench. On a machine shared with other work, note the load average printed:
+the ingest parses two chunks at once, which buys wall time only when a second core is free.
 Floors: ``gzip -dc | wc -l`` (what the shell does; gzip's CPU is not what the ingest pays) and the ingest's own
 inflate loop with zlib and with the chosen inflater, alone in a process (nothing can ingest faster). Then the
-ingest on the file, on the file doubled (two gzip members back to back), on the dirty copy, and on two hostile
-copies (issue 11): a gzip member expanding to one ~1 GB line put before the dump (a bomb: a few MB on disk), and
-a member of 256 MB of blank lines. pandas ``read_json(lines=True)`` is shown with ``--pandas`` (it needs ~10 GB).
+ingest on the file, again with one parse thread (``parse_workers=1``: what parsing chunks in parallel buys), on
+the file doubled (two gzip members back to back), on the dirty copy, and on two hostile copies (issue 11): a gzip
+member expanding to one ~1 GB line put before the dump (a bomb: a few MB on disk), and a member of 256 MB of
+blank lines. pandas ``read_json(lines=True)`` is shown with ``--pandas`` (it needs ~10 GB).
 
 Targets, printed with met/missed and the gap: ingest wall <= 1.0x ``gzip -dc``; peak RSS <= 1 GB and flat (within
 10%) when the input doubles; dirty <= 1.3x clean; the hostile copies within the clean run's RSS.
@@ -64,8 +66,9 @@ TAIL_SHARE = 0.03
 
 INGEST = """
 import sys, json
-from rec_pipeline.ingest.normalize import ingest_dump
-r = ingest_dump(sys.argv[1], "reviews", sys.argv[2], sys.argv[3])
+from rec_pipeline.ingest.normalize import IngestOptions, ingest_dump
+options = IngestOptions(parse_workers=int(sys.argv[4])) if len(sys.argv) > 4 else IngestOptions()
+r = ingest_dump(sys.argv[1], "reviews", sys.argv[2], sys.argv[3], options)
 print(json.dumps({"rows": r.rows_out, "rejected": r.rejected_total, "slow": r.slow_path_lines, "inflater": r.inflater}))
 """
 INFLATE = """
@@ -460,8 +463,10 @@ def measure_rounds(commands: list[tuple[str, list[str]]], repeats: int) -> list[
     return runs
 
 
-def ingest_command(source: Path, work: Path, tag: str) -> list[str]:
-    return python_snippet(INGEST) + [str(source), str(work / f"o{tag}.parquet"), str(work / f"r{tag}.parquet")]
+def ingest_command(source: Path, work: Path, tag: str, parse_workers: int | None = None) -> list[str]:
+    """The ingest in a child process; ``parse_workers`` None keeps ``IngestOptions``' default."""
+    argv = python_snippet(INGEST) + [str(source), str(work / f"o{tag}.parquet"), str(work / f"r{tag}.parquet")]
+    return argv if parse_workers is None else [*argv, str(parse_workers)]
 
 
 def run_ingest(label: str, source: Path, work: Path, tag: str, repeats: int) -> Run:
@@ -547,10 +552,11 @@ def main() -> None:
     doubled = ensure_doubled(dump)
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    gzip_floor, ingest, dirty_run = measure_rounds(
+    gzip_floor, ingest, serial, dirty_run = measure_rounds(
         [
             ("gzip -dc | wc -l (floor)", ["bash", "-c", f"gzip -dc '{dump}' | wc -l"]),
             ("rec_pipeline ingest", ingest_command(dump, work, "1")),
+            ("rec_pipeline ingest, 1 parse thread", ingest_command(dump, work, "6", parse_workers=1)),
             (f"rec_pipeline ingest, {DIRT_FRACTION:.1%} bad lines", ingest_command(dirty, work, "3")),
         ],
         args.repeats,
@@ -576,7 +582,7 @@ def main() -> None:
     flood = run_ingest(
         "hostile: 256M blank lines + dump", ensure_hostile(dump, "blank", 256 << 20), work, "5", args.repeats
     )
-    runs += [ingest, dirty_run, gzip_x2, ingest_x2, bomb, flood]
+    runs += [ingest, serial, dirty_run, gzip_x2, ingest_x2, bomb, flood]
     print()
     print_table(
         [
@@ -600,6 +606,10 @@ def main() -> None:
     print(
         f"ingest wall / inflate alone ({chosen}): {ingest.seconds / alone.seconds:.2f}x "
         "(no target: the floor the ingest itself pays)"
+    )
+    print(
+        f"ingest wall / 1 parse thread:      {ingest.seconds / serial.seconds:.2f}x "
+        f"(no target: what parsing chunks in parallel buys at this load; CPU {ingest.cpu / serial.cpu:.2f}x)"
     )
     print(f"ingest x2 wall / gzip -dc x2:      {_verdict(ingest_x2.seconds / gzip_x2.seconds, 1.0)}")
     print(f"peak RSS:                          {_verdict(ingest.peak_rss_mb, 1024, ' MB')}")

@@ -1,20 +1,23 @@
 """Stream one dump file into the common schema as Parquet, quarantining what cannot be used.
 
-Memory stays bounded by a few chunks whatever the file size: chunks are parsed, normalized, validated and
-appended to a Parquet writer one at a time, and no line longer than ``IngestOptions.max_line_bytes`` is ever
-held. Every line ends up either in the output or in the rejected file with its line number and reason, and the
-report counts both: no content of a single line can abort the dump.
+Memory stays bounded by a few chunks whatever the file size: chunks are parsed, normalized and validated a
+few at a time (``IngestOptions.parse_workers`` threads, one chunk each) and appended to a Parquet writer in their
+order, and no line longer than ``IngestOptions.max_line_bytes`` is ever held. Every line ends up either in the
+output or in the rejected file with its line number and reason, and the report counts both: no content of a
+single line can abort the dump.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Generator, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +30,7 @@ import pyarrow.parquet as pq
 from rec_pipeline.atomic import atomic_path
 from rec_pipeline.ingest.chunks import DEFAULT_MAX_LINE_BYTES, Chunk, ReadStatus, iter_chunks
 from rec_pipeline.ingest.formats import SourceFormat, format_for, sniff_format
-from rec_pipeline.ingest.lines import ParsedBlock, line_texts, parse_block, rejection
+from rec_pipeline.ingest.lines import line_texts, parse_block, rejection
 from rec_pipeline.ingest.sources import Kind
 from rec_pipeline.schema import ITEM_SCHEMA, RATING_MAX, RATING_MIN, REJECTED_SCHEMA, REVIEW_SCHEMA
 
@@ -39,6 +42,9 @@ _SNIFF_SCAN_BYTES = 64 << 20
 _CONTENT_BYTE = re.compile(rb"[^ \t\r\n]")
 # Rejections are few and small (their raw text is cut to 500 characters): collect this many per row group.
 _REJECTED_BATCH = 20_000
+# Parsing threads when not configured (never more than the cores): two keep two cores busy beside the inflate and
+# Parquet threads; each further one adds a chunk and its frame to memory, and polars spreads each read over its pool.
+_DEFAULT_PARSE_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -47,14 +53,24 @@ class IngestOptions:
 
     ``max_line_bytes`` bounds memory against hostile input (a gzip bomb expanding to one 3 GB line): longer
     lines are skipped while streaming, never held, and rejected as "line too long". Decoding one line may take
-    up to ~30x its size in Python objects, so peak memory is about ``3 * chunk_bytes`` plus that.
+    up to ~30x its size in Python objects. Otherwise peak memory is a number of chunks that does not grow with
+    the file: three inflated ahead, ``parse_workers + 1`` being parsed (each with its frame), two being written.
     ``inflater`` names the gzip inflate library ("isal", "zlib-ng", "zlib"); None takes the fastest installed.
+    ``parse_workers`` chunks are parsed at once, each by its own thread (None: two, or one on a single core):
+    one chunk at a time leaves a core idle, as only polars' read of a chunk is spread over its threads, not the
+    checks, normalization and conversion that follow. The output does not depend on it.
     """
 
     chunk_bytes: int = 8 << 20
     progress_every_s: float = 10.0
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     inflater: str | None = None
+    parse_workers: int | None = None
+
+    def resolved_parse_workers(self) -> int:
+        if self.parse_workers is not None:
+            return max(1, self.parse_workers)
+        return min(_DEFAULT_PARSE_WORKERS, os.cpu_count() or 1)
 
 
 @dataclass
@@ -190,7 +206,6 @@ def ingest_dump(
     started = time.perf_counter()
     report = IngestReport(source_file=path.name, kind=kind)
     target_schema = REVIEW_SCHEMA if kind == "reviews" else ITEM_SCHEMA
-    validate = _validate_reviews if kind == "reviews" else _validate_items
     status = ReadStatus()
     reasons: Counter[str] = Counter()
     nulled: Counter[str] = Counter()
@@ -201,59 +216,46 @@ def ingest_dump(
     else:
         report.release = fmt.release
         log.info("%s: detected the %s release's %s format", path.name, fmt.release, kind)
-    required = fmt.required  # the ids (and rating): a wrong type there rejects the line
     last_log = started
-    good: pl.DataFrame | None
-    likely_dirty = False  # the previous chunk held bad lines: skip the strict read that would only fail
     pending_rejections: list[dict[str, Any]] = []
+    parser = _ChunkParser(fmt, kind, path.name, options.max_line_bytes)
 
     with atomic_path(out_path) as tmp_out, atomic_path(rejected_path) as tmp_rej:
         # zstd level 1: near the ratio of the default level at a fraction of the CPU, which ingest is bound by.
         writer = _BackgroundWriter(tmp_out, _arrow_schema(target_schema), compression="zstd", compression_level=1)
         rej_writer = pq.ParquetWriter(tmp_rej, _arrow_schema(REJECTED_SCHEMA), compression="zstd")
         try:
-            for chunk in iter_chunks(path, options.chunk_bytes, status, options.max_line_bytes, options.inflater):
-                if chunk.long_line is not None:
-                    rejected_rows = [_long_line_rejection(path.name, chunk, options.max_line_bytes)]
-                    good = None
-                else:
-                    block = parse_block(
-                        chunk.data, chunk.first_line, fmt, path.name, required, chunk.n_lines, likely_dirty
-                    )
-                    likely_dirty = block.dirty
-                    good, bad_rows, converted = _normalize_and_validate(block, fmt, kind, validate)
-                    report.ms_timestamps_converted += converted
-                    report.empty_lines += block.empty_lines
-                    report.slow_path_lines += block.slow_lines
-                    nulled.update(block.nulled_fields)
-                    repaired.update(block.text_repaired)
-                    rejected_rows = list(block.rejected)
-                    if bad_rows.height:
-                        numbers, reasons_of = bad_rows["source_line"].to_list(), bad_rows["_reason"].to_list()
-                        raws = line_texts(chunk.data, [n - chunk.first_line for n in numbers], block.line_bounds)
-                        rejected_rows += [
-                            rejection(path.name, n, why, raw)
-                            for n, why, raw in zip(numbers, reasons_of, raws, strict=True)
-                        ]
-                if rejected_rows:
-                    reasons.update(_reason_key(r["reason"]) for r in rejected_rows)
-                    pending_rejections += rejected_rows
-                    if len(pending_rejections) >= _REJECTED_BATCH:
-                        _write_rejections(rej_writer, pending_rejections)
-                if good is not None and good.height:
-                    writer.write_table(good.select(list(target_schema)).cast(target_schema).to_arrow())
-                    report.rows_out += good.height
-                now = time.perf_counter()
-                if now - last_log >= options.progress_every_s:
-                    log.info(
-                        "%s: %s lines read, %s rows kept, %s rejected, %.0f MB decompressed",
-                        path.name,
-                        f"{status.lines:,}",
-                        f"{report.rows_out:,}",
-                        f"{sum(reasons.values()):,}",
-                        status.decompressed_bytes / 1e6,
-                    )
-                    last_log = now
+            with (
+                closing(
+                    iter_chunks(path, options.chunk_bytes, status, options.max_line_bytes, options.inflater)
+                ) as chunks,
+                closing(_parsed_in_order(chunks, parser.parse, options.resolved_parse_workers())) as parsed_chunks,
+            ):
+                for parsed in parsed_chunks:
+                    report.ms_timestamps_converted += parsed.ms_timestamps_converted
+                    report.empty_lines += parsed.empty_lines
+                    report.slow_path_lines += parsed.slow_lines
+                    nulled.update(parsed.nulled_fields)
+                    repaired.update(parsed.text_repaired)
+                    if parsed.rejected:
+                        reasons.update(_reason_key(r["reason"]) for r in parsed.rejected)
+                        pending_rejections += parsed.rejected
+                        if len(pending_rejections) >= _REJECTED_BATCH:
+                            _write_rejections(rej_writer, pending_rejections)
+                    if parsed.table is not None:
+                        writer.write_table(parsed.table)
+                        report.rows_out += parsed.table.num_rows
+                    now = time.perf_counter()
+                    if now - last_log >= options.progress_every_s:
+                        log.info(
+                            "%s: %s lines read, %s rows kept, %s rejected, %.0f MB decompressed",
+                            path.name,
+                            f"{status.lines:,}",
+                            f"{report.rows_out:,}",
+                            f"{sum(reasons.values()):,}",
+                            status.decompressed_bytes / 1e6,
+                        )
+                        last_log = now
             _write_rejections(rej_writer, pending_rejections)
         finally:
             writer.close()
@@ -350,8 +352,112 @@ def _detect_format(path: Path, kind: Kind, options: IngestOptions) -> SourceForm
             raise
 
 
-def _normalize_and_validate(
-    block: ParsedBlock, fmt: SourceFormat, kind: Kind, validate: Any
-) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    normalized = block.frame.select(*fmt.normalize(), pl.col("source_line"))
-    return validate(normalized)
+@dataclass
+class _ParsedChunk:
+    """One chunk's share of the output (Parquet-ready rows, rejections in line order) and of the report.
+
+    ``dirty`` is the hint for the next chunk (None for a skipped overlong line, which passes the hint on);
+    ``hint`` is the one this chunk was parsed with.
+    """
+
+    table: pa.Table | None
+    rejected: list[dict[str, Any]]
+    hint: bool
+    dirty: bool | None = None
+    read_whole: bool = False
+    empty_lines: int = 0
+    slow_lines: int = 0
+    ms_timestamps_converted: int = 0
+    nulled_fields: dict[str, int] = field(default_factory=dict)
+    text_repaired: dict[str, int] = field(default_factory=dict)
+
+    def valid_after(self, previous_dirty: bool) -> bool:
+        """Whether this is the result the chunk gets when the chunk before it ended ``previous_dirty``.
+
+        The hint only decides whether the strict read is tried: a wrong hint changes nothing for a skipped line,
+        nor when it said to try the strict read and that read failed (skipping it leads to the same place).
+        """
+        if self.dirty is None or self.hint == previous_dirty:
+            return True
+        return not self.hint and not self.read_whole
+
+
+@dataclass(frozen=True)
+class _ChunkParser:
+    """Everything done to one chunk before it is written; it touches no shared state, so threads can run it."""
+
+    fmt: SourceFormat
+    kind: Kind
+    source_file: str
+    max_line_bytes: int
+
+    def parse(self, chunk: Chunk, likely_dirty: bool) -> _ParsedChunk:
+        if chunk.long_line is not None:
+            rejected = [_long_line_rejection(self.source_file, chunk, self.max_line_bytes)]
+            return _ParsedChunk(table=None, rejected=rejected, hint=likely_dirty)
+        fmt = self.fmt
+        block = parse_block(
+            chunk.data, chunk.first_line, fmt, self.source_file, fmt.required, chunk.n_lines, likely_dirty
+        )
+        validate = _validate_reviews if self.kind == "reviews" else _validate_items
+        good, bad_rows, converted = validate(block.frame.select(*fmt.normalize(), pl.col("source_line")))
+        rejected = list(block.rejected)
+        if bad_rows.height:
+            numbers, reasons_of = bad_rows["source_line"].to_list(), bad_rows["_reason"].to_list()
+            raws = line_texts(chunk.data, [n - chunk.first_line for n in numbers], block.line_bounds)
+            rejected += [
+                rejection(self.source_file, n, why, raw) for n, why, raw in zip(numbers, reasons_of, raws, strict=True)
+            ]
+        target_schema = REVIEW_SCHEMA if self.kind == "reviews" else ITEM_SCHEMA
+        table = good.select(list(target_schema)).cast(target_schema).to_arrow() if good.height else None
+        return _ParsedChunk(
+            table=table,
+            rejected=rejected,
+            hint=likely_dirty,
+            dirty=block.dirty,
+            read_whole=block.read_whole,
+            empty_lines=block.empty_lines,
+            slow_lines=block.slow_lines,
+            ms_timestamps_converted=converted,
+            nulled_fields=block.nulled_fields,
+            text_repaired=block.text_repaired,
+        )
+
+
+def _parsed_in_order(
+    chunks: Iterable[Chunk], parse: Callable[[Chunk, bool], _ParsedChunk], workers: int
+) -> Generator[_ParsedChunk, None, None]:
+    """``parse`` of each chunk, in chunk order, by ``workers`` threads with at most ``workers + 1`` chunks in flight.
+
+    polars and pyarrow release the GIL while they work, so a second thread parses the next chunk while the first
+    is in the steps that keep one core busy (all but polars' read); one thread alone left a core idle. Each parse
+    takes a hint, whether the chunk before was dirty (``parse_block``'s ``likely_dirty``), which a chunk parsed
+    ahead cannot know yet: it is guessed from the last chunk consumed, and a chunk whose result the wrong guess
+    could change is parsed again, here, with the true hint. So the output is the serial one whatever the number of
+    threads or their timing, and the guess is wrong only where the input turns from clean to dirty or back. Only
+    this thread draws from ``chunks``; stopping early cancels what has not started and waits for what has.
+    """
+    dirty = False  # the true hint for the next chunk to come out
+    if workers <= 1:
+        for chunk in chunks:
+            parsed = parse(chunk, dirty)
+            dirty = dirty if parsed.dirty is None else parsed.dirty
+            yield parsed
+        return
+    ahead: deque[tuple[Chunk, Future[_ParsedChunk]]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="parse-chunk")
+    try:
+        source = iter(chunks)
+        while True:
+            while len(ahead) <= workers and (upcoming := next(source, None)) is not None:
+                ahead.append((upcoming, pool.submit(parse, upcoming, dirty)))
+            if not ahead:
+                return
+            chunk, future = ahead.popleft()
+            parsed = future.result()
+            if not parsed.valid_after(dirty):
+                parsed = parse(chunk, dirty)
+            dirty = dirty if parsed.dirty is None else parsed.dirty
+            yield parsed
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
