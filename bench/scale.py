@@ -245,6 +245,23 @@ def _note(asset: str, done: dict[str, Any]) -> str:
     return f"skipped: {str(skipped)[:90]}" if skipped else ""
 
 
+def _autorec_refusal(args: argparse.Namespace) -> str | None:
+    """Why the default AutoRec refuses the full size, from its own memory estimate (``memory_budget_gb``), or
+    ``None`` when it would train: the step then ends at its guard, like EASE at ``max_items``."""
+    from rec_pipeline.models.autorec import AutoRecRecommender
+
+    model = AutoRecRecommender()
+    ratings = int(0.8 * args.reviews)  # about the training split
+    estimate = model.fit_gigabytes(args.users, args.items, ratings)
+    if estimate <= model.memory_budget_gb:
+        return None
+    flipped = model.fit_gigabytes(args.users, args.items, ratings, item_based=not model.item_based)
+    return (
+        f"refused at full size: fit estimate {estimate:.1f} GB > memory_budget_gb {model.memory_budget_gb:g} "
+        f"(item_based: false ~{flipped:.1f} GB)"
+    )
+
+
 def report(args: argparse.Namespace, results: dict[float, tuple[Measurement, list[Step]]]) -> None:
     scales = sorted(results)
     print("\n== per step, side by side (wall s = the step's process; RSS = its peak, wait4 ru_maxrss)")
@@ -316,6 +333,10 @@ def report(args: argparse.Namespace, results: dict[float, tuple[Measurement, lis
         if name == "model_ease" and args.items > args.ease_max_items:
             rss_full, wall_full = base_large, 10.0
             note = f"skipped at full size: {args.items:,} items > max_items {args.ease_max_items:,} (items^2 by design)"
+        refusal = _autorec_refusal(args) if name == "model_autorec" else None
+        if refusal is not None:
+            note = f"{refusal}; the line through the two scales gives {rss_full / 1024:.1f} GB"
+            rss_full, wall_full = base_large, 10.0
         total_wall += wall_full
         verdict = "fits" if rss_full <= TARGET_RSS_MB else f"MISSED by {(rss_full - TARGET_RSS_MB) / 1024:.1f} GB"
         if rss_full > TARGET_RSS_MB:
