@@ -242,29 +242,38 @@ class HybridRecommender(PairwiseKerasRecommender):
         if not {"item_factors", "selected_content_bias", "item_bias", "user_embedding", "user_bias"} <= names:
             return None
         assert self._tables is not None
-        item_inputs = {tensor.name: tensor for tensor in network.inputs if tensor.name != "user"}
-        item_side = keras.Model(
-            item_inputs, [network.get_layer("item_factors").output, network.get_layer("selected_content_bias").output]
-        )
         n_rows = self._vocab("items").size_with_unknown
         collaborative = np.where(self._tables["rated"], np.arange(n_rows), 0).astype(np.int32)
-        factors, content_bias = [], []
-        for start in range(0, n_rows, _ITEM_BATCH):
-            rows = np.arange(start, min(start + _ITEM_BATCH, n_rows), dtype=np.int32)
-            inputs = self._input_lookup()({"user": np.zeros_like(rows), "item": rows})
-            inputs.pop("user")
-            out_factors, out_bias = item_side.predict_on_batch(inputs)
-            factors.append(np.asarray(out_factors, np.float32))
-            content_bias.append(np.asarray(out_bias, np.float32).reshape(-1))
+        factors, content_bias = self._per_item_row(
+            [network.get_layer("item_factors").output, network.get_layer("selected_content_bias").output],
+            exclude=("user",),
+        )
+        content_bias = content_bias.reshape(-1)
         item_bias = np.asarray(network.get_layer("item_bias").get_weights()[0], np.float32)[:, 0]
-        item_bias = np.where(collaborative > 0, item_bias[collaborative], 0.0) + np.concatenate(content_bias)
+        item_bias = np.where(collaborative > 0, item_bias[collaborative], 0.0) + content_bias
         return LatentFactors(
             np.asarray(network.get_layer("user_embedding").get_weights()[0], np.float32),
             np.asarray(network.get_layer("user_bias").get_weights()[0], np.float32)[:, 0],
-            np.concatenate(factors),
+            factors,
             item_bias,
             offset=float(network.get_layer("global_bias").get_weights()[0]),
         )
+
+    def _per_item_row(self, outputs: list[Any], exclude: tuple[str, ...]) -> list[np.ndarray]:
+        """``outputs`` (tensors of the fitted network) for every item row, row 0 the unknown item, computed from the
+        network's inputs but ``exclude``, a batch of rows at a time: the item side a ranking scorer precomputes."""
+        network = self._fitted_network()
+        side_inputs = {tensor.name: tensor for tensor in network.inputs if tensor.name not in exclude}
+        side = keras.Model(side_inputs, outputs)
+        n_rows = self._vocab("items").size_with_unknown
+        parts: list[list[np.ndarray]] = [[] for _ in outputs]
+        for start in range(0, n_rows, _ITEM_BATCH):
+            rows = np.arange(start, min(start + _ITEM_BATCH, n_rows), dtype=np.int32)
+            looked_up = self._input_lookup()({"user": np.zeros_like(rows), "item": rows})
+            result = side.predict_on_batch({name: looked_up[name] for name in side_inputs})
+            for part, value in zip(parts, result if len(outputs) > 1 else [result], strict=True):
+                part.append(np.asarray(value, np.float32))
+        return [np.concatenate(part) for part in parts]
 
     # ----- persistence -------------------------------------------------------------------------------------------
     def _save_extra(self, directory: Path) -> None:

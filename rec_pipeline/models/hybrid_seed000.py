@@ -219,21 +219,7 @@ class HybridSeed000Recommender(HybridRecommender):
         offset = float((merge_bias @ head_kernel + head_bias)[0])
         w_mf, w_nn, w_content = w[0, 0], w[1 : 1 + self.nn_units], w[1 + self.nn_units :]
 
-        item_inputs = {tensor.name: tensor for tensor in network.inputs if tensor.name not in ("user", "item")}
-        content_side = keras.Model(item_inputs, network.get_layer("content_dense").output)
-        rows = np.arange(n_rows, dtype=np.int32)
-        inputs = self._input_lookup()({"user": np.zeros_like(rows), "item": rows})
-        content = np.concatenate(
-            [
-                np.asarray(
-                    content_side.predict_on_batch(
-                        {k: v[start : start + 8192] for k, v in inputs.items() if k in item_inputs}
-                    ),
-                    np.float32,
-                )
-                for start in range(0, n_rows, 8192)
-            ]
-        )
+        (content,) = self._per_item_row([network.get_layer("content_dense").output], exclude=("user", "item"))
         nn_kernel, nn_bias = weights("nn_dense")
         dim = self.embedding_dim
         user_first = users_of("nn_user_embedding") @ nn_kernel[:dim]
